@@ -1,0 +1,2 @@
+DROP INDEX messages_room_id;
+DROP TABLE messages;

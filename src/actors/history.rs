@@ -1,0 +1,305 @@
+//! `HistoryActor`: diesel against SQLite on `SyncArbiter` threads, because
+//! every SQLite call blocks. One arbiter with a single thread is the writer
+//! (SQLite has one writer); a second arbiter of reader threads answers REST
+//! queries without waiting behind commits.
+//!
+//! Writes use group commit. Rooms put chat messages on a shared queue
+//! ([`History::store`]) and nudge the writer with [`Flush`]; the writer takes
+//! *everything* queued and commits it in one transaction. A lone message
+//! commits at once; messages that arrive while a commit is in flight wait and
+//! go together in the next one, so a flood pays one fsync per batch.
+//! Each message's room hears [`MessageStored`] once its batch is durable, in
+//! queue order, and only then broadcasts it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use actix::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use crate::protocol::{now_millis, ChatMessage, MessageId, RoomName, UserName};
+use crate::store::{self, models::NewMessage, StoreError};
+
+/// A chat message waiting for the writer, with the room to tell once stored.
+pub struct PendingWrite {
+    pub room: RoomName,
+    pub user: UserName,
+    pub text: String,
+    pub reply: Recipient<MessageStored>,
+}
+
+/// The answer to a [`PendingWrite`]: the stored message with its id and
+/// timestamp, or why it could not be stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MessageStored(pub Result<ChatMessage, StoreError>);
+
+/// Messages accepted but not yet given to a transaction.
+#[derive(Default)]
+struct WriteQueue {
+    pending: Mutex<Vec<PendingWrite>>,
+    /// True while a [`Flush`] is on its way to the writer; saves sending one
+    /// nudge per message during a flood.
+    nudged: AtomicBool,
+}
+
+/// Commit everything queued so far. Answered once it is durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Flush;
+
+/// The newest `limit` messages of a room, oldest first, and whether older
+/// ones exist. Sent to the writer, which flushes first, so a room that starts
+/// sees every message accepted before it.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<ChatMessage>, bool), StoreError>")]
+pub struct RecentMessages {
+    pub room: RoomName,
+    pub limit: usize,
+}
+
+/// The newest `limit` messages with `id < before` (`None`: the newest page),
+/// oldest first, and whether older ones exist.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<ChatMessage>, bool), StoreError>")]
+pub struct MessagesBefore {
+    pub room: RoomName,
+    pub before: Option<MessageId>,
+    pub limit: usize,
+}
+
+/// The oldest `limit` messages with `after < id <= up_to`, oldest first, and
+/// whether more exist in that range.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<ChatMessage>, bool), StoreError>")]
+pub struct MessagesAfter {
+    pub room: RoomName,
+    pub after: MessageId,
+    pub up_to: Option<MessageId>,
+    pub limit: usize,
+}
+
+/// How many messages a room has stored.
+#[derive(Message)]
+#[rtype(result = "Result<i64, StoreError>")]
+pub struct MessageCount {
+    pub room: RoomName,
+}
+
+/// Whether the database answers, for `/health`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Ping;
+
+/// One thread's connection to the database. The writer also owns the queue.
+pub struct HistoryActor {
+    path: PathBuf,
+    /// Opened lazily and dropped after a failure, so a database that comes
+    /// back (a full disk freed) is used again without a restart.
+    conn: Option<SqliteConnection>,
+    /// `Some` on the writer only.
+    queue: Option<Arc<WriteQueue>>,
+    /// Timestamps never go backwards, even if the wall clock does, so they
+    /// rise with ids.
+    last_millis: i64,
+}
+
+impl Actor for HistoryActor {
+    type Context = SyncContext<Self>;
+}
+
+impl HistoryActor {
+    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(store::open(&self.path)?);
+        }
+        Ok(self.conn.as_mut().expect("connection was just opened"))
+    }
+
+    /// Runs `f` on the connection, dropping the connection if it fails so the
+    /// next call reopens it.
+    fn with_conn<T>(
+        &mut self,
+        f: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = self.conn().and_then(f);
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    /// Commits everything queued in one transaction and tells each room.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(queue) = self.queue.clone() else {
+            return Ok(());
+        };
+        queue.nudged.store(false, Ordering::SeqCst);
+        let batch =
+            std::mem::take(&mut *queue.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let millis = now_millis().max(self.last_millis);
+        self.last_millis = millis;
+        let rows: Vec<NewMessage<'_>> = batch
+            .iter()
+            .map(|w| NewMessage {
+                room: &w.room,
+                user_name: &w.user,
+                text: &w.text,
+                created_at: millis,
+            })
+            .collect();
+        let result = self.with_conn(|conn| store::insert_batch(conn, &rows));
+        drop(rows);
+        log::debug!(
+            "group commit of {} messages: {:?}",
+            batch.len(),
+            result.is_ok()
+        );
+        match result {
+            Ok(ids) => {
+                let timestamp = crate::protocol::format_timestamp(millis);
+                for (write, id) in batch.into_iter().zip(ids) {
+                    write.reply.do_send(MessageStored(Ok(ChatMessage {
+                        id,
+                        room: write.room,
+                        user: write.user,
+                        text: write.text,
+                        timestamp: timestamp.clone(),
+                    })));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("could not store {} chat messages: {e}", batch.len());
+                for write in batch {
+                    write.reply.do_send(MessageStored(Err(e.clone())));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Handler<Flush> for HistoryActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        self.flush()
+    }
+}
+
+impl Handler<RecentMessages> for HistoryActor {
+    type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
+    fn handle(&mut self, msg: RecentMessages, _: &mut Self::Context) -> Self::Result {
+        // A failed flush has already told its rooms; the read goes on.
+        let _ = self.flush();
+        self.with_conn(|conn| store::messages_before(conn, &msg.room, None, msg.limit))
+    }
+}
+
+impl Handler<MessagesBefore> for HistoryActor {
+    type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
+    fn handle(&mut self, msg: MessagesBefore, _: &mut Self::Context) -> Self::Result {
+        let _ = self.flush();
+        self.with_conn(|conn| store::messages_before(conn, &msg.room, msg.before, msg.limit))
+    }
+}
+
+impl Handler<MessagesAfter> for HistoryActor {
+    type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
+    fn handle(&mut self, msg: MessagesAfter, _: &mut Self::Context) -> Self::Result {
+        let _ = self.flush();
+        self.with_conn(|conn| {
+            store::messages_after(conn, &msg.room, msg.after, msg.up_to, msg.limit)
+        })
+    }
+}
+
+impl Handler<MessageCount> for HistoryActor {
+    type Result = Result<i64, StoreError>;
+    fn handle(&mut self, msg: MessageCount, _: &mut Self::Context) -> Self::Result {
+        self.with_conn(|conn| store::count_messages(conn, &msg.room))
+    }
+}
+
+impl Handler<Ping> for HistoryActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
+        self.with_conn(store::ping)
+    }
+}
+
+/// The handle the rest of the server holds: where to queue writes and whom
+/// to ask. Cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    /// The one writer thread. Reads that must see every accepted message
+    /// (a room starting, `since` recovery) go here too.
+    pub writer: Addr<HistoryActor>,
+    /// Reader threads for REST and health checks.
+    pub readers: Addr<HistoryActor>,
+    queue: Arc<WriteQueue>,
+}
+
+/// Reader threads: REST reads are short, two keep one slow query from
+/// holding up the rest.
+const READER_THREADS: usize = 2;
+
+impl History {
+    /// Opens the database, runs pending migrations and starts the writer and
+    /// reader threads. Must run inside an actix `System`.
+    pub fn start(path: &Path) -> Result<History, StoreError> {
+        let mut conn = store::open(path)?;
+        store::migrate(&mut conn)?;
+        drop(conn);
+
+        let queue = Arc::new(WriteQueue::default());
+        let writer = {
+            let (path, queue) = (path.to_path_buf(), queue.clone());
+            SyncArbiter::start(1, move || HistoryActor {
+                path: path.clone(),
+                conn: None,
+                queue: Some(queue.clone()),
+                last_millis: 0,
+            })
+        };
+        let readers = {
+            let path = path.to_path_buf();
+            SyncArbiter::start(READER_THREADS, move || HistoryActor {
+                path: path.clone(),
+                conn: None,
+                queue: None,
+                last_millis: 0,
+            })
+        };
+        Ok(History {
+            writer,
+            readers,
+            queue,
+        })
+    }
+
+    /// Queues a chat message for the next transaction. Its room hears
+    /// [`MessageStored`] when it is durable.
+    pub fn store(&self, write: PendingWrite) {
+        self.queue
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(write);
+        if !self.queue.nudged.swap(true, Ordering::SeqCst) {
+            self.writer.do_send(Flush);
+        }
+    }
+
+    /// Waits until everything queued so far is committed (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer
+            .send(Flush)
+            .await
+            .map_err(|e| StoreError::Query(format!("history writer is gone: {e}")))?
+    }
+}

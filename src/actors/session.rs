@@ -1,0 +1,340 @@
+//! `ChatSession`: one actor per WebSocket connection. It turns client frames
+//! into typed requests (answering bad ones with the protocol's `error`),
+//! enforces the per-connection limits (rooms, chat rate, message size,
+//! outbox), keeps the connection alive with pings, and writes what rooms
+//! send it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web_actors::ws::{self, CloseCode, CloseReason};
+
+use super::outbox::{Outbox, OutboxState, Outgoing};
+use super::room::{self, RoomActor};
+use super::server::{self, ChatServer, GoingAway, JoinError};
+use super::SessionId;
+use crate::config::Config;
+use crate::protocol::{
+    decode_client_frame, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
+};
+use crate::rate_limit::TokenBucket;
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A message arriving in fragments, gathered until its last frame.
+struct Fragments {
+    is_text: bool,
+    data: BytesMut,
+}
+
+pub struct ChatSession {
+    id: SessionId,
+    user: UserName,
+    server: Addr<ChatServer>,
+    config: Arc<Config>,
+    /// The rooms this connection is in, and where to send their chats.
+    rooms: HashMap<RoomName, Addr<RoomActor>>,
+    /// Shared with the rooms that queue frames for this connection.
+    outbox: Arc<OutboxState>,
+    /// Last time anything arrived from the client; any frame counts.
+    last_heard: Instant,
+    rate: TokenBucket,
+    fragments: Option<Fragments>,
+}
+
+impl ChatSession {
+    pub fn new(user: UserName, server: Addr<ChatServer>, config: Arc<Config>) -> Self {
+        ChatSession {
+            id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
+            user,
+            server,
+            rate: TokenBucket::new(config.rate_limit, config.rate_burst),
+            config,
+            rooms: HashMap::new(),
+            outbox: Arc::new(OutboxState::default()),
+            last_heard: Instant::now(),
+            fragments: None,
+        }
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        code: ErrorCode,
+        message: &str,
+        reference: Option<&str>,
+    ) {
+        let frame = ServerFrame::Error {
+            code,
+            message,
+            reference,
+        };
+        ctx.text(frame.encode());
+    }
+
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(why.to_string()),
+        }));
+        ctx.stop();
+    }
+
+    /// Handles one complete text message.
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame = match decode_client_frame(text, self.config.max_message_len) {
+            Ok(frame) => frame,
+            Err(e) => return self.send_error(ctx, e.code, &e.message, e.reference.as_deref()),
+        };
+        match frame {
+            ClientFrame::Join {
+                room,
+                since,
+                reference,
+            } => self.join(room, since, reference, ctx),
+            ClientFrame::Leave { room, reference } => {
+                if self.rooms.remove(&room).is_some() {
+                    self.server.do_send(server::Leave {
+                        session: self.id,
+                        room,
+                    });
+                } else {
+                    self.send_error(
+                        ctx,
+                        ErrorCode::NotJoined,
+                        &format!("you are not in room {room}"),
+                        reference.as_deref(),
+                    );
+                }
+            }
+            ClientFrame::Chat {
+                room,
+                text,
+                reference,
+            } => {
+                let Some(addr) = self.rooms.get(&room) else {
+                    return self.send_error(
+                        ctx,
+                        ErrorCode::NotJoined,
+                        &format!("join room {room} before chatting in it"),
+                        reference.as_deref(),
+                    );
+                };
+                if !self.rate.try_take() {
+                    return self.send_error(
+                        ctx,
+                        ErrorCode::RateLimited,
+                        &format!(
+                            "more than {} messages a second (bursts of {}); this one was dropped",
+                            self.config.rate_limit, self.config.rate_burst
+                        ),
+                        reference.as_deref(),
+                    );
+                }
+                addr.do_send(room::Chat {
+                    session: self.id,
+                    text,
+                    reference,
+                });
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        room: RoomName,
+        since: Option<i64>,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if self.rooms.contains_key(&room) {
+            return self.send_error(
+                ctx,
+                ErrorCode::AlreadyJoined,
+                &format!("you are already in room {room}"),
+                reference.as_deref(),
+            );
+        }
+        if self.rooms.len() >= self.config.max_rooms_per_connection {
+            return self.send_error(
+                ctx,
+                ErrorCode::TooManyRooms,
+                &format!(
+                    "a connection may be in at most {} rooms",
+                    self.config.max_rooms_per_connection
+                ),
+                reference.as_deref(),
+            );
+        }
+        let request = self.server.send(server::Join {
+            session: self.id,
+            user: self.user.clone(),
+            room: room.clone(),
+            since,
+            outbox: Outbox::new(self.outbox.clone(), ctx.address().recipient()),
+        });
+        // Nothing else from this client is handled until the server answers,
+        // so a chat right after a join finds the room joined.
+        ctx.wait(
+            request
+                .into_actor(self)
+                .map(move |answer, session, ctx| match answer {
+                    Ok(Ok(addr)) => {
+                        session.rooms.insert(room, addr);
+                    }
+                    Ok(Err(e @ JoinError::TooManyRooms(_))) => session.send_error(
+                        ctx,
+                        ErrorCode::TooManyRooms,
+                        &e.to_string(),
+                        reference.as_deref(),
+                    ),
+                    Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
+                        session.close(ctx, CloseCode::Away, "server shutting down")
+                    }
+                }),
+        );
+    }
+
+    /// Gathers a fragmented message; the size limit applies to the whole.
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let (first, is_text, chunk, last) = match item {
+            Item::FirstText(b) => (true, true, b, false),
+            Item::FirstBinary(b) => (true, false, b, false),
+            Item::Continue(b) => (false, false, b, false),
+            Item::Last(b) => (false, false, b, true),
+        };
+        match (&mut self.fragments, first) {
+            (None, true) => {
+                self.fragments = Some(Fragments {
+                    is_text,
+                    data: BytesMut::from(&chunk[..]),
+                })
+            }
+            (Some(fragments), false) => fragments.data.extend_from_slice(&chunk),
+            _ => return self.close(ctx, CloseCode::Protocol, "unexpected continuation frame"),
+        }
+        let size = self.fragments.as_ref().map_or(0, |f| f.data.len());
+        if size > self.config.max_frame_bytes {
+            return self.close(ctx, CloseCode::Size, "message larger than 64 KiB");
+        }
+        if last {
+            if let Some(Fragments { is_text, data }) = self.fragments.take() {
+                self.on_message(is_text, data.freeze(), ctx);
+            }
+        }
+    }
+
+    fn on_message(&mut self, is_text: bool, data: Bytes, ctx: &mut ws::WebsocketContext<Self>) {
+        if !is_text {
+            return self.send_error(
+                ctx,
+                ErrorCode::BinaryUnsupported,
+                "binary frames are not supported; send JSON in text frames",
+                None,
+            );
+        }
+        match std::str::from_utf8(&data) {
+            Ok(text) => self.on_text(text, ctx),
+            Err(_) => self.close(ctx, CloseCode::Invalid, "text frame is not valid UTF-8"),
+        }
+    }
+}
+
+impl Actor for ChatSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.server.do_send(server::Connect {
+            session: self.id,
+            closer: ctx.address().recipient(),
+        });
+        let timeout = self.config.client_timeout;
+        ctx.run_interval(self.config.heartbeat_interval, move |session, ctx| {
+            if session.last_heard.elapsed() > timeout {
+                log::info!(
+                    "connection {} of {}: no frame for {timeout:?}, dropping it",
+                    session.id,
+                    session.user
+                );
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        log::debug!("connection {} of {} opened", self.id, self.user);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.server.do_send(server::Disconnect {
+            session: self.id,
+            rooms: self.rooms.drain().map(|(room, _)| room).collect(),
+        });
+        log::debug!("connection {} of {} closed", self.id, self.user);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChatSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let message = match item {
+            Ok(message) => message,
+            Err(ws::ProtocolError::Overflow) => {
+                return self.close(ctx, CloseCode::Size, "message larger than 64 KiB")
+            }
+            Err(e) => {
+                log::debug!("connection {}: protocol error: {e}", self.id);
+                return self.close(ctx, CloseCode::Protocol, "WebSocket protocol error");
+            }
+        };
+        self.last_heard = Instant::now();
+        match message {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Binary(data) => self.on_message(false, data, ctx),
+            ws::Message::Continuation(item) => self.on_fragment(item, ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<Outgoing> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, outgoing: Outgoing, ctx: &mut Self::Context) {
+        match outgoing {
+            Outgoing::Frame(frame) => {
+                self.outbox.taken();
+                // After an overflow, what is still queued is dropped: the
+                // close follows the data already written.
+                if !self.outbox.is_closed() {
+                    ctx.text(frame);
+                }
+            }
+            Outgoing::Overflowed => {
+                log::info!(
+                    "connection {} of {}: outbox passed {} frames, closing (1008)",
+                    self.id,
+                    self.user,
+                    self.config.outbox_limit
+                );
+                self.close(ctx, CloseCode::Policy, "reading too slowly");
+            }
+        }
+    }
+}
+
+impl Handler<GoingAway> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
+        self.close(ctx, CloseCode::Away, "server shutting down");
+    }
+}

@@ -1,0 +1,319 @@
+//! Server configuration, read once at start from the environment (and an
+//! optional `.env`, loaded by `main`). Every variable of the protocol's
+//! configuration table lives here; a value that does not parse stops start-up
+//! with a [`ConfigError`] that names the variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server can be told from outside. Cloned into the actors
+/// that need it (it is small and read-only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to bind.
+    pub host: IpAddr,
+    /// Port to bind; 0 picks a free one (tests rely on this).
+    pub port: u16,
+    /// SQLite file, created with its schema when missing.
+    pub db_path: PathBuf,
+    /// Folder served at `/` (the browser client).
+    pub static_dir: PathBuf,
+    /// Active rooms on the whole server.
+    pub max_rooms: usize,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_connection: usize,
+    /// Chat messages sent in `history` on join.
+    pub max_history: usize,
+    /// Characters (Unicode scalar values) in one chat text.
+    pub max_message_len: usize,
+    /// Chat messages per second per connection, sustained.
+    pub rate_limit: f64,
+    /// Chat messages a connection may send in one burst.
+    pub rate_burst: f64,
+    /// Queued outgoing frames after which a slow connection is closed (1008).
+    pub outbox_limit: usize,
+    /// How often the server pings each connection.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a connection is dropped.
+    pub client_timeout: Duration,
+    /// Origins allowed to open `/ws`; empty means any.
+    pub allowed_origins: Vec<String>,
+    /// HS256 secret for connection tokens; `None` trusts `?user=`.
+    pub auth_secret: Option<String>,
+    /// Open WebSocket connections on the whole server.
+    pub max_connections: usize,
+    /// Open WebSocket connections from one peer address; 0 is no cap.
+    pub max_connections_per_ip: usize,
+    /// Largest WebSocket message accepted, in bytes, after reassembling
+    /// fragments. Fixed by the protocol (64 KiB), kept here so it has one home.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            db_path: PathBuf::from("chatterbox.db"),
+            static_dir: PathBuf::from("static"),
+            max_rooms: 1000,
+            max_rooms_per_connection: 32,
+            max_history: 50,
+            max_message_len: 4096,
+            rate_limit: 10.0,
+            rate_burst: 20.0,
+            outbox_limit: 1024,
+            heartbeat_interval: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+            auth_secret: None,
+            max_connections: 20_000,
+            max_connections_per_ip: 0,
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration variable whose value cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid value {value:?} for {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the
+    /// process environment. Unset and empty variables take their defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Config::default();
+
+        if let Some(v) = get("HOST") {
+            config.host = parse_with("HOST", &v, |s| {
+                s.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| "expected an IP address such as 127.0.0.1 or 0.0.0.0".into())
+            })?;
+        }
+        if let Some(v) = get("PORT") {
+            config.port = parse_with("PORT", &v, |s| {
+                s.trim()
+                    .parse::<u16>()
+                    .map_err(|_| "expected a port number from 0 to 65535".into())
+            })?;
+        }
+        if let Some(v) = get("DB_PATH") {
+            config.db_path = PathBuf::from(v);
+        }
+        if let Some(v) = get("STATIC_DIR") {
+            config.static_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("MAX_ROOMS") {
+            config.max_rooms = count("MAX_ROOMS", &v, 1)?;
+        }
+        if let Some(v) = get("MAX_ROOMS_PER_CONNECTION") {
+            config.max_rooms_per_connection = count("MAX_ROOMS_PER_CONNECTION", &v, 1)?;
+        }
+        if let Some(v) = get("MAX_HISTORY") {
+            config.max_history = count("MAX_HISTORY", &v, 0)?;
+        }
+        if let Some(v) = get("MAX_MESSAGE_LEN") {
+            config.max_message_len = count("MAX_MESSAGE_LEN", &v, 1)?;
+        }
+        if let Some(v) = get("RATE_LIMIT") {
+            config.rate_limit = rate("RATE_LIMIT", &v)?;
+        }
+        if let Some(v) = get("RATE_BURST") {
+            config.rate_burst = rate("RATE_BURST", &v)?.max(1.0);
+        }
+        if let Some(v) = get("OUTBOX_LIMIT") {
+            config.outbox_limit = count("OUTBOX_LIMIT", &v, 1)?;
+        }
+        if let Some(v) = get("HEARTBEAT_INTERVAL") {
+            config.heartbeat_interval = duration("HEARTBEAT_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("CLIENT_TIMEOUT") {
+            config.client_timeout = duration("CLIENT_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("ALLOWED_ORIGINS") {
+            config.allowed_origins = v
+                .split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        if let Some(v) = get("AUTH_SECRET") {
+            config.auth_secret = Some(v);
+        }
+        if let Some(v) = get("MAX_CONNECTIONS") {
+            config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
+        }
+        if let Some(v) = get("MAX_CONNECTIONS_PER_IP") {
+            config.max_connections_per_ip = count("MAX_CONNECTIONS_PER_IP", &v, 0)?;
+        }
+        Ok(config)
+    }
+}
+
+fn parse_with<T>(
+    variable: &'static str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    parse(value).map_err(|reason| ConfigError {
+        variable,
+        value: value.to_string(),
+        reason,
+    })
+}
+
+/// A whole number no smaller than `min`.
+fn count(variable: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
+    parse_with(variable, value, |s| match s.trim().parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!("expected a whole number of at least {min}")),
+    })
+}
+
+/// A positive number of messages (per second, or in a burst).
+fn rate(variable: &'static str, value: &str) -> Result<f64, ConfigError> {
+    parse_with(variable, value, |s| match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err("expected a positive number".into()),
+    })
+}
+
+/// A duration: a number with a unit (`500ms`, `5s`, `2m`, `1h`), or a bare
+/// number of seconds. Zero is refused: every duration here is a period.
+fn duration(variable: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    parse_with(variable, value, |s| {
+        let parsed = parse_duration(s.trim())
+            .ok_or_else(|| "expected a duration such as 500ms, 5s or 2m".to_string())?;
+        if parsed.is_zero() {
+            return Err("must be longer than zero".into());
+        }
+        Ok(parsed)
+    })
+}
+
+/// Parses `<number><unit>` where unit is `ms`, `s`, `m` or `h`; no unit means
+/// seconds. Fractions are allowed (`1.5s`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds_per_unit = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(number * seconds_per_unit).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn no_variables_gives_the_documented_defaults() {
+        assert_eq!(config_from(&[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn durations_take_units_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = config_from(&[
+            ("HOST", "0.0.0.0"),
+            ("PORT", "0"),
+            ("DB_PATH", "/tmp/x.db"),
+            ("STATIC_DIR", "www"),
+            ("MAX_ROOMS", "5"),
+            ("MAX_ROOMS_PER_CONNECTION", "2"),
+            ("MAX_HISTORY", "10"),
+            ("MAX_MESSAGE_LEN", "100"),
+            ("RATE_LIMIT", "1000"),
+            ("RATE_BURST", "2000"),
+            ("OUTBOX_LIMIT", "64"),
+            ("HEARTBEAT_INTERVAL", "250ms"),
+            ("CLIENT_TIMEOUT", "2s"),
+            ("ALLOWED_ORIGINS", " http://a.example , http://b.example"),
+            ("MAX_CONNECTIONS", "10"),
+            ("MAX_CONNECTIONS_PER_IP", "3"),
+        ])
+        .unwrap();
+        assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(config.port, 0);
+        assert_eq!(config.db_path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(config.static_dir, PathBuf::from("www"));
+        assert_eq!(config.max_rooms, 5);
+        assert_eq!(config.max_rooms_per_connection, 2);
+        assert_eq!(config.max_history, 10);
+        assert_eq!(config.max_message_len, 100);
+        assert_eq!(config.rate_limit, 1000.0);
+        assert_eq!(config.rate_burst, 2000.0);
+        assert_eq!(config.outbox_limit, 64);
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(250));
+        assert_eq!(config.client_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.allowed_origins,
+            vec![
+                "http://a.example".to_string(),
+                "http://b.example".to_string()
+            ]
+        );
+        assert_eq!(config.max_connections, 10);
+        assert_eq!(config.max_connections_per_ip, 3);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("HOST", "localhost:80"),
+            ("MAX_ROOMS", "0"),
+            ("MAX_HISTORY", "-1"),
+            ("RATE_LIMIT", "fast"),
+            ("HEARTBEAT_INTERVAL", "0s"),
+            ("CLIENT_TIMEOUT", "soon"),
+            ("OUTBOX_LIMIT", "1.5"),
+        ] {
+            let err = config_from(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+            assert!(err.to_string().contains(value), "{err}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The REST API and the health check. Reads go to the history reader
+//! threads; what is live (active rooms, their users) comes from the
+//! [`ChatServer`](crate::actors::server::ChatServer).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore, Ping};
+use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
+use crate::protocol::{is_valid_room, MessageId};
+
+/// Page size of `/messages` when `limit` is absent, and its largest value.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
+/// How long `/health` waits for the database before calling it down.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unavailable(what: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("service unavailable: {what}"))
+}
+
+/// `GET /api/rooms`
+pub async fn list_rooms(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rooms = state.chat.send(ListRooms).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+}
+
+/// `GET /api/rooms/{name}`
+pub async fn room_details(
+    name: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let room = valid_room(name.into_inner())?;
+    let users = state
+        .chat
+        .send(ActiveRoomUsers { room: room.clone() })
+        .await
+        .map_err(unavailable)?;
+    let count = state
+        .history
+        .readers
+        .send(MessageCount { room: room.clone() })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+    if users.is_none() && count == 0 {
+        return Err(ApiError::NotFound(format!(
+            "room {room} is not active and has no stored messages"
+        )));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "name": room,
+        "active": users.is_some(),
+        "users": users.unwrap_or_default(),
+        "messages": count,
+    })))
+}
+
+/// `GET /api/rooms/{name}/messages?before=ID&after=ID&limit=N`
+pub async fn room_messages(
+    name: web::Path<String>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let room = valid_room(name.into_inner())?;
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
+    let before = id_param(&query, "before")?;
+    let after = id_param(&query, "after")?;
+    let limit = match id_param(&query, "limit")? {
+        None => DEFAULT_PAGE,
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be from 1 to {MAX_PAGE}"
+            )))
+        }
+    };
+    let page = match (before, after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give before or after, not both".into(),
+            ))
+        }
+        (before, None) => {
+            state
+                .history
+                .readers
+                .send(MessagesBefore {
+                    room: room.clone(),
+                    before,
+                    limit,
+                })
+                .await
+        }
+        (None, Some(after)) => {
+            state
+                .history
+                .readers
+                .send(MessagesAfter {
+                    room: room.clone(),
+                    after,
+                    up_to: None,
+                    limit,
+                })
+                .await
+        }
+    };
+    let (messages, more) = page.map_err(unavailable)?.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(json!({ "room": room, "messages": messages, "more": more })))
+}
+
+/// `GET /health`: 200 when the server's actors and the database answer.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let db = actix_web::rt::time::timeout(HEALTH_TIMEOUT, state.history.readers.send(Ping)).await;
+    let stats = state.chat.send(Stats).await;
+    match (db, stats) {
+        (Ok(Ok(Ok(()))), Ok(stats)) => HttpResponse::Ok().json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "connections": stats.connections,
+            "rooms": stats.rooms,
+        })),
+        (db, _) => {
+            let error = match db {
+                Err(_) => "database did not answer in time".to_string(),
+                Ok(Err(e)) => format!("history actor unavailable: {e}"),
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Ok(Ok(()))) => "chat server unavailable".to_string(),
+            };
+            log::warn!("health check failed: {error}");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({ "status": "unavailable", "error": error }))
+        }
+    }
+}
+
+/// Any other path under `/api`.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path()))
+        .error_response()
+}
+
+fn valid_room(name: String) -> Result<String, ApiError> {
+    if is_valid_room(&name) {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(
+            "room names are 1 to 64 characters from A-Z a-z 0-9 _ -".into(),
+        ))
+    }
+}
+
+/// A query parameter that must be a non-negative integer in ASCII digits,
+/// at most 2^63-1.
+fn id_param(query: &HashMap<String, String>, name: &str) -> Result<Option<MessageId>, ApiError> {
+    let Some(value) = query.get(name) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "{name} must be a non-negative integer of ASCII digits, at most 2^63-1"
+        ))
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    value.parse::<MessageId>().map(Some).map_err(|_| bad())
+}

@@ -1,0 +1,22 @@
+//! The HTTP side: the `/ws` upgrade ([`ws`]), the REST API and health check
+//! ([`api`]), and their shared error type ([`error`]). Routes are put
+//! together in [`crate::startup`].
+
+pub mod api;
+pub mod error;
+pub mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::actors::history::History;
+use crate::actors::server::ChatServer;
+use crate::config::Config;
+
+/// What every handler can reach, shared through `web::Data`.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub chat: Addr<ChatServer>,
+    pub history: History,
+}

@@ -1,0 +1,27 @@
+//! # chatterbox
+//!
+//! A WebSocket chat server: named rooms, presence, and message history in
+//! SQLite, on actix actors. The wire protocol is in `docs/PROTOCOL.md`.
+//!
+//! # Layout
+//! * [`config`]: configuration from the environment, one error per bad variable.
+//! * [`protocol`]: the wire format; client frames decoded and validated,
+//!   server frames encoded. Shared with the load tester and the tests.
+//! * [`actors`]: `ChatSession` (one per connection), `ChatServer` (the
+//!   registry of rooms), `RoomActor` (one per active room) and
+//!   `HistoryActor` (SQLite on sync threads, with group commit).
+//! * [`store`]: diesel schema, migrations and queries.
+//! * [`http`]: the `/ws` upgrade, the REST API and `/health`.
+//! * [`rate_limit`]: the per-connection token bucket.
+//! * [`startup`]: builds and runs the whole server; graceful shutdown.
+//!
+//! The path of one chat message: session → room → history (stored, group
+//! commit) → room → every member's session.
+
+pub mod actors;
+pub mod config;
+pub mod http;
+pub mod protocol;
+pub mod rate_limit;
+pub mod startup;
+pub mod store;

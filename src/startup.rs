@@ -1,0 +1,168 @@
+//! Putting the server together: the database and actors, every route in one
+//! `HttpServer::new` closure, and the graceful shutdown. `main` and the
+//! integration tests both start the server through [`Application`].
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_files::Files;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::history::History;
+use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
+use crate::config::Config;
+use crate::http::{api, ws, AppState};
+use crate::store::StoreError;
+
+/// How long shutdown waits for connections to finish closing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What can stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot bind {address}: {source}")]
+    Bind { address: String, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("STATIC_DIR {0} is not a folder")]
+    StaticDir(String),
+    #[error("AUTH_SECRET is set, but signed tokens are not supported by this build yet; unset it")]
+    AuthUnsupported,
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: AppHandle,
+}
+
+/// Stops a running [`Application`] gracefully; cheap to clone.
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+    chat: Addr<ChatServer>,
+    history: History,
+}
+
+impl Application {
+    /// Opens the database, starts the actors and binds the listener.
+    /// Must run inside an actix `System` (`#[actix_web::main]` or
+    /// `#[actix_web::test]`).
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        if config.auth_secret.is_some() {
+            return Err(StartupError::AuthUnsupported);
+        }
+        if !config.static_dir.is_dir() {
+            return Err(StartupError::StaticDir(
+                config.static_dir.display().to_string(),
+            ));
+        }
+        let history = History::start(&config.db_path)?;
+        let config = Arc::new(config);
+        let chat = ChatServer::new(config.clone(), history.clone()).start();
+
+        let address = format!("{}:{}", config.host, config.port);
+        let listener =
+            TcpListener::bind((config.host, config.port)).map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            chat: chat.clone(),
+            history: history.clone(),
+        });
+        let static_dir = config.static_dir.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/ws", web::get().to(ws::upgrade))
+                .route("/health", web::get().to(api::health))
+                .service(
+                    web::scope("/api")
+                        .route("/rooms", web::get().to(api::list_rooms))
+                        .route("/rooms/{name}", web::get().to(api::room_details))
+                        .route("/rooms/{name}/messages", web::get().to(api::room_messages))
+                        .default_service(web::to(api::not_found)),
+                )
+                .service(Files::new("/", &static_dir).index_file("index.html"))
+        })
+        // Chat frames are small and latency matters: no Nagle delay.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .backlog(4096)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { address, source })?
+        .run();
+
+        log::info!("listening on http://{}:{}", config.host, local.port());
+        if config.auth_secret.is_none() {
+            log::warn!("AUTH_SECRET is not set: user names are not verified (development mode)");
+        }
+        let handle = AppHandle {
+            server: server.handle(),
+            chat,
+            history,
+        };
+        Ok(Application {
+            port: local.port(),
+            server,
+            handle,
+        })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until [`AppHandle::shutdown`], then makes sure every accepted
+    /// message is stored before returning.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        self.server.await?;
+        self.handle.drain().await;
+        Ok(())
+    }
+}
+
+impl AppHandle {
+    /// The protocol's shutdown: stop accepting, close every session with
+    /// 1001, wait for the connections to close. [`Application::run_until_stopped`]
+    /// then stores what is left and returns.
+    pub async fn shutdown(&self) {
+        self.server.pause().await;
+        match self.chat.send(Shutdown).await {
+            Ok(n) => log::info!("shutting down: closing {n} connections"),
+            Err(e) => log::error!("shutting down: chat server unavailable: {e}"),
+        }
+        self.server.stop(true).await;
+    }
+
+    /// Lets every room queue what it has received, then commits the queue.
+    async fn drain(&self) {
+        let _ = self.chat.send(SyncRooms).await;
+        match self.history.flush().await {
+            Ok(()) => log::info!("all accepted messages are stored"),
+            Err(e) => log::error!("could not store the last messages: {e}"),
+        }
+    }
+}
