@@ -54,7 +54,9 @@ pub fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
     };
     let mut conn = SqliteConnection::establish(&url).map_err(|e| open_error(e.to_string()))?;
     conn.batch_execute(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+        // busy_timeout first: switching to WAL takes a lock that another
+        // connection (a checkpoint, a previous server) may briefly hold.
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
     ))
     .map_err(|e| open_error(e.to_string()))?;
     Ok(conn)

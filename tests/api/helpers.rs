@@ -46,6 +46,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts the server on the database in `dir` (to restart on the same file).
 pub async fn spawn_app_in(dir: TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = env_logger::builder().is_test(true).try_init();
     let db_path = dir.path().join("chat.db");
     let mut config = Config {
         port: 0,

@@ -183,7 +183,7 @@ async fn history_survives_a_restart_on_the_same_file() {
     let app = spawn_app_in(dir, |_| {}).await;
     let mut bob = app.connect("bob").await;
     let (history, _) = bob.join("r").await;
-    assert_eq!(texts_of(&history), numbered("before-", 3));
+    assert_eq!(texts_of(&history), numbered("before-", 3), "{history}");
     // Ids go on rising after a restart.
     let new_id = say_all(&mut bob, "r", &["after".to_string()]).await[0];
     assert!(new_id > ids[2]);
