@@ -1,13 +1,50 @@
 //! The `chatterbox` server binary: configuration, logging, run, and the
-//! signals that stop it.
+//! signals that stop it. Its subcommands are small tools around the server
+//! (a health probe for container runtimes).
 
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
 
 use chatterbox::config::Config;
 use chatterbox::startup::Application;
 
+/// A real-time WebSocket chat server. Without a subcommand it serves; it is
+/// configured through environment variables (see README.md).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask the server on HOST:PORT for `/health`; exit 0 when it answers 200.
+    /// Made for Docker's HEALTHCHECK, so the image needs no curl.
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A missing .env is normal; a broken one is worth saying.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("error: cannot read .env: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match cli.command {
+        None => serve(),
+        Some(Command::Healthcheck) => healthcheck(),
+    }
+}
+
 #[actix_web::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     // A missing .env is normal; a broken one is worth saying.
     if let Err(e) = dotenvy::dotenv() {
         if !e.not_found() {
@@ -60,4 +97,49 @@ async fn wait_for_signal() {
         _ = term.recv() => log::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
     }
+}
+
+/// `chatterbox healthcheck`: one HTTP/1.0 request to the local server.
+fn healthcheck() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A server bound to every address is reached on loopback.
+    let host = match config.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+        ip => ip,
+    };
+    match probe(SocketAddr::new(host, config.port)) {
+        Ok(status) if status == "200" => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: /health answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns the status code of `GET /health`.
+fn probe(addr: SocketAddr) -> std::io::Result<String> {
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    // "HTTP/1.1 200 OK"
+    line.split_whitespace()
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line"))
 }
