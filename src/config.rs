@@ -204,7 +204,7 @@ fn duration(variable: &'static str, value: &str) -> Result<Duration, ConfigError
     })
 }
 
-/// Parses `<number><unit>` where unit is `ms`, `s`, `m` or `h`; no unit means
+/// Parses `<number><unit>` where unit is `ms`, `s`, `m`, `h` or `d`; no unit means
 /// seconds. Fractions are allowed (`1.5s`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let split = s
@@ -217,6 +217,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "ms" => 0.001,
         "m" => 60.0,
         "h" => 3600.0,
+        "d" => 86400.0,
         _ => return None,
     };
     Duration::try_from_secs_f64(number * seconds_per_unit).ok()

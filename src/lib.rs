@@ -13,14 +13,20 @@
 //! * [`store`]: diesel schema, migrations and queries.
 //! * [`http`]: the `/ws` upgrade, the REST API and `/health`.
 //! * [`rate_limit`]: the per-connection token bucket.
+//! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.
+//! * [`caps`]: the caps on open connections, in all and per address.
+//! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
 //!
 //! The path of one chat message: session → room → history (stored, group
 //! commit) → room → every member's session.
 
 pub mod actors;
+pub mod auth;
+pub mod caps;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;
 pub mod startup;

@@ -1,6 +1,6 @@
 //! The `chatterbox` server binary: configuration, logging, run, and the
-//! signals that stop it. Its subcommands are small tools around the server
-//! (a health probe for container runtimes).
+//! signals that stop it. Its subcommands are small tools around the server:
+//! a health probe for container runtimes and a token minter.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use chatterbox::config::Config;
+use chatterbox::auth;
+use chatterbox::config::{parse_duration, Config};
 use chatterbox::startup::Application;
 
 /// A real-time WebSocket chat server. Without a subcommand it serves; it is
@@ -26,6 +27,23 @@ enum Command {
     /// Ask the server on HOST:PORT for `/health`; exit 0 when it answers 200.
     /// Made for Docker's HEALTHCHECK, so the image needs no curl.
     Healthcheck,
+    /// Print a signed connection token (HS256 JWT) for USER, made with the
+    /// AUTH_SECRET of the environment (or .env). Connect with
+    /// `/ws?token=...`, or open the page at `/#token=...`.
+    Token {
+        /// The user name the token vouches for (its `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: a number with a unit (30s, 15m, 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 30s, 15m, 1h or 7d"))
 }
 
 fn main() -> ExitCode {
@@ -40,6 +58,7 @@ fn main() -> ExitCode {
     match cli.command {
         None => serve(),
         Some(Command::Healthcheck) => healthcheck(),
+        Some(Command::Token { user, ttl }) => token(&user, ttl),
     }
 }
 
@@ -96,6 +115,34 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => log::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
+    }
+}
+
+/// `chatterbox token`: prints a token on stdout, and nothing else there, so
+/// scripts can capture it.
+fn token(user: &str, ttl: Duration) -> ExitCode {
+    let secret = match std::env::var("AUTH_SECRET") {
+        Ok(secret) if !secret.trim().is_empty() => secret,
+        _ => {
+            eprintln!(
+                "error: AUTH_SECRET is not set; the token must be signed with the server's secret"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match auth::mint(&secret, &user.to_string(), ttl) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(auth::AuthError::BadSubject) => {
+            eprintln!("error: --user must be 1 to 32 characters from A-Z a-z 0-9 _ - .");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

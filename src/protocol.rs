@@ -52,6 +52,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for listing them (metrics start each at zero).
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadJson,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidRoom,
+        ErrorCode::InvalidText,
+        ErrorCode::InvalidField,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::NotJoined,
+        ErrorCode::TooManyRooms,
+        ErrorCode::RateLimited,
+        ErrorCode::StoreFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",

@@ -14,8 +14,10 @@ use actix_web::{web, App, HttpServer};
 
 use crate::actors::history::History;
 use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
+use crate::caps::ConnectionCaps;
 use crate::config::Config;
 use crate::http::{api, ws, AppState};
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// How long shutdown waits for connections to finish closing.
@@ -30,8 +32,6 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("STATIC_DIR {0} is not a folder")]
     StaticDir(String),
-    #[error("AUTH_SECRET is set, but signed tokens are not supported by this build yet; unset it")]
-    AuthUnsupported,
 }
 
 /// A built server, bound and ready to run.
@@ -54,17 +54,20 @@ impl Application {
     /// Must run inside an actix `System` (`#[actix_web::main]` or
     /// `#[actix_web::test]`).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        if config.auth_secret.is_some() {
-            return Err(StartupError::AuthUnsupported);
-        }
         if !config.static_dir.is_dir() {
             return Err(StartupError::StaticDir(
                 config.static_dir.display().to_string(),
             ));
         }
-        let history = History::start(&config.db_path)?;
+        let metrics = Arc::new(Metrics::new());
+        let history = History::start(&config.db_path, metrics.clone())?;
         let config = Arc::new(config);
-        let chat = ChatServer::new(config.clone(), history.clone()).start();
+        let chat = ChatServer::new(config.clone(), history.clone(), metrics.clone()).start();
+        let caps = ConnectionCaps::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+            metrics.clone(),
+        );
 
         let address = format!("{}:{}", config.host, config.port);
         let listener =
@@ -81,6 +84,8 @@ impl Application {
             config: config.clone(),
             chat: chat.clone(),
             history: history.clone(),
+            metrics,
+            caps,
         });
         let static_dir = config.static_dir.clone();
         let server = HttpServer::new(move || {
@@ -88,6 +93,7 @@ impl Application {
                 .app_data(state.clone())
                 .route("/ws", web::get().to(ws::upgrade))
                 .route("/health", web::get().to(api::health))
+                .route("/metrics", web::get().to(api::metrics))
                 .service(
                     web::scope("/api")
                         .route("/rooms", web::get().to(api::list_rooms))
@@ -111,8 +117,16 @@ impl Application {
         .run();
 
         log::info!("listening on http://{}:{}", config.host, local.port());
-        if config.auth_secret.is_none() {
-            log::warn!("AUTH_SECRET is not set: user names are not verified (development mode)");
+        match &config.auth_secret {
+            None => log::warn!(
+                "AUTH_SECRET is not set: user names are not verified, anyone can connect as \
+                 anyone (development mode)"
+            ),
+            Some(secret) if secret.len() < 32 => log::warn!(
+                "signed tokens required; AUTH_SECRET is only {} bytes, use 32 or more random bytes",
+                secret.len()
+            ),
+            Some(_) => log::info!("signed tokens required (AUTH_SECRET is set)"),
         }
         let handle = AppHandle {
             server: server.handle(),

@@ -14,10 +14,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use actix::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
+use crate::metrics::Metrics;
 use crate::protocol::{now_millis, ChatMessage, MessageId, RoomName, UserName};
 use crate::store::{self, models::NewMessage, StoreError};
 
@@ -103,6 +105,7 @@ pub struct HistoryActor {
     /// Timestamps never go backwards, even if the wall clock does, so they
     /// rise with ids.
     last_millis: i64,
+    metrics: Arc<Metrics>,
 }
 
 impl Actor for HistoryActor {
@@ -152,8 +155,13 @@ impl HistoryActor {
                 created_at: millis,
             })
             .collect();
+        let started = Instant::now();
         let result = self.with_conn(|conn| store::insert_batch(conn, &rows));
         drop(rows);
+        self.metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.store_batch_size.observe(batch.len() as f64);
         log::debug!(
             "group commit of {} messages: {:?}",
             batch.len(),
@@ -161,6 +169,7 @@ impl HistoryActor {
         );
         match result {
             Ok(ids) => {
+                self.metrics.messages_stored.inc_by(ids.len() as u64);
                 let timestamp = crate::protocol::format_timestamp(millis);
                 for (write, id) in batch.into_iter().zip(ids) {
                     write.reply.do_send(MessageStored(Ok(ChatMessage {
@@ -251,19 +260,20 @@ const READER_THREADS: usize = 2;
 impl History {
     /// Opens the database, runs pending migrations and starts the writer and
     /// reader threads. Must run inside an actix `System`.
-    pub fn start(path: &Path) -> Result<History, StoreError> {
+    pub fn start(path: &Path, metrics: Arc<Metrics>) -> Result<History, StoreError> {
         let mut conn = store::open(path)?;
         store::migrate(&mut conn)?;
         drop(conn);
 
         let queue = Arc::new(WriteQueue::default());
         let writer = {
-            let (path, queue) = (path.to_path_buf(), queue.clone());
+            let (path, queue, metrics) = (path.to_path_buf(), queue.clone(), metrics.clone());
             SyncArbiter::start(1, move || HistoryActor {
                 path: path.clone(),
                 conn: None,
                 queue: Some(queue.clone()),
                 last_millis: 0,
+                metrics: metrics.clone(),
             })
         };
         let readers = {
@@ -273,6 +283,7 @@ impl History {
                 conn: None,
                 queue: None,
                 last_millis: 0,
+                metrics: metrics.clone(),
             })
         };
         Ok(History {

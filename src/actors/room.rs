@@ -14,6 +14,8 @@
 //! every message exactly once: in `history` or live, never both.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -22,6 +24,7 @@ use super::history::{History, MessageStored, MessagesAfter, PendingWrite, Recent
 use super::outbox::Outbox;
 use super::server::{ChatServer, MemberDropped};
 use super::SessionId;
+use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
     UserName,
@@ -56,6 +59,8 @@ pub struct Chat {
     pub session: SessionId,
     pub text: String,
     pub reference: Option<String>,
+    /// When the session read it, for the delivery latency metric.
+    pub received: Instant,
 }
 
 /// The room's distinct users, sorted.
@@ -82,6 +87,7 @@ struct Member {
 struct InFlight {
     sender: SessionId,
     reference: Option<String>,
+    received: Instant,
 }
 
 pub struct RoomActor {
@@ -104,6 +110,7 @@ pub struct RoomActor {
     in_flight: VecDeque<InFlight>,
     /// Kept so each write does not build a new recipient.
     stored_recipient: Option<Recipient<MessageStored>>,
+    metrics: Arc<Metrics>,
 }
 
 impl RoomActor {
@@ -113,6 +120,7 @@ impl RoomActor {
         server: Addr<ChatServer>,
         max_history: usize,
         outbox_limit: usize,
+        metrics: Arc<Metrics>,
     ) -> Self {
         RoomActor {
             name,
@@ -127,13 +135,16 @@ impl RoomActor {
             last_broadcast: None,
             in_flight: VecDeque::new(),
             stored_recipient: None,
+            metrics,
         }
     }
 
     /// Sends `frame` to every member but `except`, then drops the members
-    /// whose outbox overflowed (which may broadcast their `leave`).
-    fn broadcast(&mut self, frame: &ByteString, except: Option<SessionId>) {
+    /// whose outbox overflowed (which may broadcast their `leave`). Returns
+    /// how many members it was queued for.
+    fn broadcast(&mut self, frame: &ByteString, except: Option<SessionId>) -> usize {
         let mut overflowed = Vec::new();
+        let mut queued = 0;
         for (&session, member) in &self.members {
             if Some(session) != except
                 && member
@@ -142,20 +153,25 @@ impl RoomActor {
                     .is_err()
             {
                 overflowed.push(session);
+            } else if Some(session) != except {
+                queued += 1;
             }
         }
         self.drop_members(overflowed);
+        queued
     }
 
     /// Sends `frame` to one member, dropping it if its outbox overflowed.
-    fn send_to(&mut self, session: SessionId, frame: ByteString) {
+    /// Returns whether it was queued.
+    fn send_to(&mut self, session: SessionId, frame: ByteString) -> bool {
         let overflowed = match self.members.get(&session) {
             Some(member) => member.outbox.push(frame, self.outbox_limit).is_err(),
-            None => false,
+            None => return false,
         };
         if overflowed {
             self.drop_members(vec![session]);
         }
+        !overflowed
     }
 
     /// Removes slow members as if they had disconnected and tells the
@@ -417,6 +433,7 @@ impl Handler<Chat> for RoomActor {
         self.in_flight.push_back(InFlight {
             sender: chat.session,
             reference: chat.reference,
+            received: chat.received,
         });
     }
 }
@@ -425,7 +442,12 @@ impl Handler<MessageStored> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, stored: MessageStored, _: &mut Self::Context) {
-        let Some(InFlight { sender, reference }) = self.in_flight.pop_front() else {
+        let Some(InFlight {
+            sender,
+            reference,
+            received,
+        }) = self.in_flight.pop_front()
+        else {
             log::error!(
                 "room {}: a stored message nobody was waiting for",
                 self.name
@@ -436,18 +458,23 @@ impl Handler<MessageStored> for RoomActor {
             Ok(message) => {
                 self.remember(&message);
                 let frame: ByteString = ServerFrame::chat(&message, None).encode().into();
-                match reference {
+                let delivered = match reference {
                     // The sender's copy carries its ref; everyone else's is
                     // the same bytes, encoded once.
                     Some(reference) => {
-                        self.broadcast(&frame, Some(sender));
+                        let others = self.broadcast(&frame, Some(sender));
                         let own = ServerFrame::chat(&message, Some(&reference)).encode();
-                        self.send_to(sender, own.into());
+                        others + usize::from(self.send_to(sender, own.into()))
                     }
                     None => self.broadcast(&frame, None),
-                }
+                };
+                self.metrics.messages_delivered.inc_by(delivered as u64);
+                self.metrics
+                    .delivery_seconds
+                    .observe(received.elapsed().as_secs_f64());
             }
             Err(e) => {
+                self.metrics.error(ErrorCode::StoreFailed);
                 let frame = ServerFrame::Error {
                     code: ErrorCode::StoreFailed,
                     message: &format!("the message could not be stored: {e}"),

@@ -16,6 +16,7 @@ use super::outbox::Outbox;
 use super::room::{self, RoomActor, RoomUsers, StopRoom};
 use super::SessionId;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::protocol::{MessageId, RoomName, UserName};
 
 /// A new WebSocket session; `closer` is how shutdown reaches it.
@@ -126,16 +127,18 @@ struct ActiveRoom {
 pub struct ChatServer {
     config: Arc<Config>,
     history: History,
+    metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     sessions: HashMap<SessionId, Recipient<GoingAway>>,
     shutting_down: bool,
 }
 
 impl ChatServer {
-    pub fn new(config: Arc<Config>, history: History) -> Self {
+    pub fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
         ChatServer {
             config,
             history,
+            metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             shutting_down: false,
@@ -160,6 +163,7 @@ impl ChatServer {
             if let Some(active) = self.rooms.remove(room) {
                 active.addr.do_send(StopRoom);
             }
+            self.metrics.rooms.set(self.rooms.len() as i64);
         }
     }
 }
@@ -211,6 +215,7 @@ impl Handler<Join> for ChatServer {
                 ctx.address(),
                 self.config.max_history,
                 self.config.outbox_limit,
+                self.metrics.clone(),
             );
             ActiveRoom {
                 addr: room.start(),
@@ -218,13 +223,15 @@ impl Handler<Join> for ChatServer {
             }
         });
         active.sessions.insert(msg.session);
-        active.addr.do_send(room::Join {
+        let addr = active.addr.clone();
+        self.metrics.rooms.set(self.rooms.len() as i64);
+        addr.do_send(room::Join {
             session: msg.session,
             user: msg.user,
             outbox: msg.outbox,
             since: msg.since,
         });
-        Ok(active.addr.clone())
+        Ok(addr)
     }
 }
 

@@ -18,7 +18,9 @@ use super::outbox::{Outbox, OutboxState, Outgoing};
 use super::room::{self, RoomActor};
 use super::server::{self, ChatServer, GoingAway, JoinError};
 use super::SessionId;
+use crate::caps::ConnectionSlot;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::protocol::{
     decode_client_frame, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
 };
@@ -45,10 +47,20 @@ pub struct ChatSession {
     last_heard: Instant,
     rate: TokenBucket,
     fragments: Option<Fragments>,
+    metrics: Arc<Metrics>,
+    /// This connection's place under the connection caps, given back when
+    /// the actor is dropped.
+    _slot: Option<ConnectionSlot>,
 }
 
 impl ChatSession {
-    pub fn new(user: UserName, server: Addr<ChatServer>, config: Arc<Config>) -> Self {
+    pub fn new(
+        user: UserName,
+        server: Addr<ChatServer>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        slot: Option<ConnectionSlot>,
+    ) -> Self {
         ChatSession {
             id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
             user,
@@ -59,6 +71,8 @@ impl ChatSession {
             outbox: Arc::new(OutboxState::default()),
             last_heard: Instant::now(),
             fragments: None,
+            metrics,
+            _slot: slot,
         }
     }
 
@@ -69,6 +83,7 @@ impl ChatSession {
         message: &str,
         reference: Option<&str>,
     ) {
+        self.metrics.error(code);
         let frame = ServerFrame::Error {
             code,
             message,
@@ -126,6 +141,7 @@ impl ChatSession {
                     );
                 };
                 if !self.rate.try_take() {
+                    self.metrics.rate_limited.inc();
                     return self.send_error(
                         ctx,
                         ErrorCode::RateLimited,
@@ -136,10 +152,12 @@ impl ChatSession {
                         reference.as_deref(),
                     );
                 }
+                self.metrics.messages_received.inc();
                 addr.do_send(room::Chat {
                     session: self.id,
                     text,
                     reference,
+                    received: Instant::now(),
                 });
             }
         }
@@ -261,6 +279,7 @@ impl Actor for ChatSession {
                     session.id,
                     session.user
                 );
+                session.metrics.heartbeat_timeouts.inc();
                 ctx.stop();
             } else {
                 ctx.ping(b"");
@@ -319,6 +338,7 @@ impl Handler<Outgoing> for ChatSession {
                 }
             }
             Outgoing::Overflowed => {
+                self.metrics.slow_client_closes.inc();
                 log::info!(
                     "connection {} of {}: outbox passed {} frames, closing (1008)",
                     self.id,

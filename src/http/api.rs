@@ -126,6 +126,8 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "version": env!("CARGO_PKG_VERSION"),
             "connections": stats.connections,
             "rooms": stats.rooms,
+            // Tells the browser client whether to ask for a token.
+            "auth": if state.config.auth_secret.is_some() { "token" } else { "none" },
         })),
         (db, _) => {
             let error = match db {
@@ -139,6 +141,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 .json(json!({ "status": "unavailable", "error": error }))
         }
     }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
 }
 
 /// Any other path under `/api`.

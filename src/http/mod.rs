@@ -12,11 +12,15 @@ use actix::Addr;
 
 use crate::actors::history::History;
 use crate::actors::server::ChatServer;
+use crate::caps::ConnectionCaps;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// What every handler can reach, shared through `web::Data`.
 pub struct AppState {
     pub config: Arc<Config>,
     pub chat: Addr<ChatServer>,
     pub history: History,
+    pub metrics: Arc<Metrics>,
+    pub caps: Arc<ConnectionCaps>,
 }

@@ -1,5 +1,7 @@
-//! `GET /ws?user=NAME`: checks the request and hands the connection to a
-//! [`ChatSession`].
+//! `GET /ws?user=NAME` (or `?token=JWT` when `AUTH_SECRET` is set): checks
+//! who is asking, where from and whether there is room for them, then hands
+//! the connection to a [`ChatSession`]. Every refusal is a JSON error,
+//! counted in the metrics and logged (never with the token).
 
 use std::collections::HashMap;
 
@@ -9,33 +11,109 @@ use actix_web_actors::ws;
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::session::ChatSession;
-use crate::protocol::is_valid_user;
+use crate::auth;
+use crate::caps::CapReached;
+use crate::metrics::Refusal;
+use crate::protocol::{is_valid_user, UserName};
 
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
-    let user = match query.get("user") {
-        Some(user) if is_valid_user(user) => user.clone(),
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "user must be 1 to 32 characters from A-Z a-z 0-9 _ - .".into(),
-            ))
-        }
-        None => return Err(ApiError::BadRequest("missing query parameter user".into())),
+    let refuse = |refusal: Refusal, error: ApiError| {
+        state.metrics.refused(refusal);
+        let peer = req
+            .peer_addr()
+            .map_or_else(|| "unknown peer".to_string(), |a| a.ip().to_string());
+        log::info!("refused /ws from {peer}: {error}");
+        error
     };
-    check_origin(&req, &state.config.allowed_origins)?;
-    ws::handshake(&req)
-        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
 
-    let session = ChatSession::new(user, state.chat.clone(), state.config.clone());
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            refuse(
+                Refusal::BadRequest,
+                ApiError::BadRequest(format!("bad query string: {e}")),
+            )
+        })?;
+    let user = identify(&query, state.config.auth_secret.as_deref())
+        .map_err(|(refusal, error)| refuse(refusal, error))?;
+    check_origin(&req, &state.config.allowed_origins)
+        .map_err(|error| refuse(Refusal::Origin, error))?;
+    ws::handshake(&req).map_err(|e| {
+        refuse(
+            Refusal::BadRequest,
+            ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")),
+        )
+    })?;
+    // Without a peer address (not over TCP) the per-address cap cannot
+    // apply; the unspecified address stands in for it.
+    let ip = req
+        .peer_addr()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
+    let slot = state.caps.acquire(ip).map_err(|cap| {
+        let refusal = match cap {
+            CapReached::Total(_) => Refusal::MaxConnections,
+            CapReached::PerIp(_) => Refusal::MaxConnectionsPerIp,
+        };
+        refuse(refusal, ApiError::Unavailable(cap.to_string()))
+    })?;
+
+    let session = ChatSession::new(
+        user,
+        state.chat.clone(),
+        state.config.clone(),
+        state.metrics.clone(),
+        Some(slot),
+    );
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(state.config.max_frame_bytes)
         .start()
         .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// The user this connection speaks as: from a verified token when a secret
+/// is configured, else the `user` parameter as given (development mode).
+fn identify(
+    query: &HashMap<String, String>,
+    secret: Option<&str>,
+) -> Result<UserName, (Refusal, ApiError)> {
+    let user = query.get("user");
+    if let Some(user) = user {
+        if !is_valid_user(user) {
+            return Err((
+                Refusal::BadRequest,
+                ApiError::BadRequest(
+                    "user must be 1 to 32 characters from A-Z a-z 0-9 _ - .".into(),
+                ),
+            ));
+        }
+    }
+    let Some(secret) = secret else {
+        return user.cloned().ok_or_else(|| {
+            (
+                Refusal::BadRequest,
+                ApiError::BadRequest("missing query parameter user".into()),
+            )
+        });
+    };
+    let token = query.get("token").ok_or((
+        Refusal::Unauthorized,
+        ApiError::Unauthorized(auth::AuthError::Missing.to_string()),
+    ))?;
+    let claims = auth::verify(secret, token)
+        .map_err(|e| (Refusal::Unauthorized, ApiError::Unauthorized(e.to_string())))?;
+    match user {
+        Some(user) if *user != claims.sub => Err((
+            Refusal::UserMismatch,
+            ApiError::Forbidden(format!(
+                "user {user} does not match the token's user {}",
+                claims.sub
+            )),
+        )),
+        _ => Ok(claims.sub),
+    }
 }
 
 /// With an allowed-origins list, a browser (which always sends `Origin`)

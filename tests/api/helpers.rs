@@ -235,6 +235,7 @@ impl ServerProcess {
             .env("DB_PATH", db_path)
             .env("STATIC_DIR", static_dir())
             .env("RUST_LOG", "info")
+            .env_remove("AUTH_SECRET")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -291,5 +292,97 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The answer to a `/ws` upgrade that was refused: status and JSON body.
+/// Panics if the upgrade succeeds.
+pub async fn refused_upgrade(port: u16, query: &str) -> (u16, Value) {
+    let url = format!("ws://127.0.0.1:{port}/ws?{query}");
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => panic!("the upgrade with {query} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response.body().as_deref().unwrap_or_default();
+            let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+            (status, json)
+        }
+        Err(e) => panic!("the upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+impl Client {
+    /// Opens `/ws?{query}`, which must be accepted.
+    pub async fn connect_query(port: u16, query: &str) -> Client {
+        let url = format!("ws://127.0.0.1:{port}/ws?{query}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("the upgrade with {query} succeeds: {e}"));
+        Client { ws }
+    }
+
+    /// Sends a close frame and waits for the server's, so the server has
+    /// finished with the connection when this returns.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // The server's close frame is enough: waiting for the end of the
+        // TCP stream would wait out the server's disconnect timeout.
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, self.ws.next()).await {
+            if message.is_close() {
+                break;
+            }
+        }
+    }
+}
+
+/// `GET /metrics`, parsed by a real Prometheus text parser.
+pub async fn scrape(port: u16) -> Metrics {
+    let client = awc::Client::default();
+    let mut response = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let body = response.body().await.expect("a body");
+    let text = String::from_utf8(body.to_vec()).expect("metrics are UTF-8");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    Metrics {
+        scrape: prometheus_parse::Scrape::parse(lines).expect("metrics parse as Prometheus text"),
+        text,
+    }
+}
+
+pub struct Metrics {
+    pub scrape: prometheus_parse::Scrape,
+    pub text: String,
+}
+
+impl Metrics {
+    /// The value of the counter or gauge `name` (with `label` = `value`, if
+    /// given); panics if the series is missing.
+    pub fn get(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+        use prometheus_parse::Value as V;
+        let sample = self
+            .scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no series {name} {label:?} in\n{}", self.text));
+        match &sample.value {
+            V::Counter(v) | V::Gauge(v) | V::Untyped(v) => *v,
+            other => panic!("{name} is not a single number: {other:?}"),
+        }
+    }
+
+    pub fn value(&self, name: &str) -> f64 {
+        self.get(name, None)
     }
 }

@@ -1,10 +1,13 @@
 //! Integration tests: the real server over 127.0.0.1, real WebSocket
 //! clients, a real SQLite file in a temporary folder.
 
+mod auth;
+mod caps;
 mod chat;
 mod errors;
 mod helpers;
 mod history;
+mod metrics;
 mod presence;
 mod process;
 mod rest;

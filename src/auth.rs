@@ -1,0 +1,144 @@
+//! Signed identities: HS256 JSON Web Tokens whose `sub` is the user name.
+//!
+//! With `AUTH_SECRET` set, `/ws` trusts a name only when it comes in a token
+//! signed with that secret. The cryptography and the claim checks are
+//! jsonwebtoken's (which compares signatures in constant time); this module
+//! only fixes the policy: HS256 and nothing else, `exp` required, a little
+//! leeway for clocks that disagree, and a `sub` that is a valid user name.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{is_valid_user, UserName};
+
+/// How far apart the server's clock and the token issuer's may be.
+pub const LEEWAY: Duration = Duration::from_secs(30);
+
+/// The claims chatterbox reads and writes. Other claims in a token are
+/// ignored, so tokens from an existing identity provider work if they carry
+/// `sub` and `exp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user name, under the protocol's NAME rules.
+    pub sub: String,
+    /// Expiry, in seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at; written by [`mint`], not required when reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+/// Why a token was refused. The messages go to the client as they are, so
+/// they never include the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("a token is required (AUTH_SECRET is set): pass token=JWT")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token's signature does not match")]
+    BadSignature,
+    #[error("the token must be signed with HS256")]
+    WrongAlgorithm,
+    #[error("the token's sub is not a valid user name")]
+    BadSubject,
+    #[error("the token is malformed: {0}")]
+    Malformed(String),
+    #[error("cannot sign a token: {0}")]
+    Signing(String),
+}
+
+/// Checks `token` against `secret` and returns its claims.
+pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = LEEWAY.as_secs();
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    let data = decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+        _ => AuthError::Malformed(e.to_string()),
+    })?;
+    if !is_valid_user(&data.claims.sub) {
+        return Err(AuthError::BadSubject);
+    }
+    Ok(data.claims)
+}
+
+/// Signs a token for `user`, valid for `ttl` from now.
+pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, AuthError> {
+    if !is_valid_user(user) {
+        return Err(AuthError::BadSubject);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let claims = Claims {
+        sub: user.clone(),
+        exp: now.saturating_add(ttl.as_secs()),
+        iat: Some(now),
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| AuthError::Signing(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-test-secret-of-reasonable-length";
+
+    #[test]
+    fn a_minted_token_verifies_to_its_user() {
+        let token = mint(SECRET, &"alice".to_string(), Duration::from_secs(60)).unwrap();
+        assert_eq!(verify(SECRET, &token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn another_secret_is_a_bad_signature() {
+        let token = mint(SECRET, &"alice".to_string(), Duration::from_secs(60)).unwrap();
+        assert_eq!(verify("other", &token), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn an_invalid_name_is_neither_minted_nor_accepted() {
+        assert_eq!(
+            mint(SECRET, &"no spaces".to_string(), Duration::from_secs(60)),
+            Err(AuthError::BadSubject)
+        );
+        let claims = Claims {
+            sub: "<script>".into(),
+            exp: u64::MAX / 2,
+            iat: None,
+        };
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(verify(SECRET, &token), Err(AuthError::BadSubject));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            verify(SECRET, "not.a.token"),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(verify(SECRET, ""), Err(AuthError::Malformed(_))));
+    }
+}

@@ -1,0 +1,194 @@
+//! Signed identities: with AUTH_SECRET set, `/ws` takes only a valid HS256
+//! token, and says plainly why it refuses one.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chatterbox::auth::{self, Claims};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::helpers::{refused_upgrade, spawn_app_with, Client, TestApp};
+
+const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+async fn secured() -> TestApp {
+    spawn_app_with(|c| c.auth_secret = Some(SECRET.into())).await
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+fn signed(claims: &serde_json::Value, algorithm: Algorithm, secret: &str) -> String {
+    encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("the test token is signed")
+}
+
+#[actix_web::test]
+async fn a_valid_token_connects_as_its_subject() {
+    let app = secured().await;
+    let token = auth::mint(SECRET, &"alice".to_string(), Duration::from_secs(60)).unwrap();
+    let mut alice = Client::connect_query(app.port, &format!("token={token}")).await;
+    alice.join("lobby").await;
+    alice.chat("lobby", "signed in", "1").await;
+    let echo = alice.expect("chat").await;
+    assert_eq!(echo["user"], "alice");
+
+    // Naming the same user beside the token is fine too.
+    let mut again = Client::connect_query(app.port, &format!("user=alice&token={token}")).await;
+    let (_, presence) = again.join("lobby").await;
+    assert_eq!(presence["users"], json!(["alice"]));
+
+    let (_, _, health) = app.get("/health").await;
+    assert_eq!(health["auth"], "token");
+}
+
+#[actix_web::test]
+async fn bad_tokens_are_refused_with_401_and_a_reason() {
+    let app = secured().await;
+    let expired = signed(
+        &json!({"sub": "alice", "exp": now() - 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let wrong_secret = signed(
+        &json!({"sub": "alice", "exp": now() + 3600}),
+        Algorithm::HS256,
+        "another-secret",
+    );
+    let wrong_algorithm = signed(
+        &json!({"sub": "alice", "exp": now() + 3600}),
+        Algorithm::HS512,
+        SECRET,
+    );
+    let no_expiry = signed(&json!({"sub": "alice"}), Algorithm::HS256, SECRET);
+    let bad_name = signed(
+        &json!({"sub": "a b", "exp": now() + 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    // {"alg":"none"} with {"sub":"alice","exp":4102444800} and no signature.
+    let unsigned =
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
+    let cases = [
+        ("user=alice".to_string(), "required"),
+        (format!("token={expired}"), "expired"),
+        (format!("token={wrong_secret}"), "signature"),
+        (format!("token={wrong_algorithm}"), "HS256"),
+        (format!("token={no_expiry}"), "malformed"),
+        (format!("token={bad_name}"), "user name"),
+        (format!("token={unsigned}"), ""),
+        ("token=not-a-token".to_string(), "malformed"),
+    ];
+    for (query, reason) in cases {
+        let (status, body) = refused_upgrade(app.port, &query).await;
+        assert_eq!(status, 401, "{query}: {body}");
+        let error = body["error"].as_str().expect("a JSON error");
+        assert!(error.contains(reason), "{query}: {error}");
+        // The token never comes back in the answer.
+        if let Some(token) = query.strip_prefix("token=") {
+            assert!(!error.contains(token), "{error}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_token_within_the_clock_leeway_still_works() {
+    let app = secured().await;
+    let just_expired = signed(
+        &json!({"sub": "alice", "exp": now() - 5}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let mut alice = Client::connect_query(app.port, &format!("token={just_expired}")).await;
+    alice.join("lobby").await;
+}
+
+#[actix_web::test]
+async fn a_user_that_differs_from_the_token_is_refused_with_403() {
+    let app = secured().await;
+    let token = auth::mint(SECRET, &"alice".to_string(), Duration::from_secs(60)).unwrap();
+    let (status, body) = refused_upgrade(app.port, &format!("user=mallory&token={token}")).await;
+    assert_eq!(status, 403);
+    assert!(
+        body["error"].as_str().unwrap().contains("mallory"),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn without_a_secret_names_are_trusted_and_health_says_so() {
+    let app = spawn_app_with(|_| {}).await;
+    let (_, _, health) = app.get("/health").await;
+    assert_eq!(health["auth"], "none");
+    // A token is not needed, and one that is present is not checked.
+    let mut bob = Client::connect_query(app.port, "user=bob&token=whatever").await;
+    bob.join("lobby").await;
+}
+
+#[test]
+fn claims_other_than_sub_and_exp_are_ignored() {
+    let token = signed(
+        &json!({"sub": "carol", "exp": now() + 60, "iss": "idp", "roles": ["x"]}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let claims: Claims = auth::verify(SECRET, &token).unwrap();
+    assert_eq!(claims.sub, "carol");
+}
+
+fn token_command(env_secret: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"));
+    command.arg("token").args(args).env_remove("AUTH_SECRET");
+    if let Some(secret) = env_secret {
+        command.env("AUTH_SECRET", secret);
+    }
+    command.output().expect("the binary runs")
+}
+
+#[test]
+fn the_token_subcommand_mints_a_token_the_server_accepts() {
+    let out = token_command(Some(SECRET), &["--user", "alice", "--ttl", "1h"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).expect("UTF-8");
+    let claims = auth::verify(SECRET, token.trim()).expect("a valid token");
+    assert_eq!(claims.sub, "alice");
+    let ttl = claims.exp as i64 - now() as i64;
+    assert!(
+        (3590..=3610).contains(&ttl),
+        "exp is an hour away, not {ttl} s"
+    );
+}
+
+#[test]
+fn the_token_subcommand_explains_what_is_wrong() {
+    let cases: [(Option<&str>, &[&str], &str); 3] = [
+        (None, &["--user", "alice"], "AUTH_SECRET"),
+        (Some(SECRET), &["--user", "no spaces"], "--user"),
+        (Some(SECRET), &["--user", "alice", "--ttl", "soon"], "soon"),
+    ];
+    for (secret, args, needle) in cases {
+        let out = token_command(secret, args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(out.stdout.is_empty(), "no token printed for {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn without_a_secret_the_start_up_log_says_names_are_not_verified() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = crate::helpers::ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let warned = std::iter::from_fn(|| server.log.recv_timeout(crate::helpers::WAIT).ok())
+        .take(20)
+        .any(|line| line.contains("user names are not verified"));
+    assert!(warned);
+}

@@ -1,0 +1,113 @@
+//! MAX_CONNECTIONS and MAX_CONNECTIONS_PER_IP: refused with 503 past the
+//! cap, admitted again once a connection closes, and no slot ever leaks.
+
+use std::time::Duration;
+
+use crate::helpers::{refused_upgrade, scrape, spawn_app_with, TestApp, WAIT};
+
+/// Waits until the server counts `n` open connections.
+async fn wait_for_open(app: &TestApp, n: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open = scrape(app.port).await.value("chatterbox_connections");
+        if open == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {open} connections open, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_per_address_cap_refuses_then_admits_after_a_close() {
+    let app = spawn_app_with(|c| c.max_connections_per_ip = 2).await;
+    let first = app.connect("a").await;
+    let _second = app.connect("b").await;
+    let (status, body) = refused_upgrade(app.port, "user=c").await;
+    assert_eq!(status, 503);
+    assert!(
+        body["error"].as_str().unwrap().contains("your address"),
+        "{body}"
+    );
+
+    first.close().await;
+    wait_for_open(&app, 1.0).await;
+    let mut third = app.connect("c").await;
+    third.join("lobby").await;
+
+    let metrics = scrape(app.port).await;
+    let refused = ("reason", "max_connections_per_ip");
+    assert_eq!(
+        metrics.get("chatterbox_upgrades_refused_total", Some(refused)),
+        1.0
+    );
+    assert_eq!(metrics.value("chatterbox_connections_opened_total"), 3.0);
+}
+
+#[actix_web::test]
+async fn the_global_cap_refuses_then_admits_after_a_close() {
+    let app = spawn_app_with(|c| c.max_connections = 3).await;
+    let mut clients = Vec::new();
+    for user in ["a", "b", "c"] {
+        clients.push(app.connect(user).await);
+    }
+    let (status, body) = refused_upgrade(app.port, "user=d").await;
+    assert_eq!(status, 503);
+    assert!(
+        body["error"].as_str().unwrap().contains("limit of 3"),
+        "{body}"
+    );
+
+    clients.pop().expect("three clients").close().await;
+    wait_for_open(&app, 2.0).await;
+    let mut d = app.connect("d").await;
+    d.join("lobby").await;
+    let metrics = scrape(app.port).await;
+    assert_eq!(
+        metrics.get(
+            "chatterbox_upgrades_refused_total",
+            Some(("reason", "max_connections"))
+        ),
+        1.0
+    );
+}
+
+/// Thousands of connections opened and closed (some politely, some by
+/// dropping the socket) leave every slot free.
+#[actix_web::test]
+async fn slots_do_not_leak_over_thousands_of_connections() {
+    const CAP: usize = 5;
+    const ROUNDS: usize = 400;
+    let app = spawn_app_with(|c| {
+        c.max_connections = CAP;
+        c.max_connections_per_ip = CAP;
+    })
+    .await;
+    for round in 0..ROUNDS {
+        let mut clients = Vec::new();
+        for i in 0..CAP {
+            clients.push(app.connect(&format!("u{i}")).await);
+        }
+        if round % 100 == 0 {
+            let (status, _) = refused_upgrade(app.port, "user=extra").await;
+            assert_eq!(status, 503, "round {round}: the cap still holds");
+        }
+        for (i, client) in clients.into_iter().enumerate() {
+            if i % 2 == 0 {
+                client.close().await;
+            } else {
+                drop(client);
+            }
+        }
+        wait_for_open(&app, 0.0).await;
+    }
+    let metrics = scrape(app.port).await;
+    assert_eq!(
+        metrics.value("chatterbox_connections_opened_total"),
+        (CAP * ROUNDS) as f64
+    );
+    assert_eq!(metrics.value("chatterbox_connections"), 0.0);
+}
