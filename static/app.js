@@ -12,6 +12,7 @@
   const BACKOFF_MAX_MS = 30000;
   const OLDER_PAGE = 50;
   const CATCH_UP_PAGE = 200;
+  const CATCH_UP_TRIES = 4;
   const ERROR_SHOW_MS = 6000;
   const STICK_PX = 48; // closer than this to the bottom counts as "at the bottom"
   const GROUP_MS = 5 * 60 * 1000; // same author within this: one group
@@ -58,6 +59,7 @@
     joinRefs: new Map(), // ref of a join -> room name
     seq: 0,
     pollTimer: null,
+    refusalShown: false, // the token hint is shown once per sign-in
     activeRooms: [], // last GET /api/rooms
   };
 
@@ -146,6 +148,8 @@
 
   function showError(text, code) {
     const box = $('errors');
+    // The same error again (a burst of rate_limited, say) shows once.
+    for (const old of [...box.children]) if (old.textContent === text) old.remove();
     const toast = el('div', 'toast', text);
     toast.setAttribute('role', 'alert');
     if (code) toast.dataset.code = code;
@@ -219,17 +223,34 @@
     ws.onclose = () => {
       if (state.ws !== ws) return;
       state.ws = null;
-      for (const room of state.rooms.values()) room.status = 'joining';
+      // A leave without its acknowledgement is complete: the server drops a
+      // closed connection from its rooms. Everything else is rejoined.
+      for (const room of [...state.rooms.values()]) {
+        if (room.leaving) dropRoom(room);
+        else room.status = 'joining';
+      }
       state.joinRefs.clear();
       renderJoined();
       refreshComposer();
       if (!state.user) { setConn('offline'); return; }
-      if (!opened && state.authMode === 'token' && state.attempt >= 2) {
-        showError('The server keeps refusing the connection. Your token may be wrong or expired.', 'refused');
-      }
+      if (!opened && state.authMode === 'token' && state.attempt >= 2) explainRefusal();
       scheduleReconnect();
     };
     ws.onerror = () => { /* onclose follows and handles it */ };
+  }
+
+  // The browser does not tell why an upgrade failed. When the server is up
+  // and still refuses a token connection, the token is the likely cause.
+  async function explainRefusal() {
+    if (state.refusalShown) return;
+    try {
+      await getJson('/health');
+    } catch (_) {
+      return; // the server is away: nothing to say about the token
+    }
+    state.refusalShown = true;
+    showError('The server is up but refuses the connection: your token may be wrong or expired. '
+      + 'Sign out and paste a new one.', 'refused');
   }
 
   // Exponential backoff with "equal jitter": half the step is fixed, half random,
@@ -309,6 +330,7 @@
     }
     if (isCurrent(room)) {
       renderOlderControls(room);
+      $('empty-room').hidden = room.messages.length + room.pending.length > 0;
       if (!rejoin || stick) scrollToBottom();
       else if (added) $('new-marker').hidden = false;
     }
@@ -324,10 +346,20 @@
   // insertMessage keeps the list sorted and free of duplicates.
   async function catchUp(room, cursor) {
     room.catchingUp = true;
+    const connection = state.ws;
+    let failures = 0;
     try {
       for (;;) {
-        const page = await getJson(
-          `/api/rooms/${encodeURIComponent(room.name)}/messages?after=${cursor}&limit=${CATCH_UP_PAGE}`);
+        let page;
+        try {
+          page = await getJson(
+            `/api/rooms/${encodeURIComponent(room.name)}/messages?after=${cursor}&limit=${CATCH_UP_PAGE}`);
+        } catch (err) {
+          failures += 1;
+          if (failures >= CATCH_UP_TRIES || state.ws !== connection) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 1000 * failures));
+          continue;
+        }
         if (state.rooms.get(room.name) !== room) return;
         const stick = isCurrent(room) && atBottom();
         for (const m of page.messages) {
@@ -632,7 +664,8 @@
   // A message that did not go out: its text returns to the message box.
   function failPending(p, why) {
     const box = $('composer-input');
-    box.value = box.value.trim() === '' ? p.text : `${p.text}\n${box.value}`;
+    // Failures arrive in the order sent; appending keeps that order.
+    box.value = box.value.trim() === '' ? p.text : `${box.value}\n${p.text}`;
     autosize();
     showError(`Not sent: ${why} Your text is back in the message box.`, 'not_sent');
   }
@@ -815,13 +848,15 @@
     $('scrim').hidden = true;
   }
 
-  function toggleDrawer(cls, button) {
+  function toggleDrawer(cls, button, drawer) {
     const open = !document.body.classList.contains(cls);
     closeDrawers();
     if (open) {
       document.body.classList.add(cls);
       button.setAttribute('aria-expanded', 'true');
       $('scrim').hidden = false;
+      const first = drawer.querySelector('button, input');
+      if (first) first.focus();
     }
   }
 
@@ -842,6 +877,7 @@
 
   function start(user) {
     state.user = user;
+    state.refusalShown = false;
     $('me-name').textContent = user;
     $('logout').textContent = state.authMode === 'token' ? 'Sign out' : 'Change name';
     $('login').hidden = true;
@@ -961,10 +997,18 @@
       if (room) loadOlder(room);
     });
     $('new-marker').addEventListener('click', scrollToBottom);
-    $('toggle-rooms').addEventListener('click', (e) => toggleDrawer('show-rooms', e.currentTarget));
-    $('toggle-members').addEventListener('click', (e) => toggleDrawer('show-members', e.currentTarget));
+    $('toggle-rooms').addEventListener('click',
+      (e) => toggleDrawer('show-rooms', e.currentTarget, $('sidebar')));
+    $('toggle-members').addEventListener('click',
+      (e) => toggleDrawer('show-members', e.currentTarget, $('member-panel')));
     $('scrim').addEventListener('click', closeDrawers);
-    document.addEventListener('keydown', (event) => { if (event.key === 'Escape') closeDrawers(); });
+    document.addEventListener('keydown', (event) => {
+      if (event.key !== 'Escape') return;
+      const opener = document.body.classList.contains('show-rooms') ? $('toggle-rooms')
+        : document.body.classList.contains('show-members') ? $('toggle-members') : null;
+      closeDrawers();
+      if (opener) opener.focus();
+    });
     window.addEventListener('online', () => { if (state.user && !state.ws) { state.attempt = 0; connect(); } });
 
     const fragmentToken = tokenFromFragment();
