@@ -61,7 +61,15 @@ async fn two_users_see_each_others_messages_and_presence() {
     )
     .await;
     let table = "Great. I'll book a bigger table\nat the usual place.";
-    let conversation = [hello, reply, ask, welcome, table];
+    alice
+        .wait_for_texts("bob's two lines", &[hello, reply, ask, welcome, table])
+        .await;
+    let bring = "Perfect! Should I bring anything?";
+    carol.chat("rust-meetup", bring, "c2").await;
+    carol.expect("chat").await;
+    let questions = "Just your questions about backpressure :)";
+    alice.say(questions).await;
+    let conversation = [hello, reply, ask, welcome, table, bring, questions];
     alice
         .wait_for_texts("the whole conversation on alice's page", &conversation)
         .await;
@@ -78,7 +86,9 @@ async fn two_users_see_each_others_messages_and_presence() {
             "bob:false",
             "carol:false",
             "alice:true",
-            "bob:false"
+            "bob:false",
+            "carol:false",
+            "alice:true"
         ])
     );
     assert_eq!(
@@ -88,7 +98,9 @@ async fn two_users_see_each_others_messages_and_presence() {
             "bob:true",
             "carol:false",
             "alice:false",
-            "bob:true"
+            "bob:true",
+            "carol:false",
+            "alice:false"
         ])
     );
     // Nothing is left pending once echoed, and each message has its time.
