@@ -10,6 +10,7 @@
   const ROOMS_POLL_MS = 5000;
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 30000;
+  const CONNECT_TIMEOUT_MS = 10000; // a handshake not done by then is retried
   const OLDER_PAGE = 50;
   const CATCH_UP_PAGE = 200;
   const CATCH_UP_TRIES = 4;
@@ -206,7 +207,11 @@
     }
     state.ws = ws;
     let opened = false;
+    const giveUp = setTimeout(() => {
+      if (ws.readyState === WebSocket.CONNECTING) ws.close();
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
+      clearTimeout(giveUp);
       if (state.ws !== ws) return;
       opened = true;
       state.attempt = 0;
@@ -221,6 +226,7 @@
       if (frame && typeof frame.type === 'string') handleFrame(frame);
     };
     ws.onclose = () => {
+      clearTimeout(giveUp);
       if (state.ws !== ws) return;
       state.ws = null;
       // A leave without its acknowledgement is complete: the server drops a
@@ -362,11 +368,15 @@
         }
         if (state.rooms.get(room.name) !== room) return;
         const stick = isCurrent(room) && atBottom();
+        let added = 0;
         for (const m of page.messages) {
-          if (insertMessage(room, m) && !isCurrent(room) && m.user !== state.user) room.unread += 1;
+          if (insertMessage(room, m)) {
+            added += 1;
+            if (!isCurrent(room) && m.user !== state.user) room.unread += 1;
+          }
           if (m.id > cursor) cursor = m.id;
         }
-        if (isCurrent(room)) {
+        if (isCurrent(room) && added) {
           if (stick) scrollToBottom();
           else $('new-marker').hidden = false;
         }
@@ -681,8 +691,12 @@
       showError(`Messages are at most ${MAX_TEXT_CHARS} characters; this one has ${chars}.`, 'too_long');
       return;
     }
-    if (room.status !== 'joined' || !state.ws || state.ws.readyState !== WebSocket.OPEN) {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
       showError('Not connected right now. Your message is kept; send it again once connected.', 'offline');
+      return;
+    }
+    if (room.status !== 'joined') {
+      showError(`Still joining ${room.name}. Your message is kept; send it again in a moment.`, 'joining');
       return;
     }
     const ref = nextRef('m');
