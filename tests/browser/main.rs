@@ -9,5 +9,6 @@ mod driver;
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
 mod helpers;
+mod history;
 mod reconnect;
 mod validation;

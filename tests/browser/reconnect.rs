@@ -4,7 +4,7 @@
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::driver::browser_or_skip;
+use crate::driver::{browser_or_skip, ENTER};
 use crate::helpers::spawn_app_in;
 
 /// A small join history, so the missed messages do not fit in the rejoin's
@@ -47,6 +47,25 @@ async fn page_reconnects_after_a_restart_and_shows_missed_messages_once_in_order
 
     // The server goes away; the page notices and backs off.
     let dir = app.stop().await;
+    page.wait_for(
+        "the page to notice the connection is lost",
+        "return document.getElementById('conn').dataset.state !== 'online'",
+    )
+    .await;
+    // Sending now fails: the page says so and keeps the text.
+    let typed = "typed while the server was away";
+    page.say(typed).await;
+    page.wait_for(
+        "an error about the connection",
+        "return !!document.querySelector('#errors .toast[data-code=\"offline\"]')",
+    )
+    .await;
+    assert_eq!(
+        page.js("return document.getElementById('composer-input').value")
+            .await,
+        json!(typed),
+        "the message box keeps the text"
+    );
     page.wait_for(
         "the page to be reconnecting, its next attempt a few seconds away",
         &format!(
@@ -109,17 +128,22 @@ async fn page_reconnects_after_a_restart_and_shows_missed_messages_once_in_order
     page.wait_for_members("alice and bob after the rejoin", &["alice", "bob"])
         .await;
 
-    // And the page is fully usable again.
-    page.say("back online").await;
+    // The kept text can be sent now: Enter in the message box.
+    page.type_into("#composer-input", ENTER).await;
     let echo = loop {
         let frame = bob.recv().await;
         if frame["type"] == "chat" {
             break frame;
         }
     };
+    assert_eq!(echo["text"], typed, "the kept message reaches bob");
+    expected.push(typed);
+    page.wait_for_texts("the kept message sent", &expected)
+        .await;
     assert_eq!(
-        echo["text"], "back online",
-        "the page's message reaches bob"
+        page.js("return document.getElementById('composer-input').value")
+            .await,
+        json!("")
     );
 
     page.close().await;
