@@ -174,13 +174,18 @@
     conn.dataset.retryAt = String(kind === 'reconnecting' ? Math.round(state.retryAt) : 0);
     $('retry-now').hidden = kind !== 'reconnecting';
     let text;
+    let countdown = '';
     if (kind === 'online') text = 'Connected';
     else if (kind === 'connecting') text = state.connects ? 'Reconnecting…' : 'Connecting…';
     else if (kind === 'reconnecting') {
+      text = 'Connection lost, reconnecting';
       const secs = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
-      text = `Connection lost. Retrying in ${secs} s…`;
+      countdown = `(next try in ${secs} s)`;
     } else text = 'Offline';
-    $('conn-text').textContent = text;
+    // The status line is announced by screen readers: change it only when
+    // the state changes; the ticking countdown beside it is not announced.
+    if ($('conn-text').textContent !== text) $('conn-text').textContent = text;
+    $('conn-countdown').textContent = countdown;
     refreshComposer();
   }
 

@@ -79,7 +79,7 @@ async fn page_reconnects_after_a_restart_and_shows_missed_messages_once_in_order
         .js("return document.getElementById('conn-text').textContent")
         .await;
     assert!(
-        shown.as_str().is_some_and(|s| s.contains("Retrying")),
+        shown.as_str().is_some_and(|s| s.contains("reconnecting")),
         "the page says it is reconnecting: {shown}"
     );
 
