@@ -10,5 +10,6 @@ mod driver;
 #[path = "../api/helpers.rs"]
 mod helpers;
 mod history;
+mod layout;
 mod reconnect;
 mod validation;
