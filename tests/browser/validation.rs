@@ -1,0 +1,113 @@
+//! Names and rooms the protocol refuses are refused on the page, with a
+//! message that says what is allowed.
+
+use serde_json::json;
+
+use crate::driver::{browser_or_skip, ENTER};
+use crate::helpers::spawn_app;
+
+/// Clears the field `css` (select all, delete) and types `keys`.
+const CLEAR: &str = "\u{E009}a\u{E000}\u{E017}";
+
+#[actix_web::test]
+async fn names_and_rooms_the_protocol_refuses_are_refused_with_a_clear_message() {
+    let Some(browser) =
+        browser_or_skip("names_and_rooms_the_protocol_refuses_are_refused_with_a_clear_message")
+            .await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    )
+    .await;
+
+    let name_error = "const e = document.getElementById('name-error');
+        return !e.hidden && e.textContent;";
+    let still_signed_out = "return !document.getElementById('login').hidden
+        && document.getElementById('app').hidden
+        && document.getElementById('conn').dataset.state === 'offline';";
+
+    page.type_into("#name-input", &format!("alice smith{ENTER}"))
+        .await;
+    let message = page.wait_for("a message about the name", name_error).await;
+    assert_eq!(
+        message,
+        json!("Names cannot contain a space. Use 1 to 32 letters (A-Z, a-z), digits, _ - or ."),
+    );
+    assert_eq!(page.js(still_signed_out).await, json!(true));
+
+    page.type_into("#name-input", &format!("{CLEAR}{}{ENTER}", "a".repeat(33)))
+        .await;
+    page.wait_for_value(
+        "a message about the name's length",
+        name_error,
+        json!("Names are at most 32 characters (this one has 33)."),
+    )
+    .await;
+    assert_eq!(page.js(still_signed_out).await, json!(true));
+
+    page.type_into("#name-input", &format!("{CLEAR}<alice>{ENTER}"))
+        .await;
+    page.wait_for_value(
+        "a message about the character",
+        name_error,
+        json!("Names cannot contain \"<\". Use 1 to 32 letters (A-Z, a-z), digits, _ - or ."),
+    )
+    .await;
+    assert_eq!(page.js(still_signed_out).await, json!(true));
+
+    // A valid name goes through.
+    page.type_into("#name-input", CLEAR).await;
+    page.sign_in("alice.smith").await;
+
+    let join_error = "const e = document.getElementById('join-error');
+        return !e.hidden && e.textContent;";
+    let joined =
+        "return [...document.querySelectorAll('#joined-rooms li')].map(e => e.dataset.room);";
+
+    page.type_into("#join-input", &format!("team chat{ENTER}"))
+        .await;
+    page.wait_for_value(
+        "a message about the room name",
+        join_error,
+        json!("Room names cannot contain a space. Use 1 to 64 letters (A-Z, a-z), digits, _ or -"),
+    )
+    .await;
+    assert_eq!(page.js(joined).await, json!(["general"]));
+
+    page.type_into("#join-input", &format!("{CLEAR}team.chat{ENTER}"))
+        .await;
+    page.wait_for_value(
+        "a message about the dot",
+        join_error,
+        json!("Room names cannot contain \".\". Use 1 to 64 letters (A-Z, a-z), digits, _ or -"),
+    )
+    .await;
+
+    page.type_into("#join-input", &format!("{CLEAR}{}{ENTER}", "r".repeat(65)))
+        .await;
+    page.wait_for_value(
+        "a message about the room name's length",
+        join_error,
+        json!("Room names are at most 64 characters (this one has 65)."),
+    )
+    .await;
+    assert_eq!(page.js(joined).await, json!(["general"]));
+
+    // Nothing refused reached the server.
+    let (_, _, rooms) = app.get("/api/rooms").await;
+    assert_eq!(rooms, json!({"rooms": [{"name": "general", "users": 1}]}));
+
+    // A valid room is joined, and the message goes away.
+    page.type_into("#join-input", CLEAR).await;
+    page.join("team-chat").await;
+    assert_eq!(page.js(join_error).await, json!(false));
+    assert_eq!(page.js(joined).await, json!(["general", "team-chat"]));
+
+    page.close().await;
+}
