@@ -972,6 +972,13 @@
 
   async function init() {
     $('name-form').addEventListener('submit', submitLogin);
+    // A token is one line: Enter in its box signs in, as in the name field.
+    $('token-input').addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        $('name-form').requestSubmit();
+      }
+    });
     $('logout').addEventListener('click', signOut);
     $('retry-now').addEventListener('click', () => { state.attempt = 0; connect(); });
     $('join-form').addEventListener('submit', (event) => {

@@ -2,6 +2,7 @@
 //! chromedriver against the real server on 127.0.0.1. Without a browser
 //! installed they say they were skipped and pass, unless `CI` is set.
 
+mod auth;
 mod chat;
 mod driver;
 // The server and WebSocket helpers of the API tests, shared rather than
