@@ -9,7 +9,7 @@
 # stage holds only the release binary and static/. Works with the classic
 # builder and with BuildKit; needs no registry beyond crates.io.
 
-# --- planner: Cargo.toml, Cargo.lock and a stub for every target ------------
+# --- planner: the dependency skeleton, and the sources the binary needs -----
 FROM rust:1-bookworm AS planner
 WORKDIR /src
 COPY . .
@@ -42,7 +42,11 @@ RUN set -eu; \
         main) echo 'fn main() {}' > "/skeleton/$path" ;; \
       esac; \
       echo "stub ($stub): $path"; \
-    done < /tmp/targets
+    done < /tmp/targets; \
+    rm -rf static
+# static/ goes into the image as files, not into the binary: the builder takes
+# the sources from here without it, so a change to the page alone reuses the
+# compiled binary.
 
 # --- builder: dependencies first, then the crate -----------------------------
 FROM rust:1-bookworm AS builder
@@ -51,7 +55,7 @@ ENV CARGO_TERM_COLOR=never \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY --from=planner /skeleton/ ./
 RUN cargo build --release --locked --bin chatterbox
-COPY . .
+COPY --from=planner /src/ ./
 # The real sources may be older than the stub build: touch them so cargo
 # rebuilds the crate, and make sure the result is the server, not the stub.
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
