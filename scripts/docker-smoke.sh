@@ -129,7 +129,7 @@ ok "WebSocket client built ($CLIENT)"
 
 # --- the image ----------------------------------------------------------------
 t=$(date +%s.%N)
-note "docker build -t $IMAGE . (a cold build compiles every dependency: minutes)"
+note "docker build -t $IMAGE . (the first build compiles every dependency: minutes; later ones reuse them)"
 if ! docker build --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
     -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
   tail -60 "$WORK/build.log" >&2
