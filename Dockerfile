@@ -47,6 +47,8 @@ RUN set -eu; \
 # static/ goes into the image as files, not into the binary: the builder takes
 # the sources from here without it, so a change to the page alone reuses the
 # compiled binary.
+# (The stage labels let scripts/docker-smoke.sh prune its stale build stages.)
+LABEL chatterbox.build-stage=planner
 
 # --- builder: dependencies first, then the crate -----------------------------
 FROM rust:1-bookworm AS builder
@@ -61,6 +63,7 @@ COPY --from=planner /src/ ./
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin chatterbox \
  && ./target/release/chatterbox --version | grep -q '^chatterbox '
+LABEL chatterbox.build-stage=builder
 
 # --- runtime ------------------------------------------------------------------
 FROM debian:bookworm-slim

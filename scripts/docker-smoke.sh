@@ -57,7 +57,7 @@ cleanup() {
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     docker rm -f "$FIRST" "$SECOND" >/dev/null 2>&1
     docker volume rm -f "$VOLUME" >/dev/null 2>&1
-    [ "${SMOKE_KEEP_IMAGE:-1}" = 0 ] && docker rmi "$IMAGE" >/dev/null 2>&1
+    [ "${SMOKE_KEEP_IMAGE:-1}" = 0 ] && docker rmi "$IMAGE" "$IMAGE-builder" >/dev/null 2>&1
   fi
   if [ "$STARTED_ENGINE" = 1 ] && [ -n "$STOP_SCRIPT" ]; then
     "$STOP_SCRIPT" && note "stopped the Docker engine this script started"
@@ -130,11 +130,18 @@ ok "WebSocket client built ($CLIENT)"
 # --- the image ----------------------------------------------------------------
 t=$(date +%s.%N)
 note "docker build -t $IMAGE . (the first build compiles every dependency: minutes; later ones reuse them)"
-if ! docker build --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-    -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
+# The builder stage gets a tag of its own: it holds the compiled
+# dependencies, the cache of the next build, which the pruning below (of the
+# stale stages earlier runs left untagged) must keep.
+if ! docker build --target builder -t "$IMAGE-builder" . >"$WORK/build.log" 2>&1 ||
+  ! docker build --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    -t "$IMAGE" . >>"$WORK/build.log" 2>&1; then
   tail -60 "$WORK/build.log" >&2
   fail "docker build"
 fi
+for stage in planner builder; do
+  docker image prune -f --filter "label=chatterbox.build-stage=$stage" >/dev/null
+done
 ok "image $IMAGE built in $(since "$t") s, $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
 
 user=$(docker image inspect -f '{{.Config.User}}' "$IMAGE")
@@ -253,7 +260,7 @@ HOLDER_PID=""
 ok "the connected client got close code 1001 ($(tail -1 "$WORK/bob.out"))"
 
 # --- second container: same volume, configuration through -e ------------------
-docker run -d --name "$SECOND" -e PORT=9000 -e MAX_HISTORY=5 -p 127.0.0.1::9000 \
+docker run -d --name "$SECOND" -e PORT=9000 -p 127.0.0.1::9000 \
   -v "$VOLUME:/data" "$IMAGE" >/dev/null
 PORT2=$(host_port "$SECOND" 9000)
 wait_ready "$SECOND" "$PORT2"
