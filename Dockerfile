@@ -95,6 +95,9 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["chatterbox"]
 
+# Last, so that changing them rebuilds nothing. SOURCE_URL's default is a
+# placeholder until the project has a public home: override it with
+# --build-arg SOURCE_URL=... (the smoke test passes REVISION, the commit).
 ARG SOURCE_URL=https://github.com/chatterbox-chat/chatterbox
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="chatterbox" \
