@@ -217,6 +217,14 @@ grep -qi '^content-type: *text/html' "$WORK/page.headers" || fail "GET / is not 
 cmp -s "$WORK/page.html" static/index.html || fail "GET / is not static/index.html"
 ok "GET /: 200 text/html, the page in static/index.html ($(wc -c <"$WORK/page.html") bytes)"
 
+assets=0
+while IFS= read -r file; do
+  curl -fsS -o "$WORK/asset" "http://127.0.0.1:$PORT1/${file#static/}" || fail "GET /${file#static/}"
+  cmp -s "$WORK/asset" "$file" || fail "GET /${file#static/} is not $file"
+  assets=$((assets + 1))
+done < <(find static -type f | sort)
+ok "every file of static/ is served as it is ($assets files: the page's scripts and styles are in the image)"
+
 status=$(docker exec "$FIRST" cat /proc/1/status)
 pid1=$(awk '/^Name:/ { print $2 }' <<<"$status")
 uid1=$(awk '/^Uid:/ { print $2 }' <<<"$status")
