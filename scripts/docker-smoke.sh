@@ -139,8 +139,9 @@ if ! docker build --target builder -t "$IMAGE-builder" . >"$WORK/build.log" 2>&1
   tail -60 "$WORK/build.log" >&2
   fail "docker build"
 fi
-for stage in planner builder; do
-  docker image prune -f --filter "label=chatterbox.build-stage=$stage" >/dev/null
+for label in chatterbox.build-stage=planner chatterbox.build-stage=builder \
+  org.opencontainers.image.title=chatterbox; do
+  docker image prune -f --filter "label=$label" >/dev/null # untagged ones only
 done
 ok "image $IMAGE built in $(since "$t") s, $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }')"
 
