@@ -1,0 +1,107 @@
+# chatterbox container image.
+#
+#   docker build -t chatterbox .
+#   docker run -p 8080:8080 -v chatterbox-data:/data chatterbox
+#
+# Three stages: `planner` reduces the sources to what dependency resolution
+# needs, `builder` compiles the dependencies in a layer of their own (reused
+# until Cargo.toml or Cargo.lock change) and then the crate, and the final
+# stage holds only the release binary and static/. Works with the classic
+# builder and with BuildKit; needs no registry beyond crates.io.
+
+# --- planner: the dependency skeleton, and the sources the binary needs -----
+FROM rust:1-bookworm AS planner
+WORKDIR /src
+COPY . .
+# Cargo refuses a manifest that names a target ([[bin]], [[bench]], ...)
+# whose source file is missing, so the dependency layer gets a stub at the
+# path cargo itself reports for the lib and for every target of a kind the
+# manifest declares; targets cargo only discovers (examples/*.rs, tests/*.rs
+# when there is no [[example]], [[test]]) need none, so adding one keeps the
+# cache. Whatever targets the manifest names after a merge, the stubs follow,
+# and a change to the sources alone leaves the skeleton byte-identical (so the
+# dependency layer below stays cached). Build scripts are copied as they are.
+RUN set -eu; \
+    mkdir -p /skeleton; \
+    cp Cargo.toml Cargo.lock /skeleton/; \
+    cargo metadata --no-deps --offline --format-version 1 \
+      | sed 's/{"kind":/\n&/g' \
+      | sed -n 's/^{"kind":\["\([^"]*\)".*"src_path":"\/src\/\([^"]*\)".*/\1 \2/p' \
+      > /tmp/targets; \
+    test -s /tmp/targets; \
+    while read -r kind path; do \
+      case "$kind" in \
+        custom-build) stub=copy ;; \
+        lib|rlib|dylib|cdylib|staticlib|proc-macro) stub=empty ;; \
+        *) if grep -q "^[[:space:]]*\[\[$kind\]\]" Cargo.toml; then stub=main; else continue; fi ;; \
+      esac; \
+      mkdir -p "/skeleton/$(dirname "$path")"; \
+      case "$stub" in \
+        copy) cp "$path" "/skeleton/$path" ;; \
+        empty) : > "/skeleton/$path" ;; \
+        main) echo 'fn main() {}' > "/skeleton/$path" ;; \
+      esac; \
+      echo "stub ($stub): $path"; \
+    done < /tmp/targets; \
+    rm -rf static
+# static/ goes into the image as files, not into the binary: the builder takes
+# the sources from here without it, so a change to the page alone reuses the
+# compiled binary.
+# (The stage labels let scripts/docker-smoke.sh prune its stale build stages.)
+LABEL chatterbox.build-stage=planner
+
+# --- builder: dependencies first, then the crate -----------------------------
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+ENV CARGO_TERM_COLOR=never \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
+COPY --from=planner /skeleton/ ./
+RUN cargo build --release --locked --bin chatterbox
+COPY --from=planner /src/ ./
+# The real sources may be older than the stub build: touch them so cargo
+# rebuilds the crate, and make sure the result is the server, not the stub.
+RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked --bin chatterbox \
+ && ./target/release/chatterbox --version | grep -q '^chatterbox '
+LABEL chatterbox.build-stage=builder
+
+# --- runtime ------------------------------------------------------------------
+FROM debian:bookworm-slim
+# A fixed numeric id, so volume ownership is predictable and orchestrators
+# can verify runAsNonRoot.
+RUN groupadd --system --gid 10001 chatterbox \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin chatterbox \
+ && mkdir -p /data \
+ && chown 10001:10001 /data
+COPY --from=builder /src/target/release/chatterbox /usr/local/bin/chatterbox
+COPY static/ /app/static/
+WORKDIR /app
+ENV HOST=0.0.0.0 \
+    PORT=8080 \
+    DB_PATH=/data/chatterbox.db \
+    STATIC_DIR=/app/static \
+    RUST_LOG=info
+# A named volume mounted here starts as a copy of this directory, owned by
+# the chatterbox user, so the server can create its database in it.
+VOLUME ["/data"]
+USER 10001:10001
+EXPOSE 8080
+# The binary probes GET /health on HOST:PORT itself: no curl in the image.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["chatterbox", "healthcheck"]
+# The server is PID 1 and handles SIGTERM itself: `docker stop` closes the
+# sockets with 1001, stores every accepted message and exits 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["chatterbox"]
+
+# Last, so that changing them rebuilds nothing. SOURCE_URL's default is a
+# placeholder until the project has a public home: override it with
+# --build-arg SOURCE_URL=... (the smoke test passes REVISION, the commit).
+ARG SOURCE_URL=https://github.com/chatterbox-chat/chatterbox
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="chatterbox" \
+      org.opencontainers.image.description="A real-time WebSocket chat server: named rooms, presence, durable SQLite history." \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.revision="${REVISION}"
