@@ -39,6 +39,8 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
     #[error("the token's signature does not match")]
     BadSignature,
     #[error("the token must be signed with HS256")]
@@ -55,6 +57,11 @@ pub enum AuthError {
 pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY.as_secs();
+    // Identity providers put their own `aud` in tokens; chatterbox has no
+    // audience of its own to check it against, so it is ignored rather than
+    // refused. A token not valid yet (`nbf`) is refused.
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = decode::<Claims>(
         token,
@@ -63,6 +70,7 @@ pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
     )
     .map_err(|e| match e.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
         _ => AuthError::Malformed(e.to_string()),

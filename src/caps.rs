@@ -5,6 +5,11 @@
 //! in the connection's session actor and gives its place back when the actor
 //! is dropped, however the connection ended. Counting by ownership rather
 //! than by "opened"/"closed" messages means no path can leak a slot.
+//!
+//! The per-address cap counts an IPv6 peer by its /64 network, since one
+//! host usually holds a whole /64 and could otherwise open unlimited
+//! connections from "different" addresses; IPv4-mapped IPv6 addresses count
+//! as the IPv4 address they carry.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +45,7 @@ struct Counts {
 
 impl ConnectionCaps {
     pub fn new(max_total: usize, max_per_ip: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        metrics.max_connections.set(max_total as i64);
         Arc::new(ConnectionCaps {
             max_total,
             max_per_ip,
@@ -50,6 +56,7 @@ impl ConnectionCaps {
 
     /// Takes a place for a connection from `ip`, or says which cap is full.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, CapReached> {
+        let ip = peer_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.total >= self.max_total {
             return Err(CapReached::Total(self.max_total));
@@ -89,6 +96,20 @@ impl ConnectionCaps {
     }
 }
 
+/// What the per-address cap counts `ip` as.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(network.into())
+            }
+        },
+    }
+}
+
 /// One open connection's place; dropping it frees the place.
 pub struct ConnectionSlot {
     caps: Arc<ConnectionCaps>,
@@ -118,6 +139,20 @@ mod tests {
         let _b = caps.acquire(ip(2)).unwrap();
         drop(a1);
         assert!(caps.acquire(ip(1)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_peers_count_by_their_64_network() {
+        let caps = ConnectionCaps::new(10, 1, Arc::new(Metrics::new()));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _a = caps.acquire(a).unwrap();
+        assert_eq!(caps.acquire(b).err(), Some(CapReached::PerIp(1)));
+        assert!(caps.acquire(other).is_ok());
+        let _v4 = caps.acquire("192.0.2.7".parse().unwrap()).unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(caps.acquire(mapped).err(), Some(CapReached::PerIp(1)));
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Config {
     /// Origins allowed to open `/ws`; empty means any.
     pub allowed_origins: Vec<String>,
     /// HS256 secret for connection tokens; `None` trusts `?user=`.
-    pub auth_secret: Option<String>,
+    pub auth_secret: Option<Secret>,
     /// Open WebSocket connections on the whole server.
     pub max_connections: usize,
     /// Open WebSocket connections from one peer address; 0 is no cap.
@@ -72,6 +72,30 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_frame_bytes: 64 * 1024,
         }
+    }
+}
+
+/// A value that must not reach a log: `Debug` prints a placeholder, so a
+/// `Config` can be logged or compared in a failing test without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the code that signs or verifies with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -151,7 +175,7 @@ impl Config {
                 .collect();
         }
         if let Some(v) = get("AUTH_SECRET") {
-            config.auth_secret = Some(v);
+            config.auth_secret = Some(Secret(v));
         }
         if let Some(v) = get("MAX_CONNECTIONS") {
             config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
@@ -234,6 +258,16 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let config = config_from(&[("AUTH_SECRET", "hunter2-hunter2")]).unwrap();
+        assert_eq!(
+            config.auth_secret.as_ref().unwrap().expose(),
+            "hunter2-hunter2"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Metrics {
     registry: Registry,
     /// Open WebSocket connections.
     pub connections: IntGauge,
+    /// MAX_CONNECTIONS, so dashboards can show how close the server is.
+    pub max_connections: IntGauge,
     /// WebSocket connections accepted since start.
     pub connections_opened: IntCounter,
     /// Rooms with at least one member.
@@ -66,7 +68,9 @@ pub struct Metrics {
     pub heartbeat_timeouts: IntCounter,
     /// Refused `/ws` upgrades, by reason.
     pub upgrades_refused: IntCounterVec,
-    /// Time of one group commit (the transaction and its fsync).
+    /// Time of one group commit attempt (the transaction and its fsync; a
+    /// failed attempt and, after start or a failure, opening the database
+    /// count too).
     pub store_commit_seconds: Histogram,
     /// Chat messages in one group commit.
     pub store_batch_size: Histogram,
@@ -85,6 +89,11 @@ impl Metrics {
         let metrics = Metrics {
             connections: IntGauge::new("chatterbox_connections", "Open WebSocket connections.")
                 .expect("valid metric"),
+            max_connections: IntGauge::new(
+                "chatterbox_max_connections",
+                "The MAX_CONNECTIONS cap on open WebSocket connections.",
+            )
+            .expect("valid metric"),
             connections_opened: IntCounter::new(
                 "chatterbox_connections_opened_total",
                 "WebSocket connections accepted.",
@@ -141,7 +150,7 @@ impl Metrics {
             store_commit_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "chatterbox_store_commit_seconds",
-                    "Time of one group commit to SQLite, fsync included.",
+                    "Time of one group commit attempt to SQLite, fsync included.",
                 )
                 .buckets(latency.clone()),
             )
@@ -188,8 +197,9 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(self.connections.clone()),
+            Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
             Box::new(self.rooms.clone()),
             Box::new(self.messages_received.clone()),

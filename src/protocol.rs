@@ -52,7 +52,9 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, for listing them (metrics start each at zero).
+    /// Every code, for listing them (metrics start each at zero). The test
+    /// `all_lists_every_code` stops compiling when a code is added here
+    /// and not there.
     pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
@@ -339,6 +341,28 @@ pub fn now_millis() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_lists_every_code() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            // Exhaustive on purpose: a new code breaks this match until it
+            // is given its place in `ALL`.
+            let position = match code {
+                ErrorCode::BadJson => 0,
+                ErrorCode::BinaryUnsupported => 1,
+                ErrorCode::UnknownType => 2,
+                ErrorCode::InvalidRoom => 3,
+                ErrorCode::InvalidText => 4,
+                ErrorCode::InvalidField => 5,
+                ErrorCode::AlreadyJoined => 6,
+                ErrorCode::NotJoined => 7,
+                ErrorCode::TooManyRooms => 8,
+                ErrorCode::RateLimited => 9,
+                ErrorCode::StoreFailed => 10,
+            };
+            assert_eq!(i, position, "{}", code.as_str());
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

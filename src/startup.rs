@@ -122,9 +122,9 @@ impl Application {
                 "AUTH_SECRET is not set: user names are not verified, anyone can connect as \
                  anyone (development mode)"
             ),
-            Some(secret) if secret.len() < 32 => log::warn!(
+            Some(secret) if secret.expose().len() < 32 => log::warn!(
                 "signed tokens required; AUTH_SECRET is only {} bytes, use 32 or more random bytes",
-                secret.len()
+                secret.expose().len()
             ),
             Some(_) => log::info!("signed tokens required (AUTH_SECRET is set)"),
         }

@@ -37,8 +37,11 @@ pub async fn upgrade(
                 ApiError::BadRequest(format!("bad query string: {e}")),
             )
         })?;
-    let user = identify(&query, state.config.auth_secret.as_deref())
-        .map_err(|(refusal, error)| refuse(refusal, error))?;
+    let user = identify(
+        &query,
+        state.config.auth_secret.as_ref().map(|s| s.expose()),
+    )
+    .map_err(|(refusal, error)| refuse(refusal, error))?;
     check_origin(&req, &state.config.allowed_origins)
         .map_err(|error| refuse(Refusal::Origin, error))?;
     ws::handshake(&req).map_err(|e| {

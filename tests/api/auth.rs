@@ -7,7 +7,7 @@ use chatterbox::auth::{self, Claims};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::{refused_upgrade, spawn_app_with, Client, TestApp};
+use crate::helpers::{refused_upgrade, scrape, spawn_app_with, Client, TestApp};
 
 const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -74,6 +74,16 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
         Algorithm::HS256,
         SECRET,
     );
+    let not_yet = signed(
+        &json!({"sub": "alice", "exp": now() + 7200, "nbf": now() + 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let past_leeway = signed(
+        &json!({"sub": "alice", "exp": now() - 45}),
+        Algorithm::HS256,
+        SECRET,
+    );
     // {"alg":"none"} with {"sub":"alice","exp":4102444800} and no signature.
     let unsigned =
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0.";
@@ -84,9 +94,12 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
         (format!("token={wrong_algorithm}"), "HS256"),
         (format!("token={no_expiry}"), "malformed"),
         (format!("token={bad_name}"), "user name"),
-        (format!("token={unsigned}"), ""),
+        (format!("token={unsigned}"), "malformed"),
+        (format!("token={not_yet}"), "not valid yet"),
+        (format!("token={past_leeway}"), "expired"),
         ("token=not-a-token".to_string(), "malformed"),
     ];
+    let refusals = cases.len() as f64;
     for (query, reason) in cases {
         let (status, body) = refused_upgrade(app.port, &query).await;
         assert_eq!(status, 401, "{query}: {body}");
@@ -97,13 +110,20 @@ async fn bad_tokens_are_refused_with_401_and_a_reason() {
             assert!(!error.contains(token), "{error}");
         }
     }
+    let metrics = scrape(app.port).await;
+    let unauthorized = ("reason", "unauthorized");
+    assert_eq!(
+        metrics.get("chatterbox_upgrades_refused_total", Some(unauthorized)),
+        refusals
+    );
+    assert_eq!(metrics.value("chatterbox_connections_opened_total"), 0.0);
 }
 
 #[actix_web::test]
 async fn a_token_within_the_clock_leeway_still_works() {
     let app = secured().await;
     let just_expired = signed(
-        &json!({"sub": "alice", "exp": now() - 5}),
+        &json!({"sub": "alice", "exp": now() - 15}),
         Algorithm::HS256,
         SECRET,
     );
@@ -121,6 +141,14 @@ async fn a_user_that_differs_from_the_token_is_refused_with_403() {
         body["error"].as_str().unwrap().contains("mallory"),
         "{body}"
     );
+    let metrics = scrape(app.port).await;
+    assert_eq!(
+        metrics.get(
+            "chatterbox_upgrades_refused_total",
+            Some(("reason", "user_mismatch"))
+        ),
+        1.0
+    );
 }
 
 #[actix_web::test]
@@ -136,7 +164,7 @@ async fn without_a_secret_names_are_trusted_and_health_says_so() {
 #[test]
 fn claims_other_than_sub_and_exp_are_ignored() {
     let token = signed(
-        &json!({"sub": "carol", "exp": now() + 60, "iss": "idp", "roles": ["x"]}),
+        &json!({"sub": "carol", "exp": now() + 60, "iss": "idp", "aud": "some-app", "roles": ["x"]}),
         Algorithm::HS256,
         SECRET,
     );
@@ -181,6 +209,32 @@ fn the_token_subcommand_explains_what_is_wrong() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_refusal_is_logged_with_its_reason_but_never_the_token() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = crate::helpers::ServerProcess::start(
+        &dir.path().join("chat.db"),
+        &[("AUTH_SECRET", SECRET)],
+    );
+    let forged = signed(
+        &json!({"sub": "alice", "exp": now() + 600}),
+        Algorithm::HS256,
+        "not-the-secret",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, _) = runtime.block_on(refused_upgrade(server.port, &format!("token={forged}")));
+    assert_eq!(status, 401);
+    let line = std::iter::from_fn(|| server.log.recv_timeout(crate::helpers::WAIT).ok())
+        .find(|line| line.contains("refused /ws"))
+        .expect("the refusal is logged");
+    assert!(
+        line.contains("127.0.0.1") && line.contains("signature"),
+        "{line}"
+    );
+    let signature = forged.rsplit('.').next().unwrap();
+    assert!(!line.contains(signature), "{line}");
 }
 
 #[test]

@@ -246,4 +246,12 @@ async fn an_upgrade_from_a_foreign_origin_is_refused_with_403() {
     assert!(tokio_tungstenite::connect_async(good).await.is_ok());
     // No Origin header: not a browser, allowed.
     assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok());
+    let metrics = crate::helpers::scrape(app.port).await;
+    assert_eq!(
+        metrics.get(
+            "chatterbox_upgrades_refused_total",
+            Some(("reason", "origin"))
+        ),
+        1.0
+    );
 }

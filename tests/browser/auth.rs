@@ -8,7 +8,7 @@ use chatterbox::auth;
 use serde_json::json;
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::{spawn_app_with, Client};
+use crate::helpers::{scrape, spawn_app_with, Client};
 
 const SECRET: &str = "browser-test-secret-0123456789abcdef";
 
@@ -80,7 +80,19 @@ async fn with_auth_on_the_page_signs_in_with_a_token_from_the_fragment() {
          return !!t && t.textContent.includes('token may be wrong');",
     )
     .await;
-    let (_, _, rooms) = app.get("/api/rooms/signed").await;
-    assert_eq!(rooms["users"], json!(["bob"]));
+    assert_eq!(
+        page.js("return document.getElementById('conn').dataset.state")
+            .await
+            .as_str()
+            .map(|state| state != "online"),
+        Some(true)
+    );
+    let metrics = scrape(app.port).await;
+    assert!(
+        metrics.get(
+            "chatterbox_upgrades_refused_total",
+            Some(("reason", "unauthorized"))
+        ) >= 1.0
+    );
     page.close().await;
 }
