@@ -5,6 +5,7 @@ mod chat;
 mod errors;
 mod helpers;
 mod history;
+mod loadtest;
 mod presence;
 mod process;
 mod rest;
