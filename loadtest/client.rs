@@ -274,12 +274,11 @@ impl<'a> Member<'a> {
             "text": make_text(stamp, size),
             "ref": self.seq.to_string(),
         });
-        let ok = self.send_json(frame).await;
-        if ok {
-            self.sent += 1;
-            self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+        // Counted before it is written, so the drain never sees an echo
+        // arrive for a message it has not counted.
+        self.sent += 1;
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.send_json(frame).await
     }
 
     /// Reads one frame and books it.

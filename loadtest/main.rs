@@ -402,6 +402,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
     // Send (connect: hold).
     let _ = phase_tx.send(Phase::Sending);
     let sending_started = Instant::now();
+    let self_before = report::server_sample(std::process::id());
     let delivered_before = c.delivered.load(Ordering::Relaxed);
     while sending_started.elapsed() < args.duration {
         tick(&bar, &shared, "sending").await;
@@ -426,6 +427,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
     let drain_s = drain_started.elapsed().as_secs_f64();
     let delivered_in_run = c.delivered.load(Ordering::Relaxed) - delivered_before;
     let server_after = args.server_pid.and_then(report::server_sample);
+    let self_after = report::server_sample(std::process::id());
 
     let _ = phase_tx.send(Phase::Done);
     bar.finish_and_clear();
@@ -472,6 +474,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         timing,
         stored,
         server,
+        report::CpuUse::between(self_before, self_after, sending_s + drain_s),
         warnings,
     )
 }

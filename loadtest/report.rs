@@ -118,6 +118,9 @@ pub struct Churn {
 pub struct ServerSample {
     pub rss_kb: u64,
     pub cpu_s: f64,
+    /// Time its threads were runnable but waiting for a CPU (from
+    /// `/proc/PID/task/*/schedstat`): how much a busy machine held it back.
+    pub waited_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,8 +132,7 @@ pub struct ServerUsage {
     /// (RSS once connected - RSS before) / connections opened.
     pub bytes_per_connection: Option<f64>,
     /// CPU the server used from the start of sending to the end of the drain.
-    pub cpu_s: Option<f64>,
-    pub cpu_percent: Option<f64>,
+    pub cpu: Option<CpuUse>,
 }
 
 impl ServerUsage {
@@ -148,18 +150,13 @@ impl ServerUsage {
             }
             _ => None,
         };
-        let cpu = match (connected, after) {
-            (Some(c), Some(a)) => Some(a.cpu_s - c.cpu_s),
-            _ => None,
-        };
         ServerUsage {
             pid,
             rss_before_kb: before.map(|s| s.rss_kb),
             rss_connected_kb: connected.map(|s| s.rss_kb),
             rss_after_kb: after.map(|s| s.rss_kb),
             bytes_per_connection: per_conn.map(f64::round),
-            cpu_s: cpu,
-            cpu_percent: cpu.map(|c| (c / run_s.max(1e-6) * 1000.0).round() / 10.0),
+            cpu: CpuUse::between(connected, after, run_s),
         }
     }
 }
@@ -184,7 +181,49 @@ pub fn server_sample(pid: u32) -> Option<ServerSample> {
     Some(ServerSample {
         rss_kb,
         cpu_s: ticks as f64 / 100.0,
+        waited_s: runqueue_wait_s(pid),
     })
+}
+
+/// Sum over the process's threads of the time spent waiting to run.
+fn runqueue_wait_s(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
+}
+
+/// CPU used and time spent waiting for a CPU between two samples.
+#[derive(Debug, Serialize)]
+pub struct CpuUse {
+    pub cpu_s: f64,
+    pub cpu_percent: f64,
+    pub waited_for_cpu_s: f64,
+}
+
+impl CpuUse {
+    pub fn between(
+        from: Option<ServerSample>,
+        to: Option<ServerSample>,
+        run_s: f64,
+    ) -> Option<CpuUse> {
+        let (from, to) = (from?, to?);
+        let cpu_s = to.cpu_s - from.cpu_s;
+        Some(CpuUse {
+            cpu_s: round3(cpu_s),
+            cpu_percent: round1(cpu_s / run_s.max(1e-6) * 100.0),
+            waited_for_cpu_s: round3(to.waited_s - from.waited_s),
+        })
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// `GET /api/rooms/{room}` over plain HTTP/1.1: the room's stored count.
@@ -234,6 +273,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub churn: Option<Churn>,
     pub server: Option<ServerUsage>,
+    /// The load tester's own CPU while sending and draining: if it nears
+    /// 100% of a core, the load tester, not the server, is the limit.
+    pub loadtest_cpu: Option<CpuUse>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -246,6 +288,7 @@ pub fn build(
     timing: Timing,
     stored: Option<Stored>,
     server: Option<ServerUsage>,
+    loadtest_cpu: Option<CpuUse>,
     mut warnings: Vec<String>,
 ) -> Report {
     let c = &shared.counters;
@@ -401,6 +444,7 @@ pub fn build(
         errors,
         churn,
         server,
+        loadtest_cpu,
     }
 }
 
@@ -499,14 +543,12 @@ impl Report {
                         .map_or("?".into(), |b| format!("{b:.0}"))
                 ),
             );
-            line(
-                "server CPU",
-                format!(
-                    "{} s ({}% of one core) while sending and draining",
-                    sv.cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
-                    sv.cpu_percent.map_or("?".into(), |c| format!("{c}"))
-                ),
-            );
+            if let Some(cpu) = &sv.cpu {
+                line("server CPU", cpu.to_string());
+            }
+        }
+        if let Some(cpu) = &self.loadtest_cpu {
+            line("loadtest CPU", cpu.to_string());
         }
         let mut text = String::from("chatterbox load test\n");
         text.push_str(&out);
@@ -521,6 +563,16 @@ impl Report {
             }
         }
         text
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s ({}% of one core) while sending and draining; {:.2} s waiting for a CPU",
+            self.cpu_s, self.cpu_percent, self.waited_for_cpu_s
+        )
     }
 }
 
