@@ -3,7 +3,7 @@
 //! the order of its messages and their fan-out.
 //!
 //! A chat message goes to [`History`] first and is broadcast only when
-//! [`MessageStored`] comes back. The writer answers in the order messages were
+//! [`MessagesStored`] comes back. The writer answers in the order messages were
 //! queued, and this actor queues them in the order it received them, so ids
 //! rise in broadcast order and each connection's messages reach everyone in
 //! the order sent.
@@ -14,11 +14,12 @@
 //! every message exactly once: in `history` or live, never both.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use super::history::{History, MessageStored, MessagesAfter, PendingWrite, RecentMessages};
+use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, RecentMessages};
 use super::outbox::Outbox;
 use super::server::{ChatServer, MemberDropped};
 use super::SessionId;
@@ -103,7 +104,7 @@ pub struct RoomActor {
     last_broadcast: Option<MessageId>,
     in_flight: VecDeque<InFlight>,
     /// Kept so each write does not build a new recipient.
-    stored_recipient: Option<Recipient<MessageStored>>,
+    stored_recipient: Option<Recipient<MessagesStored>>,
 }
 
 impl RoomActor {
@@ -421,42 +422,94 @@ impl Handler<Chat> for RoomActor {
     }
 }
 
-impl Handler<MessageStored> for RoomActor {
-    type Result = ();
+/// One answered chat of a [`MessagesStored`] batch, encoded.
+struct StoredChat {
+    sender: SessionId,
+    /// What every member gets (`None` when the message was not stored).
+    shared: Option<ByteString>,
+    /// What the sender gets instead: its copy with its `ref`, or the error.
+    own: Option<ByteString>,
+}
 
-    fn handle(&mut self, stored: MessageStored, _: &mut Self::Context) {
-        let Some(InFlight { sender, reference }) = self.in_flight.pop_front() else {
-            log::error!(
-                "room {}: a stored message nobody was waiting for",
-                self.name
-            );
-            return;
-        };
-        match stored.0 {
-            Ok(message) => {
-                self.remember(&message);
-                let frame: ByteString = ServerFrame::chat(&message, None).encode().into();
-                match reference {
-                    // The sender's copy carries its ref; everyone else's is
-                    // the same bytes, encoded once.
-                    Some(reference) => {
-                        self.broadcast(&frame, Some(sender));
-                        let own = ServerFrame::chat(&message, Some(&reference)).encode();
-                        self.send_to(sender, own.into());
-                    }
-                    None => self.broadcast(&frame, None),
-                }
-            }
-            Err(e) => {
-                let frame = ServerFrame::Error {
-                    code: ErrorCode::StoreFailed,
-                    message: &format!("the message could not be stored: {e}"),
-                    reference: reference.as_deref(),
-                }
-                .encode();
-                self.send_to(sender, frame.into());
+impl RoomActor {
+    /// Hands every member the whole batch in one outbox push, in stored
+    /// order: the frames encoded once and shared, except for the batch's
+    /// senders, whose own copies carry their `ref`.
+    fn deliver(&mut self, outcomes: Vec<StoredChat>) {
+        let shared: Arc<[ByteString]> = outcomes.iter().filter_map(|o| o.shared.clone()).collect();
+        let mut personal: Vec<SessionId> = Vec::new();
+        for o in &outcomes {
+            if o.own.is_some() && !personal.contains(&o.sender) {
+                personal.push(o.sender);
             }
         }
+        let mut overflowed = Vec::new();
+        for (&session, member) in &self.members {
+            let frames = if personal.contains(&session) {
+                outcomes
+                    .iter()
+                    .filter_map(|o| match &o.own {
+                        Some(own) if o.sender == session => Some(own.clone()),
+                        _ => o.shared.clone(),
+                    })
+                    .collect()
+            } else if shared.is_empty() {
+                continue;
+            } else {
+                shared.clone()
+            };
+            if member.outbox.push_all(frames, self.outbox_limit).is_err() {
+                overflowed.push(session);
+            }
+        }
+        self.drop_members(overflowed);
+    }
+}
+
+impl Handler<MessagesStored> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, stored: MessagesStored, _: &mut Self::Context) {
+        let mut outcomes = Vec::with_capacity(stored.0.len());
+        for answer in stored.0 {
+            let Some(InFlight { sender, reference }) = self.in_flight.pop_front() else {
+                log::error!(
+                    "room {}: a stored message nobody was waiting for",
+                    self.name
+                );
+                break;
+            };
+            outcomes.push(match answer {
+                Ok(message) => {
+                    self.remember(&message);
+                    // Everyone's copy is the same bytes, encoded once; the
+                    // sender's carries its ref.
+                    StoredChat {
+                        sender,
+                        shared: Some(ServerFrame::chat(&message, None).encode().into()),
+                        own: reference.map(|reference| {
+                            ServerFrame::chat(&message, Some(&reference))
+                                .encode()
+                                .into()
+                        }),
+                    }
+                }
+                Err(e) => StoredChat {
+                    sender,
+                    shared: None,
+                    own: Some(
+                        ServerFrame::Error {
+                            code: ErrorCode::StoreFailed,
+                            message: &format!("the message could not be stored: {e}"),
+                            reference: reference.as_deref(),
+                        }
+                        .encode()
+                        .into(),
+                    ),
+                },
+            });
+        }
+        self.deliver(outcomes);
     }
 }
 
