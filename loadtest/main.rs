@@ -413,13 +413,22 @@ async fn run(args: &Args, settings: Settings) -> Report {
     let _ = phase_tx.send(Phase::Draining);
     let drain_started = Instant::now();
     let members = settings.members_per_room.max(1) as u64;
+    // Let every connection see the phase change before judging.
+    tick(&bar, &shared, "draining").await;
+    let mut settled_checks = 0;
     loop {
         let answered = c.acked.load(Ordering::Relaxed) + c.refused.load(Ordering::Relaxed);
         let all_answered = answered >= c.sent.load(Ordering::Relaxed);
         let all_delivered = settings.scenario == Scenario::Churn
             || c.delivered.load(Ordering::Relaxed) - delivered_before
                 >= c.acked.load(Ordering::Relaxed) * members;
-        if (all_answered && all_delivered) || drain_started.elapsed() >= args.drain_timeout {
+        // Twice in a row, a quarter second apart, so nothing is in flight.
+        settled_checks = if all_answered && all_delivered {
+            settled_checks + 1
+        } else {
+            0
+        };
+        if settled_checks >= 2 || drain_started.elapsed() >= args.drain_timeout {
             break;
         }
         tick(&bar, &shared, "draining").await;

@@ -18,6 +18,7 @@ use crate::scenarios::Plan;
 use crate::{senders_by_room, Scenario, Settings};
 
 /// Where the time of a run went.
+#[derive(Debug, Clone, Serialize)]
 pub struct Timing {
     pub setup_s: f64,
     /// From the first connection attempt to the last connection opened.
@@ -25,6 +26,7 @@ pub struct Timing {
     pub sending_s: f64,
     pub drain_s: f64,
     /// Deliveries from the start of sending to the end of the drain.
+    #[serde(skip)]
     pub delivered_in_run: u64,
 }
 
@@ -266,6 +268,7 @@ pub struct Report {
     pub failures: Vec<String>,
     pub warnings: Vec<String>,
     pub settings: Settings,
+    pub timing: Timing,
     pub connections: Connections,
     pub messages: Messages,
     pub deliveries: Deliveries,
@@ -438,6 +441,7 @@ pub fn build(
         failures,
         warnings,
         settings,
+        timing,
         connections,
         messages,
         deliveries,

@@ -91,9 +91,10 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     let rate = plan.sender_rate;
     let sending = m.sender.is_some() && rate > 0.0 && room.is_some();
     let period = Duration::from_secs_f64((1.0 / rate.max(1e-3)).max(0.001));
-    // Spread the senders over one period so they do not all fire at once.
-    let offset =
-        period.mul_f64((index % plan.members.max(1)) as f64 / plan.senders_per_room.max(1) as f64);
+    // Spread the senders evenly over one period (golden-ratio phases), so
+    // they do not fire together: with phases by position in the room, the
+    // senders of 200 rooms fired in 10 bursts of 200.
+    let offset = period.mul_f64((index as f64 * 0.618_033_988_749_895).fract());
     let start = Instant::now() + offset;
     let mut tick = tokio::time::interval_at(start, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -104,6 +105,9 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
         }
         let may_send = sending && now_phase == Phase::Sending;
         tokio::select! {
+            // A phase change wins over a due tick: nothing is sent once
+            // the run has started draining.
+            biased;
             changed = phase.changed() => if changed.is_err() { break },
             _ = tick.tick(), if may_send => {
                 // Open loop: send what the rate says is due by now, even if
