@@ -124,26 +124,34 @@ fn fast_chat(frame: &str) -> Option<Incoming<'_>> {
     let rest = frame.strip_prefix(r#"{"type":"chat","id":"#)?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let id = rest[..digits].parse().ok()?;
-    let rest = &rest[digits..];
-    let start = rest.find(r#","text":""#)? + 9;
-    let rest = &rest[start..];
-    let end = rest.find('"')?;
-    let text = &rest[..end];
-    if text.contains('\\') {
+    let mut rest = &rest[digits..];
+    // Each field is `,"key":"value"`; names and our texts hold no quote or
+    // backslash, so the value ends at the next quote (a one-byte search).
+    let mut field = |key: &str| -> Option<&str> {
+        let after = rest
+            .strip_prefix(",\"")?
+            .strip_prefix(key)?
+            .strip_prefix("\":\"")?;
+        let end = after.find('"')?;
+        let value = &after[..end];
+        if value.ends_with('\\') {
+            return None;
+        }
+        rest = &after[end + 1..];
+        Some(value)
+    };
+    field("room")?;
+    field("user")?;
+    let text = field("text")?;
+    field("timestamp")?;
+    let reference = match field("ref") {
+        Some(r) => Some(Cow::Borrowed(r)),
+        None if rest == "}" => None,
+        None => return None,
+    };
+    if text.contains('\\') || reference.as_deref().is_some_and(|r| r.contains('\\')) {
         return None;
     }
-    let rest = &rest[end..];
-    let reference = match rest.find(r#","ref":""#) {
-        Some(at) => {
-            let r = &rest[at + 8..];
-            let end = r.find('"')?;
-            if r[..end].contains('\\') {
-                return None;
-            }
-            Some(Cow::Borrowed(&r[..end]))
-        }
-        None => None,
-    };
     Some(Incoming::Chat {
         id,
         text: Cow::Borrowed(text),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
@@ -279,6 +279,23 @@ impl<'a> Member<'a> {
         self.sent += 1;
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         self.send_json(frame).await
+    }
+
+    /// Reads one frame, then whatever is already buffered (up to 64), so a
+    /// caller's select runs once per burst instead of once per frame. Only
+    /// `Gone` is reported; use [`Member::read`] to see each event.
+    pub async fn read_burst(&mut self) -> Event {
+        if self.read().await == Event::Gone {
+            return Event::Gone;
+        }
+        for _ in 0..63 {
+            match self.read().now_or_never() {
+                Some(Event::Gone) => return Event::Gone,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Event::Nothing
     }
 
     /// Reads one frame and books it.

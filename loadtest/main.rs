@@ -408,6 +408,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         tick(&bar, &shared, "sending").await;
     }
     let sending_s = sending_started.elapsed().as_secs_f64();
+    let delivered_while_sending = c.delivered.load(Ordering::Relaxed) - delivered_before;
 
     // Drain: wait for the echoes and deliveries still on their way.
     let _ = phase_tx.send(Phase::Draining);
@@ -434,7 +435,6 @@ async fn run(args: &Args, settings: Settings) -> Report {
         tick(&bar, &shared, "draining").await;
     }
     let drain_s = drain_started.elapsed().as_secs_f64();
-    let delivered_in_run = c.delivered.load(Ordering::Relaxed) - delivered_before;
     let server_after = args.server_pid.and_then(report::server_sample);
     let self_after = report::server_sample(std::process::id());
 
@@ -472,7 +472,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         connect_window_s,
         sending_s,
         drain_s,
-        delivered_in_run,
+        delivered_while_sending,
     };
     report::build(
         settings,

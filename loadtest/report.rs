@@ -25,9 +25,9 @@ pub struct Timing {
     pub connect_window_s: f64,
     pub sending_s: f64,
     pub drain_s: f64,
-    /// Deliveries from the start of sending to the end of the drain.
+    /// Deliveries while senders were sending.
     #[serde(skip)]
-    pub delivered_in_run: u64,
+    pub delivered_while_sending: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,7 +103,7 @@ pub struct Deliveries {
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
-    /// Deliveries per second from the start of sending to the end of the drain.
+    /// Deliveries per second while senders were sending (sustained rate).
     pub per_s: f64,
     /// Send to each receiver (the sender's own echo included).
     pub latency_ms: Latency,
@@ -415,7 +415,7 @@ pub fn build(
         lost,
         duplicated,
         out_of_order,
-        per_s: round1(timing.delivered_in_run as f64 / run_s),
+        per_s: round1(timing.delivered_while_sending as f64 / timing.sending_s.max(1e-6)),
         latency_ms: Latency::from_micros(
             &shared
                 .latency

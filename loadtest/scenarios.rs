@@ -84,7 +84,7 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     while *phase.borrow_and_update() < Phase::Sending {
         tokio::select! {
             changed = phase.changed() => if changed.is_err() { break },
-            event = m.read() => if event == Event::Gone { return m.finish(room_index).await },
+            event = m.read_burst() => if event == Event::Gone { return m.finish(room_index).await },
         }
     }
 
@@ -122,7 +122,7 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
                     }
                 }
             },
-            event = m.read() => if event == Event::Gone { break },
+            event = m.read_burst() => if event == Event::Gone { break },
         }
     }
     m.finish(room_index).await
