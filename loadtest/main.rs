@@ -464,6 +464,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
             server_connected,
             server_after,
             c.connected.load(Ordering::Relaxed),
+            setup_s,
             sending_s + drain_s,
         )
     });

@@ -135,6 +135,11 @@ pub struct ServerUsage {
     pub bytes_per_connection: Option<f64>,
     /// CPU the server used from the start of sending to the end of the drain.
     pub cpu: Option<CpuUse>,
+    /// CPU the server used while connections were opened (and joined).
+    pub setup_cpu: Option<CpuUse>,
+    /// `setup_cpu` per connection opened, in microseconds: the cost of one
+    /// connect on the server, whatever else ran on the machine.
+    pub cpu_us_per_connection: Option<f64>,
 }
 
 impl ServerUsage {
@@ -144,6 +149,7 @@ impl ServerUsage {
         connected: Option<ServerSample>,
         after: Option<ServerSample>,
         connections: u64,
+        setup_s: f64,
         run_s: f64,
     ) -> ServerUsage {
         let per_conn = match (before, connected) {
@@ -159,6 +165,13 @@ impl ServerUsage {
             rss_after_kb: after.map(|s| s.rss_kb),
             bytes_per_connection: per_conn.map(f64::round),
             cpu: CpuUse::between(connected, after, run_s),
+            setup_cpu: CpuUse::between(before, connected, setup_s),
+            cpu_us_per_connection: match (before, connected) {
+                (Some(b), Some(c)) if connections > 0 => {
+                    Some(round1((c.cpu_s - b.cpu_s) * 1e6 / connections as f64))
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -547,6 +560,18 @@ impl Report {
                         .map_or("?".into(), |b| format!("{b:.0}"))
                 ),
             );
+            if let Some(cpu) = &sv.setup_cpu {
+                line(
+                    "server CPU, setup",
+                    format!(
+                        "{:.2} s, {} us per connection; {:.2} s waiting for a CPU",
+                        cpu.cpu_s,
+                        sv.cpu_us_per_connection
+                            .map_or("?".into(), |u| format!("{u:.0}")),
+                        cpu.waited_for_cpu_s
+                    ),
+                );
+            }
             if let Some(cpu) = &sv.cpu {
                 line("server CPU", cpu.to_string());
             }
