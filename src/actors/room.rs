@@ -13,7 +13,7 @@
 //! cache and the live stream are updated in the same handler, a joiner gets
 //! every message exactly once: in `history` or live, never both.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -495,12 +495,12 @@ impl RoomActor {
     /// senders, whose own copies carry their `ref`.
     fn deliver(&mut self, outcomes: Vec<StoredChat>) {
         let shared: Arc<[ByteString]> = outcomes.iter().filter_map(|o| o.shared.clone()).collect();
-        let mut personal: Vec<SessionId> = Vec::new();
-        for o in &outcomes {
-            if o.own.is_some() && !personal.contains(&o.sender) {
-                personal.push(o.sender);
-            }
-        }
+        // A set: in a big busy room a batch may come from many senders.
+        let personal: HashSet<SessionId> = outcomes
+            .iter()
+            .filter(|o| o.own.is_some())
+            .map(|o| o.sender)
+            .collect();
         let mut overflowed = Vec::new();
         for (&session, member) in &self.members {
             let frames = if personal.contains(&session) {
