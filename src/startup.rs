@@ -3,7 +3,7 @@
 //! integration tests both start the server through [`Application`].
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,26 @@ use crate::config::Config;
 use crate::http::{api, ws, AppState};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+
+/// Connections the kernel queues before they are accepted. A listener from
+/// `std::net::TcpListener::bind` gets 128 (and `HttpServer::backlog` does not
+/// apply to a listener passed in), so a burst of connects overflowed the
+/// queue and the kernel dropped SYNs: those clients retried a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket with [`LISTEN_BACKLOG`]. Must run inside the
+/// runtime (tokio registers the socket, then hands it back as std).
+fn bind(host: IpAddr, port: u16) -> io::Result<TcpListener> {
+    let address = SocketAddr::new(host, port);
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std does: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
+}
 
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -70,11 +90,10 @@ impl Application {
         );
 
         let address = format!("{}:{}", config.host, config.port);
-        let listener =
-            TcpListener::bind((config.host, config.port)).map_err(|source| StartupError::Bind {
-                address: address.clone(),
-                source,
-            })?;
+        let listener = bind(config.host, config.port).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
         let local = listener.local_addr().map_err(|source| StartupError::Bind {
             address: address.clone(),
             source,
@@ -109,7 +128,6 @@ impl Application {
                 let _ = tcp.set_nodelay(true);
             }
         })
-        .backlog(4096)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)

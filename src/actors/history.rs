@@ -8,8 +8,11 @@
 //! *everything* queued and commits it in one transaction. A lone message
 //! commits at once; messages that arrive while a commit is in flight wait and
 //! go together in the next one, so a flood pays one fsync per batch.
-//! Each message's room hears [`MessageStored`] once its batch is durable, in
-//! queue order, and only then broadcasts it.
+//! Each message's room hears [`MessagesStored`] once its batch is durable, in
+//! queue order, and only then broadcasts it. A room's messages that are
+//! consecutive in a batch come back in one `MessagesStored`, so the room can
+//! hand each member all of them at once (one mailbox message and one socket
+//! write per member per batch instead of one per message).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,14 +31,39 @@ pub struct PendingWrite {
     pub room: RoomName,
     pub user: UserName,
     pub text: String,
-    pub reply: Recipient<MessageStored>,
+    pub reply: Recipient<MessagesStored>,
 }
 
-/// The answer to a [`PendingWrite`]: the stored message with its id and
-/// timestamp, or why it could not be stored.
+/// The answer to consecutive [`PendingWrite`]s of one room, in the order
+/// they were queued: each stored message with its id and timestamp, or why
+/// it could not be stored.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct MessageStored(pub Result<ChatMessage, StoreError>);
+pub struct MessagesStored(pub Answers);
+
+/// One room's answers to a run of its consecutive writes.
+type Answers = Vec<Result<ChatMessage, StoreError>>;
+
+/// Sends each room its answers, one message per run of consecutive writes
+/// from the same room, keeping the queue's order.
+fn reply_in_runs(
+    answers: impl IntoIterator<Item = (Recipient<MessagesStored>, Result<ChatMessage, StoreError>)>,
+) {
+    let mut run: Option<(Recipient<MessagesStored>, Answers)> = None;
+    for (reply, answer) in answers {
+        match &mut run {
+            Some((to, answers)) if *to == reply => answers.push(answer),
+            _ => {
+                if let Some((to, answers)) = run.replace((reply, vec![answer])) {
+                    to.do_send(MessagesStored(answers));
+                }
+            }
+        }
+    }
+    if let Some((to, answers)) = run {
+        to.do_send(MessagesStored(answers));
+    }
+}
 
 /// Messages accepted but not yet given to a transaction.
 #[derive(Default)]
@@ -171,22 +199,21 @@ impl HistoryActor {
             Ok(ids) => {
                 self.metrics.messages_stored.inc_by(ids.len() as u64);
                 let timestamp = crate::protocol::format_timestamp(millis);
-                for (write, id) in batch.into_iter().zip(ids) {
-                    write.reply.do_send(MessageStored(Ok(ChatMessage {
+                reply_in_runs(batch.into_iter().zip(ids).map(|(write, id)| {
+                    let message = ChatMessage {
                         id,
                         room: write.room,
                         user: write.user,
                         text: write.text,
                         timestamp: timestamp.clone(),
-                    })));
-                }
+                    };
+                    (write.reply, Ok(message))
+                }));
                 Ok(())
             }
             Err(e) => {
                 log::error!("could not store {} chat messages: {e}", batch.len());
-                for write in batch {
-                    write.reply.do_send(MessageStored(Err(e.clone())));
-                }
+                reply_in_runs(batch.into_iter().map(|w| (w.reply, Err(e.clone()))));
                 Err(e)
             }
         }
@@ -294,7 +321,7 @@ impl History {
     }
 
     /// Queues a chat message for the next transaction. Its room hears
-    /// [`MessageStored`] when it is durable.
+    /// [`MessagesStored`] when it is durable.
     pub fn store(&self, write: PendingWrite) {
         self.queue
             .pending

@@ -17,6 +17,9 @@ use bytestring::ByteString;
 pub enum Outgoing {
     /// One encoded server frame to write as it is.
     Frame(ByteString),
+    /// Several frames, in order: a batch of chat messages. Shared by every
+    /// member that gets the same frames, and written in one go.
+    Frames(Arc<[ByteString]>),
     /// The outbox passed its bound: drop what is queued, close with 1008.
     Overflowed,
 }
@@ -31,9 +34,9 @@ pub struct OutboxState {
 }
 
 impl OutboxState {
-    /// The session took one frame off its mailbox.
-    pub fn taken(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
+    /// The session took `frames` frames off its mailbox.
+    pub fn taken(&self, frames: usize) {
+        self.queued.fetch_sub(frames, Ordering::Relaxed);
     }
 
     pub fn is_closed(&self) -> bool {
@@ -60,17 +63,33 @@ impl Outbox {
     /// Queues `frame` unless the session already holds `limit` unread
     /// frames; on the first overflow the session is told to close.
     pub fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
+        self.reserve(1, limit)?;
+        self.recipient.do_send(Outgoing::Frame(frame));
+        Ok(())
+    }
+
+    /// Queues `frames` in one mailbox message unless the session already
+    /// holds `limit` unread frames. A batch is one unit, like a single
+    /// frame: the session holds at most `limit - 1` plus one batch (a batch
+    /// is at most one group commit of the room's messages).
+    pub fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+        self.reserve(frames.len(), limit)?;
+        self.recipient.do_send(Outgoing::Frames(frames));
+        Ok(())
+    }
+
+    /// Counts `n` more queued frames, or closes the outbox on overflow.
+    fn reserve(&self, n: usize, limit: usize) -> Result<(), Overflow> {
         if self.state.is_closed() {
             return Err(Overflow);
         }
-        if self.state.queued.fetch_add(1, Ordering::Relaxed) >= limit {
-            self.state.queued.fetch_sub(1, Ordering::Relaxed);
+        if self.state.queued.fetch_add(n, Ordering::Relaxed) >= limit {
+            self.state.queued.fetch_sub(n, Ordering::Relaxed);
             if !self.state.closed.swap(true, Ordering::Relaxed) {
                 self.recipient.do_send(Outgoing::Overflowed);
             }
             return Err(Overflow);
         }
-        self.recipient.do_send(Outgoing::Frame(frame));
         Ok(())
     }
 }

@@ -330,11 +330,21 @@ impl Handler<Outgoing> for ChatSession {
     fn handle(&mut self, outgoing: Outgoing, ctx: &mut Self::Context) {
         match outgoing {
             Outgoing::Frame(frame) => {
-                self.outbox.taken();
+                self.outbox.taken(1);
                 // After an overflow, what is still queued is dropped: the
                 // close follows the data already written.
                 if !self.outbox.is_closed() {
                     ctx.text(frame);
+                }
+            }
+            Outgoing::Frames(frames) => {
+                self.outbox.taken(frames.len());
+                if !self.outbox.is_closed() {
+                    // Encoded into the context's buffer back to back: one
+                    // socket write for the whole batch.
+                    for frame in frames.iter() {
+                        ctx.text(frame.clone());
+                    }
                 }
             }
             Outgoing::Overflowed => {

@@ -188,3 +188,57 @@ async fn history_survives_a_restart_on_the_same_file() {
     let new_id = say_all(&mut bob, "r", &["after".to_string()]).await[0];
     assert!(new_id > ids[2]);
 }
+
+#[actix_web::test]
+async fn a_joiner_in_the_middle_of_a_flood_in_a_big_room_meets_it_exactly() {
+    // A big room spaces its deliveries (members x 20 us) and holds stored
+    // chats until then; a join in the middle must still see each message
+    // once: in its history or live, never both, never neither.
+    let app = spawn_app_with(|c| {
+        c.max_history = 1000;
+        c.rate_limit = 10_000.0;
+        c.rate_burst = 10_000.0;
+    })
+    .await;
+    let mut members = Vec::new();
+    for i in 0..400 {
+        let mut member = app.connect(&format!("m{i}")).await;
+        member.join("big").await;
+        members.push(member);
+    }
+    let mut sender = app.connect("sender").await;
+    sender.join("big").await;
+    let mut joiner = app.connect("joiner").await;
+
+    // The flood goes on, five messages a millisecond, while the joiner
+    // joins, so chats are usually waiting for the room's next delivery
+    // when it does.
+    let total = 300;
+    let texts = numbered("f", total);
+    let flood = async {
+        for (i, text) in texts.iter().enumerate() {
+            sender.chat("big", text, &i.to_string()).await;
+            if i % 5 == 4 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let join = async {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let (history, _) = joiner.join("big").await;
+        let mut got = texts_of(&history);
+        while got.len() < total {
+            let frame = joiner.recv().await;
+            if frame["type"] == "chat" {
+                got.push(frame["text"].as_str().unwrap().to_string());
+            }
+        }
+        got
+    };
+    let ((), got) = tokio::join!(flood, join);
+
+    assert_eq!(got, texts);
+    joiner
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await;
+}

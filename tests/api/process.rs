@@ -111,7 +111,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_the_room_carries_on
     let env = [
         ("RATE_LIMIT", "100000"),
         ("RATE_BURST", "100000"),
-        ("OUTBOX_LIMIT", "64"),
+        ("OUTBOX_LIMIT", "256"),
     ];
     let server = ServerProcess::start(&dir.path().join("chat.db"), &env);
     let mut slow = Client::connect(server.port, "slow").await;

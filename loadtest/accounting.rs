@@ -1,0 +1,360 @@
+//! What the load tester counts, kept free of sockets so it can be tested:
+//! the text a sender puts in each chat (who sent it, its sequence number,
+//! when), the cheap reading of the server's frames, and the per-receiver
+//! bookkeeping that finds lost, duplicated and out-of-order deliveries.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use chatterbox::protocol::MessageId;
+use serde::Deserialize;
+
+/// Index of a sending connection within one run.
+pub type SenderId = u32;
+
+/// What a sender carries in each chat text: `lt <sender> <seq> <sent_us> xxx…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub sender: SenderId,
+    /// 1, 2, 3… per sender, in the order sent.
+    pub seq: u64,
+    /// When it was sent, in microseconds since the run's clock started.
+    pub sent_us: u64,
+}
+
+/// The chat text for `stamp`, padded with `x` to at least `size` bytes.
+pub fn make_text(stamp: Stamp, size: usize) -> String {
+    let mut text = format!("lt {} {} {} ", stamp.sender, stamp.seq, stamp.sent_us);
+    while text.len() < size {
+        text.push('x');
+    }
+    text
+}
+
+/// Reads a [`make_text`] text back; `None` for anybody else's text.
+pub fn parse_text(text: &str) -> Option<Stamp> {
+    let mut parts = text.strip_prefix("lt ")?.splitn(4, ' ');
+    let sender = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let sent_us = parts.next()?.parse().ok()?;
+    Some(Stamp {
+        sender,
+        seq,
+        sent_us,
+    })
+}
+
+/// A server frame, as much of it as the load tester needs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    Chat {
+        id: MessageId,
+        text: Cow<'a, str>,
+        reference: Option<Cow<'a, str>>,
+    },
+    Error {
+        code: Cow<'a, str>,
+        reference: Option<Cow<'a, str>>,
+    },
+    /// The end of a join: `presence` comes right after `history`.
+    Presence { room: Cow<'a, str> },
+    Leave {
+        room: Cow<'a, str>,
+        user: Cow<'a, str>,
+    },
+    /// `history`, `join`, or a type this tool does not know.
+    Other,
+    /// Not a JSON object with a string `type`.
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct AnyFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    id: Option<MessageId>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(rename = "ref", borrow)]
+    reference: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+}
+
+/// Reads one server frame. Chat frames, nearly all of the traffic, take a
+/// fast path that relies on the server's field order (`type`, `id`, `room`,
+/// `user`, `text`, `timestamp`, `ref`) and on escape-free texts; anything
+/// else goes through serde, so a different but valid encoding still works.
+pub fn classify(frame: &str) -> Incoming<'_> {
+    if let Some(chat) = fast_chat(frame) {
+        return chat;
+    }
+    let Ok(any) = serde_json::from_str::<AnyFrame<'_>>(frame) else {
+        return Incoming::Malformed;
+    };
+    match any.kind.as_ref() {
+        "chat" => match (any.id, any.text) {
+            (Some(id), Some(text)) => Incoming::Chat {
+                id,
+                text,
+                reference: any.reference,
+            },
+            _ => Incoming::Malformed,
+        },
+        "error" => Incoming::Error {
+            code: any.code.unwrap_or(Cow::Borrowed("?")),
+            reference: any.reference,
+        },
+        "presence" => Incoming::Presence {
+            room: any.room.unwrap_or_default(),
+        },
+        "leave" => Incoming::Leave {
+            room: any.room.unwrap_or_default(),
+            user: any.user.unwrap_or_default(),
+        },
+        _ => Incoming::Other,
+    }
+}
+
+fn fast_chat(frame: &str) -> Option<Incoming<'_>> {
+    let rest = frame.strip_prefix(r#"{"type":"chat","id":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = rest[..digits].parse().ok()?;
+    let mut rest = &rest[digits..];
+    // Each field is `,"key":"value"`; names and our texts hold no quote or
+    // backslash, so the value ends at the next quote (a one-byte search).
+    let mut field = |key: &str| -> Option<&str> {
+        let after = rest
+            .strip_prefix(",\"")?
+            .strip_prefix(key)?
+            .strip_prefix("\":\"")?;
+        let end = after.find('"')?;
+        let value = &after[..end];
+        if value.ends_with('\\') {
+            return None;
+        }
+        rest = &after[end + 1..];
+        Some(value)
+    };
+    field("room")?;
+    field("user")?;
+    let text = field("text")?;
+    field("timestamp")?;
+    let reference = match field("ref") {
+        Some(r) => Some(Cow::Borrowed(r)),
+        None if rest == "}" => None,
+        None => return None,
+    };
+    if text.contains('\\') || reference.as_deref().is_some_and(|r| r.contains('\\')) {
+        return None;
+    }
+    Some(Incoming::Chat {
+        id,
+        text: Cow::Borrowed(text),
+        reference,
+    })
+}
+
+/// What one receiving connection saw, checked as it arrives.
+#[derive(Debug, Default, Clone)]
+pub struct Receipts {
+    /// Per sender: the last sequence number delivered in order.
+    last_seq: HashMap<SenderId, u64>,
+    /// Per sender: deliveries that arrived in order (each counted once).
+    pub in_order: HashMap<SenderId, u64>,
+    /// Highest chat id seen: ids must rise in broadcast order.
+    last_id: Option<MessageId>,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Chat frames from this run's senders, whatever their fate.
+    pub delivered: u64,
+}
+
+/// How one delivery was judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    InOrder,
+    Duplicate,
+    OutOfOrder,
+}
+
+impl Receipts {
+    /// Judges one chat delivery with id `id` carrying `stamp`.
+    ///
+    /// The same id twice is a duplicate and a lower id a reordering (ids rise
+    /// in broadcast order). A new id carrying a sender's sequence number that
+    /// was already delivered is a duplicate too (stored twice), and a lower
+    /// one breaks the sender's order. Gaps are not judged here: a sender's
+    /// refused (rate-limited) messages leave gaps; losses are found at the
+    /// end by comparing counts with what senders had acknowledged.
+    pub fn record(&mut self, id: MessageId, stamp: Stamp) -> Verdict {
+        self.delivered += 1;
+        let verdict = match self.last_id {
+            Some(last) if id == last => Verdict::Duplicate,
+            Some(last) if id < last => Verdict::OutOfOrder,
+            _ => {
+                self.last_id = Some(id);
+                let last_seq = self.last_seq.entry(stamp.sender).or_insert(0);
+                if stamp.seq == *last_seq {
+                    Verdict::Duplicate
+                } else if stamp.seq < *last_seq {
+                    Verdict::OutOfOrder
+                } else {
+                    *last_seq = stamp.seq;
+                    *self.in_order.entry(stamp.sender).or_insert(0) += 1;
+                    Verdict::InOrder
+                }
+            }
+        };
+        match verdict {
+            Verdict::Duplicate => self.duplicated += 1,
+            Verdict::OutOfOrder => self.out_of_order += 1,
+            Verdict::InOrder => {}
+        }
+        verdict
+    }
+
+    /// Deliveries missing at this receiver: for each sender it should hear,
+    /// what that sender had acknowledged minus what arrived in order.
+    pub fn lost(&self, senders: impl IntoIterator<Item = (SenderId, u64)>) -> u64 {
+        senders
+            .into_iter()
+            .map(|(sender, acked)| {
+                acked.saturating_sub(self.in_order.get(&sender).copied().unwrap_or(0))
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(sender: SenderId, seq: u64) -> Stamp {
+        Stamp {
+            sender,
+            seq,
+            sent_us: 1000 + seq,
+        }
+    }
+
+    #[test]
+    fn texts_round_trip_and_pad_to_size() {
+        let s = stamp(7, 42);
+        let text = make_text(s, 100);
+        assert_eq!(text.len(), 100);
+        assert_eq!(parse_text(&text), Some(s));
+        // Shorter than the stamp itself: never truncated.
+        assert_eq!(parse_text(&make_text(s, 1)), Some(s));
+        assert_eq!(parse_text("hello"), None);
+        assert_eq!(parse_text("lt a b c"), None);
+    }
+
+    #[test]
+    fn the_fast_path_reads_what_the_server_encodes() {
+        use chatterbox::protocol::{ChatMessage, ServerFrame};
+        let message = ChatMessage {
+            id: 91,
+            room: "r-1".into(),
+            user: "u.2".into(),
+            text: make_text(stamp(3, 4), 40),
+            timestamp: "2026-11-25T19:30:24.123Z".into(),
+        };
+        for reference in [None, Some("17")] {
+            let frame = ServerFrame::chat(&message, reference).encode();
+            let fast = fast_chat(&frame).expect("the fast path takes server chat frames");
+            assert_eq!(
+                fast,
+                Incoming::Chat {
+                    id: 91,
+                    text: Cow::Borrowed(message.text.as_str()),
+                    reference: reference.map(Cow::Borrowed),
+                }
+            );
+            assert_eq!(classify(&frame), fast);
+        }
+    }
+
+    #[test]
+    fn other_frames_and_escaped_texts_go_through_serde() {
+        let escaped = r#"{"type":"chat","id":5,"room":"r","user":"u","text":"a \"q\"","timestamp":"t","ref":"9"}"#;
+        assert_eq!(
+            classify(escaped),
+            Incoming::Chat {
+                id: 5,
+                text: Cow::Owned("a \"q\"".into()),
+                reference: Some(Cow::Borrowed("9")),
+            }
+        );
+        // Another field order is still understood.
+        let reordered = r#"{"id":6,"type":"chat","text":"hi","room":"r"}"#;
+        assert!(matches!(classify(reordered), Incoming::Chat { id: 6, .. }));
+        assert_eq!(
+            classify(r#"{"type":"error","code":"rate_limited","message":"m","ref":"3"}"#),
+            Incoming::Error {
+                code: "rate_limited".into(),
+                reference: Some("3".into())
+            }
+        );
+        assert_eq!(
+            classify(r#"{"type":"presence","room":"r","users":["a"]}"#),
+            Incoming::Presence { room: "r".into() }
+        );
+        assert_eq!(
+            classify(r#"{"type":"history","room":"r","messages":[{"id":1}],"more":false}"#),
+            Incoming::Other
+        );
+        assert_eq!(classify("nope"), Incoming::Malformed);
+        assert_eq!(classify(r#"{"type":"chat"}"#), Incoming::Malformed);
+    }
+
+    #[test]
+    fn in_order_deliveries_count_once_each() {
+        let mut r = Receipts::default();
+        assert_eq!(r.record(1, stamp(0, 1)), Verdict::InOrder);
+        assert_eq!(r.record(2, stamp(1, 1)), Verdict::InOrder);
+        assert_eq!(r.record(3, stamp(0, 2)), Verdict::InOrder);
+        // A gap (a refused message) is not judged on arrival.
+        assert_eq!(r.record(7, stamp(0, 5)), Verdict::InOrder);
+        assert_eq!((r.duplicated, r.out_of_order, r.delivered), (0, 0, 4));
+        assert_eq!(r.in_order[&0], 3);
+    }
+
+    #[test]
+    fn duplicates_are_found_by_id_and_by_sequence() {
+        let mut r = Receipts::default();
+        r.record(1, stamp(0, 1));
+        assert_eq!(r.record(1, stamp(0, 1)), Verdict::Duplicate);
+        // Stored twice: a new id carrying a sequence number already seen.
+        assert_eq!(r.record(2, stamp(0, 1)), Verdict::Duplicate);
+        assert_eq!(r.duplicated, 2);
+        assert_eq!(r.in_order[&0], 1);
+    }
+
+    #[test]
+    fn reorderings_are_found_by_id_and_by_sequence() {
+        let mut r = Receipts::default();
+        r.record(5, stamp(0, 2));
+        // A lower id: broadcast order broken.
+        assert_eq!(r.record(4, stamp(1, 1)), Verdict::OutOfOrder);
+        // Rising ids, but the sender's own order broken.
+        assert_eq!(r.record(6, stamp(0, 1)), Verdict::OutOfOrder);
+        assert_eq!(r.out_of_order, 2);
+    }
+
+    #[test]
+    fn losses_compare_acknowledged_with_delivered() {
+        let mut r = Receipts::default();
+        r.record(1, stamp(0, 1));
+        r.record(2, stamp(0, 2));
+        r.record(3, stamp(1, 1));
+        // Sender 0 had 3 acknowledged, sender 1 had 1, sender 2 had 2 (none here).
+        assert_eq!(r.lost([(0, 3), (1, 1), (2, 2)]), 3);
+        // More delivered than acknowledged (an ack still in flight) is no loss.
+        assert_eq!(r.lost([(0, 1)]), 0);
+    }
+}

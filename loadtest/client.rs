@@ -1,0 +1,447 @@
+//! One simulated user: a WebSocket connection (tokio-tungstenite over a
+//! buffered TCP stream, so one `read(2)` brings in many frames), the frames
+//! it sends and the bookkeeping of what it receives. Every connection of a
+//! run shares one [`Shared`]: atomic counters for the live progress line and
+//! the histograms and tallies merged into the final report.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::accounting::{classify, make_text, parse_text, Incoming, Receipts, SenderId, Stamp};
+
+pub type Ws = WebSocketStream<BufReader<TcpStream>>;
+
+/// Where a run is; every connection watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Opening connections and joining rooms.
+    Setup,
+    /// Senders send.
+    Sending,
+    /// Senders stopped; receivers keep reading what is still on its way.
+    Draining,
+    /// Close everything.
+    Done,
+}
+
+/// Counters read by the progress line while the run goes.
+#[derive(Default)]
+pub struct Counters {
+    pub connect_attempts: AtomicU64,
+    pub connected: AtomicU64,
+    pub connect_failed: AtomicU64,
+    /// Connections currently open.
+    pub open: AtomicU64,
+    /// Connections that finished joining their room (ready to send).
+    pub ready: AtomicU64,
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub refused: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Connections the server closed or lost before the run ended.
+    pub dropped: AtomicU64,
+    /// Churn: sessions that connected, joined, chatted, left and closed.
+    pub sessions: AtomicU64,
+    /// Connections done with setup, joined or not.
+    pub settled: AtomicU64,
+    /// When the latest connection opened, in µs of the run's clock.
+    pub last_connected_us: AtomicU64,
+}
+
+/// Everything the connections of one run share.
+pub struct Shared {
+    /// The run's clock: chat texts carry microseconds since this instant.
+    pub clock: Instant,
+    pub counters: Counters,
+    /// Send to each receiver, in microseconds.
+    pub latency: Mutex<Histogram<u64>>,
+    /// TCP connect plus WebSocket upgrade, in microseconds.
+    pub connect_latency: Mutex<Histogram<u64>>,
+    /// `error` frames received, by code.
+    pub errors: Mutex<BTreeMap<String, u64>>,
+    /// Connections ended by the server before the run ended, by close code
+    /// (`1006` when no close frame came).
+    pub closes: Mutex<BTreeMap<String, u64>>,
+    /// Why connections could not be opened.
+    pub connect_errors: Mutex<BTreeMap<String, u64>>,
+    pub phase: watch::Receiver<Phase>,
+    /// `ws://host:port`, without a path.
+    pub base_url: String,
+    /// Bytes of read buffer per connection.
+    pub read_buffer: usize,
+}
+
+pub fn histogram() -> Histogram<u64> {
+    // 1 µs to one hour, 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("the histogram bounds are valid")
+}
+
+fn tally(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
+    *map.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key.to_string())
+        .or_insert(0) += 1;
+}
+
+impl Shared {
+    pub fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    /// A connection finished its setup and is ready to send.
+    pub fn ready(&self) {
+        self.counters.ready.fetch_add(1, Ordering::Relaxed);
+        self.settled();
+    }
+
+    /// A connection finished its setup, successfully or not.
+    pub fn settled(&self) {
+        self.counters.settled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Opens a connection as `user`, counting the attempt and its outcome.
+    pub async fn connect(&self, user: &str) -> Option<Ws> {
+        self.counters
+            .connect_attempts
+            .fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        match self.try_connect(user).await {
+            Ok(ws) => {
+                let us = started.elapsed().as_micros() as u64;
+                let _ = self
+                    .connect_latency
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(us.max(1));
+                self.counters.connected.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .last_connected_us
+                    .fetch_max(self.now_us(), Ordering::Relaxed);
+                self.counters.open.fetch_add(1, Ordering::Relaxed);
+                Some(ws)
+            }
+            Err(why) => {
+                self.counters.connect_failed.fetch_add(1, Ordering::Relaxed);
+                tally(&self.connect_errors, &why);
+                None
+            }
+        }
+    }
+
+    async fn try_connect(&self, user: &str) -> Result<Ws, String> {
+        let url = format!("{}/ws?user={user}", self.base_url);
+        let authority = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, rest)| rest);
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+            .await
+            .map_err(|_| "TCP connect timed out".to_string())?
+            .map_err(|e| format!("TCP connect: {}", e.kind()))?;
+        // Chat frames are small; the load tester must not add Nagle delays.
+        let _ = tcp.set_nodelay(true);
+        let stream = BufReader::with_capacity(self.read_buffer, tcp);
+        let config = WebSocketConfig {
+            // Send each frame as soon as it is written.
+            write_buffer_size: 0,
+            ..WebSocketConfig::default()
+        };
+        let (ws, _) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(url, stream, Some(config)),
+        )
+        .await
+        .map_err(|_| "WebSocket upgrade timed out".to_string())?
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                format!("upgrade refused: HTTP {}", response.status())
+            }
+            other => format!("upgrade failed: {other}"),
+        })?;
+        Ok(ws)
+    }
+
+    fn closed(&self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a join may take to be answered with `presence`.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one connection did, merged into the report at the end.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub connected: bool,
+    pub sender: Option<SenderId>,
+    pub room: usize,
+    pub sent: u64,
+    pub acked: u64,
+    pub refused: u64,
+    pub receipts: Receipts,
+}
+
+/// A connection's reading side: the frames it has been told to expect and
+/// what it received.
+pub struct Member<'a> {
+    shared: &'a Shared,
+    pub ws: Ws,
+    pub sender: Option<SenderId>,
+    pub user: String,
+    pub receipts: Receipts,
+    pub sent: u64,
+    pub acked: u64,
+    pub refused: u64,
+    /// The sender's sequence counter (continues across churn sessions).
+    pub seq: u64,
+    latencies: Vec<u64>,
+    /// Set when the server ended the connection.
+    pub gone: bool,
+}
+
+/// What a frame meant for the member's own requests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    Nothing,
+    Joined(String),
+    LeftRoom(String),
+    /// The connection is over (closed by the server or failed).
+    Gone,
+}
+
+impl<'a> Member<'a> {
+    pub fn new(shared: &'a Shared, ws: Ws, user: String, sender: Option<SenderId>) -> Self {
+        Member {
+            shared,
+            ws,
+            sender,
+            user,
+            receipts: Receipts::default(),
+            sent: 0,
+            acked: 0,
+            refused: 0,
+            seq: 0,
+            latencies: Vec::with_capacity(LATENCY_BATCH),
+            gone: false,
+        }
+    }
+
+    pub async fn send_json(&mut self, frame: serde_json::Value) -> bool {
+        self.send_text(frame.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> bool {
+        if self.ws.send(Message::Text(text)).await.is_err() {
+            self.lost_connection(None);
+            return false;
+        }
+        true
+    }
+
+    /// Sends the next chat of this sender to `room`.
+    pub async fn send_chat(&mut self, room: &str, size: usize) -> bool {
+        let Some(sender) = self.sender else {
+            return false;
+        };
+        self.seq += 1;
+        let stamp = Stamp {
+            sender,
+            seq: self.seq,
+            sent_us: self.shared.now_us(),
+        };
+        let frame = serde_json::json!({
+            "type": "chat",
+            "room": room,
+            "text": make_text(stamp, size),
+            "ref": self.seq.to_string(),
+        });
+        // Counted before it is written, so the drain never sees an echo
+        // arrive for a message it has not counted.
+        self.sent += 1;
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.send_json(frame).await
+    }
+
+    /// Reads one frame, then whatever is already buffered (up to 64), so a
+    /// caller's select runs once per burst instead of once per frame. Only
+    /// `Gone` is reported; use [`Member::read`] to see each event.
+    pub async fn read_burst(&mut self) -> Event {
+        if self.read().await == Event::Gone {
+            return Event::Gone;
+        }
+        for _ in 0..63 {
+            match self.read().now_or_never() {
+                Some(Event::Gone) => return Event::Gone,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Event::Nothing
+    }
+
+    /// Reads one frame and books it.
+    pub async fn read(&mut self) -> Event {
+        match self.ws.next().await {
+            Some(Ok(Message::Text(text))) => self.on_text(&text),
+            Some(Ok(Message::Close(frame))) => {
+                let code = frame.map_or(1005, |f| u16::from(f.code));
+                self.lost_connection(Some(code));
+                Event::Gone
+            }
+            Some(Ok(_)) => Event::Nothing,
+            Some(Err(_)) | None => {
+                self.lost_connection(None);
+                Event::Gone
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str) -> Event {
+        match classify(text) {
+            Incoming::Chat {
+                id,
+                text,
+                reference,
+            } => {
+                let Some(stamp) = parse_text(&text) else {
+                    return Event::Nothing;
+                };
+                let now = self.shared.now_us();
+                self.latencies
+                    .push(now.saturating_sub(stamp.sent_us).max(1));
+                if self.latencies.len() >= LATENCY_BATCH {
+                    self.flush_latencies();
+                }
+                self.receipts.record(id, stamp);
+                self.shared
+                    .counters
+                    .delivered
+                    .fetch_add(1, Ordering::Relaxed);
+                if reference.is_some() && Some(stamp.sender) == self.sender {
+                    self.acked += 1;
+                    self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Nothing
+            }
+            Incoming::Error { code, reference } => {
+                tally(&self.shared.errors, &code);
+                if reference.is_some_and(|r| r.parse::<u64>().is_ok()) && self.sender.is_some() {
+                    self.refused += 1;
+                    self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Nothing
+            }
+            Incoming::Presence { room } => Event::Joined(room.into_owned()),
+            Incoming::Leave { room, user } if user == self.user => {
+                Event::LeftRoom(room.into_owned())
+            }
+            Incoming::Leave { .. } | Incoming::Other => Event::Nothing,
+            Incoming::Malformed => {
+                tally(&self.shared.errors, "(malformed frame from server)");
+                Event::Nothing
+            }
+        }
+    }
+
+    /// Joins `room` and waits for its `presence`.
+    pub async fn join(&mut self, room: &str) -> bool {
+        if !self
+            .send_json(serde_json::json!({"type": "join", "room": room}))
+            .await
+        {
+            return false;
+        }
+        let wait = async {
+            loop {
+                match self.read().await {
+                    Event::Joined(r) if r == room => return true,
+                    Event::Gone => return false,
+                    _ => {}
+                }
+            }
+        };
+        match tokio::time::timeout(JOIN_TIMEOUT, wait).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tally(&self.shared.errors, "(join not answered in time)");
+                false
+            }
+        }
+    }
+
+    /// The server ended the connection (close code, or none).
+    fn lost_connection(&mut self, code: Option<u16>) {
+        if self.gone {
+            return;
+        }
+        self.gone = true;
+        self.shared.closed();
+        if self.shared.phase() < Phase::Done {
+            self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            let key = match code {
+                Some(code) => code.to_string(),
+                None => "1006 (no close frame)".to_string(),
+            };
+            tally(&self.shared.closes, &key);
+        }
+    }
+
+    fn flush_latencies(&mut self) {
+        let mut histogram = self
+            .shared
+            .latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for us in self.latencies.drain(..) {
+            let _ = histogram.record(us);
+        }
+    }
+
+    /// Closes the connection normally (if still open) and returns what it saw.
+    pub async fn finish(mut self, room: usize) -> Outcome {
+        self.flush_latencies();
+        if !self.gone {
+            self.gone = true;
+            self.shared.closed();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "load test done".into(),
+                })),
+            )
+            .await;
+        }
+        Outcome {
+            connected: true,
+            sender: self.sender,
+            room,
+            sent: self.sent,
+            acked: self.acked,
+            refused: self.refused,
+            receipts: self.receipts,
+        }
+    }
+}
+
+/// Latencies a connection gathers before taking the shared histogram's lock.
+const LATENCY_BATCH: usize = 256;

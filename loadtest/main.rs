@@ -1,0 +1,570 @@
+//! `loadtest`: drives a running chatterbox server through the real protocol
+//! and reports what its users would see: connect rate, acknowledged and
+//! delivered messages, losses, duplicates and reorderings, delivery latency,
+//! errors and disconnects. See docs/BENCHMARKS.md for how it is used.
+//!
+//! * `accounting`: chat texts that carry a sender and sequence number, frame
+//!   reading, and the per-receiver loss / duplicate / order checks.
+//! * `client`: one connection (tokio-tungstenite) and the run's shared counters.
+//! * `scenarios`: fanout, rooms, connect and churn, one task per connection.
+//! * `report`: the summary table and the `--json` result.
+
+mod accounting;
+mod client;
+mod report;
+mod scenarios;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::{watch, Semaphore};
+
+use crate::accounting::SenderId;
+use crate::client::{histogram, Outcome, Phase, Shared};
+use crate::report::{Report, ServerUsage};
+use crate::scenarios::Plan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Scenario {
+    /// One room, `--clients` members, `--senders` of them sending at a total
+    /// of `--rate` messages/s: every member receives every message.
+    Fanout,
+    /// `--rooms` rooms of `--members` members each; every member sends
+    /// (`--per-sender-rate`, default 1 msg/s).
+    Rooms,
+    /// Open `--clients` connections (at `--ramp`/s, or as fast as
+    /// `--handshakes` parallel upgrades allow), hold them idle for
+    /// `--duration`; with `--server-pid`, the server's memory per connection.
+    Connect,
+    /// `--clients` workers that each, over and over, connect, join one of
+    /// `--rooms` rooms, send `--churn-messages` messages, wait for their
+    /// echoes, leave and close.
+    Churn,
+}
+
+/// Load tester for chatterbox: drives a running server over the real
+/// WebSocket protocol and reports throughput, latency and correctness.
+///
+/// Start the server first (`cargo run --release`), then run this. With no
+/// flags it runs a small fanout (100 members, 10 senders, 50 msg/s, 10 s)
+/// that the server's default limits allow. Exits 1 when a message is lost,
+/// duplicated or reordered, the server drops a connection, or more
+/// connections fail than `--max-connect-failures`.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, verbatim_doc_comment)]
+struct Args {
+    /// The server, as ws://HOST:PORT (the `/ws` path is added).
+    #[arg(long, env = "LOADTEST_URL", default_value = "ws://127.0.0.1:8080")]
+    url: String,
+
+    /// What to simulate.
+    #[arg(long, short, value_enum, default_value_t = Scenario::Fanout)]
+    scenario: Scenario,
+
+    /// Connections. fanout: members of the room (default 100); connect:
+    /// connections to hold (default 1000); churn: concurrent workers
+    /// (default 50). rooms uses --rooms x --members instead.
+    #[arg(long, short)]
+    clients: Option<usize>,
+
+    /// rooms: number of rooms (default 20); churn: rooms the workers pick
+    /// from (default 10).
+    #[arg(long)]
+    rooms: Option<usize>,
+
+    /// rooms: members per room (default 10).
+    #[arg(long)]
+    members: Option<usize>,
+
+    /// fanout: how many of the members send (default 10).
+    #[arg(long)]
+    senders: Option<usize>,
+
+    /// Total chat messages per second into the server, shared evenly by
+    /// the senders (fanout default 50).
+    #[arg(long, short, conflicts_with = "per_sender_rate")]
+    rate: Option<f64>,
+
+    /// Chat messages per second for each sender instead of a total
+    /// (rooms default 1, churn default 2).
+    #[arg(long)]
+    per_sender_rate: Option<f64>,
+
+    /// Bytes of text in each chat message (at least the stamp, ~20 bytes).
+    #[arg(long, default_value_t = 64)]
+    message_size: usize,
+
+    /// How long senders send (connect: how long connections are held).
+    /// Takes a unit: 500ms, 10s, 2m.
+    #[arg(long, short, value_parser = parse_duration, default_value = "10s")]
+    duration: Duration,
+
+    /// New connections per second while setting up; 0 opens them as fast
+    /// as --handshakes parallel upgrades allow.
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+
+    /// Connection upgrades (and joins) in flight at once.
+    #[arg(long, default_value_t = 256)]
+    handshakes: usize,
+
+    /// Churn: messages each session sends before leaving.
+    #[arg(long, default_value_t = 5)]
+    churn_messages: usize,
+
+    /// After sending stops, how long to wait for the last deliveries.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    drain_timeout: Duration,
+
+    /// How long setup (connecting and joining) may take before the run
+    /// goes on with the connections it has.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    setup_timeout: Duration,
+
+    /// The server's process id (same machine): its resident memory and CPU
+    /// time before and after, and (connect) bytes per connection.
+    #[arg(long)]
+    server_pid: Option<u32>,
+
+    /// The server's RATE_LIMIT (messages/s per connection), to warn when
+    /// the scenario would be throttled. The server's default is 10; pass
+    /// what the server was started with. Throttling is also detected from
+    /// `rate_limited` errors during the run.
+    #[arg(long, default_value_t = 10.0)]
+    server_rate_limit: f64,
+
+    /// The server's RATE_BURST (see --server-rate-limit).
+    #[arg(long, default_value_t = 20.0)]
+    server_rate_burst: f64,
+
+    /// Connections that may fail (to open, or to join) before the run
+    /// counts as failed.
+    #[arg(long, default_value_t = 0)]
+    max_connect_failures: u64,
+
+    /// Skip asking the REST API whether every acknowledged message is stored.
+    #[arg(long)]
+    no_store_check: bool,
+
+    /// Bytes of read buffer per connection: bigger means fewer read calls
+    /// under load. connect defaults to 4096 (idle connections).
+    #[arg(long)]
+    read_buffer: Option<usize>,
+
+    /// Print only one JSON object with the result on stdout.
+    #[arg(long)]
+    json: bool,
+
+    /// No live progress line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    chatterbox::config::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 500ms, 10s or 2m"))
+}
+
+/// The settings a scenario ends up with once defaults are filled in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    scenario: Scenario,
+    url: String,
+    clients: usize,
+    rooms: usize,
+    members_per_room: usize,
+    senders: usize,
+    per_sender_rate: f64,
+    total_rate: f64,
+    message_size: usize,
+    duration_s: f64,
+    ramp_per_s: f64,
+}
+
+fn settings(args: &Args) -> Result<Settings, String> {
+    let (clients, rooms, members, senders) = match args.scenario {
+        Scenario::Fanout => {
+            let clients = args.clients.unwrap_or(100);
+            let senders = args.senders.unwrap_or(10).min(clients);
+            (clients, 1, clients, senders)
+        }
+        Scenario::Rooms => {
+            let rooms = args.rooms.unwrap_or(20);
+            let members = args.members.unwrap_or(10);
+            (rooms * members, rooms, members, rooms * members)
+        }
+        Scenario::Connect => (args.clients.unwrap_or(1000), 0, 0, 0),
+        Scenario::Churn => {
+            let clients = args.clients.unwrap_or(50);
+            (clients, args.rooms.unwrap_or(10), 0, clients)
+        }
+    };
+    if clients == 0 {
+        return Err("there must be at least one client".into());
+    }
+    if args.scenario != Scenario::Connect && rooms == 0 {
+        return Err("there must be at least one room".into());
+    }
+    let per_sender_rate = match (args.rate, args.per_sender_rate) {
+        (_, Some(r)) => r,
+        (Some(total), None) => total / senders.max(1) as f64,
+        (None, None) => match args.scenario {
+            Scenario::Fanout => 50.0 / senders.max(1) as f64,
+            Scenario::Rooms => 1.0,
+            Scenario::Churn => 2.0,
+            Scenario::Connect => 0.0,
+        },
+    };
+    if !(per_sender_rate.is_finite() && per_sender_rate >= 0.0) {
+        return Err("the rate must be a non-negative number".into());
+    }
+    if !(args.ramp.is_finite() && args.ramp >= 0.0) {
+        return Err("--ramp must be a non-negative number".into());
+    }
+    if !(1..=4096).contains(&args.message_size) {
+        return Err("--message-size must be 1 to 4096 bytes".into());
+    }
+    let url = args
+        .url
+        .trim_end_matches('/')
+        .trim_end_matches("/ws")
+        .to_string();
+    if !url.starts_with("ws://") {
+        return Err(format!(
+            "--url must look like ws://HOST:PORT, not {:?}",
+            args.url
+        ));
+    }
+    Ok(Settings {
+        scenario: args.scenario,
+        url,
+        clients,
+        rooms,
+        members_per_room: members,
+        senders,
+        per_sender_rate,
+        total_rate: per_sender_rate * senders as f64,
+        message_size: args.message_size,
+        duration_s: args.duration.as_secs_f64(),
+        ramp_per_s: args.ramp,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match settings(&args) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("loadtest: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadtest: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.block_on(run(&args, settings));
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("loadtest: cannot encode the result: {e}"),
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    // Do not wait for lingering close handshakes.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Raises the open-files limit to what `clients` connections need.
+fn raise_nofile(clients: usize, warnings: &mut Vec<String>) {
+    let wanted = clients as u64 + 64;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got >= wanted => {}
+        Ok(got) => warnings.push(format!(
+            "the open-files limit is {got}, below the {wanted} this run needs; \
+             connections past it will fail (raise the hard limit: ulimit -Hn)"
+        )),
+        Err(e) => warnings.push(format!("cannot raise the open-files limit: {e}")),
+    }
+}
+
+async fn run(args: &Args, settings: Settings) -> Report {
+    let mut warnings = Vec::new();
+    raise_nofile(settings.clients, &mut warnings);
+    if settings.senders > 0 && settings.per_sender_rate > args.server_rate_limit {
+        warnings.push(format!(
+            "each sender sends {:.1} msg/s but the server allows {} msg/s per connection \
+             (bursts of {}): it will refuse the excess with rate_limited. Start the server \
+             with RATE_LIMIT and RATE_BURST above the per-sender rate and pass them as \
+             --server-rate-limit/--server-rate-burst",
+            settings.per_sender_rate, args.server_rate_limit, args.server_rate_burst
+        ));
+    }
+    let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
+    let read_buffer = args.read_buffer.unwrap_or(match settings.scenario {
+        Scenario::Connect => 4096,
+        _ => 64 * 1024,
+    });
+    let shared = Arc::new(Shared {
+        clock: Instant::now(),
+        counters: Default::default(),
+        latency: Mutex::new(histogram()),
+        connect_latency: Mutex::new(histogram()),
+        errors: Default::default(),
+        closes: Default::default(),
+        connect_errors: Default::default(),
+        phase: phase_rx,
+        base_url: settings.url.clone(),
+        read_buffer: read_buffer.max(256),
+    });
+    let run_id = format!(
+        "lt{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff)
+    );
+    let plan = Arc::new(Plan {
+        run: run_id,
+        rooms: settings.rooms,
+        members: settings.members_per_room,
+        senders_per_room: match settings.scenario {
+            Scenario::Fanout => settings.senders,
+            _ => settings.members_per_room,
+        },
+        sender_rate: settings.per_sender_rate,
+        message_size: settings.message_size,
+        churn_messages: args.churn_messages.max(1),
+        handshakes: Arc::new(Semaphore::new(args.handshakes.max(1))),
+    });
+    let server_before = args.server_pid.and_then(report::server_sample);
+    let bar = progress_bar(args);
+
+    // Setup: start the connections at the ramp rate.
+    let setup_started = Instant::now();
+    let spawner = {
+        let (shared, plan) = (shared.clone(), plan.clone());
+        let (scenario, clients, ramp) = (settings.scenario, settings.clients, settings.ramp_per_s);
+        tokio::spawn(async move {
+            let mut tasks = Vec::with_capacity(clients);
+            for index in 0..clients {
+                if ramp > 0.0 {
+                    let at = setup_started + Duration::from_secs_f64(index as f64 / ramp);
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let (shared, plan) = (shared.clone(), plan.clone());
+                tasks.push(tokio::spawn(async move {
+                    match scenario {
+                        Scenario::Churn => scenarios::churner(shared, plan, index).await,
+                        _ => scenarios::member(shared, plan, index).await,
+                    }
+                }));
+            }
+            tasks
+        })
+    };
+    let c = &shared.counters;
+    let setup_deadline = setup_started + args.setup_timeout;
+    while (c.settled.load(Ordering::Relaxed) as usize) < settings.clients
+        && Instant::now() < setup_deadline
+    {
+        tick(&bar, &shared, "setup").await;
+    }
+    let setup_s = setup_started.elapsed().as_secs_f64();
+    if (c.settled.load(Ordering::Relaxed) as usize) < settings.clients {
+        warnings.push(format!(
+            "setup did not finish within {:?}; running with the connections ready",
+            args.setup_timeout
+        ));
+    }
+    let connect_window_s = (c.last_connected_us.load(Ordering::Relaxed) as f64 / 1e6
+        - (setup_started - shared.clock).as_secs_f64())
+    .max(1e-6);
+    let server_connected = args.server_pid.and_then(report::server_sample);
+
+    // Send (connect: hold).
+    let _ = phase_tx.send(Phase::Sending);
+    let sending_started = Instant::now();
+    let self_before = report::server_sample(std::process::id());
+    let delivered_before = c.delivered.load(Ordering::Relaxed);
+    while sending_started.elapsed() < args.duration {
+        tick(&bar, &shared, "sending").await;
+    }
+    let sending_s = sending_started.elapsed().as_secs_f64();
+    let delivered_while_sending = c.delivered.load(Ordering::Relaxed) - delivered_before;
+
+    // Drain: wait for the echoes and deliveries still on their way.
+    let _ = phase_tx.send(Phase::Draining);
+    let drain_started = Instant::now();
+    let members = settings.members_per_room.max(1) as u64;
+    // Let every connection see the phase change before judging.
+    tick(&bar, &shared, "draining").await;
+    let mut settled_checks = 0;
+    loop {
+        let answered = c.acked.load(Ordering::Relaxed) + c.refused.load(Ordering::Relaxed);
+        let all_answered = answered >= c.sent.load(Ordering::Relaxed);
+        let all_delivered = settings.scenario == Scenario::Churn
+            || c.delivered.load(Ordering::Relaxed) - delivered_before
+                >= c.acked.load(Ordering::Relaxed) * members;
+        // Twice in a row, a quarter second apart, so nothing is in flight.
+        settled_checks = if all_answered && all_delivered {
+            settled_checks + 1
+        } else {
+            0
+        };
+        if settled_checks >= 2 || drain_started.elapsed() >= args.drain_timeout {
+            break;
+        }
+        tick(&bar, &shared, "draining").await;
+    }
+    let drain_s = drain_started.elapsed().as_secs_f64();
+    let server_after = args.server_pid.and_then(report::server_sample);
+    let self_after = report::server_sample(std::process::id());
+
+    let _ = phase_tx.send(Phase::Done);
+    bar.finish_and_clear();
+    let mut outcomes = Vec::with_capacity(settings.clients);
+    if let Ok(tasks) = spawner.await {
+        for task in tasks {
+            if let Ok(outcome) = task.await {
+                outcomes.push(outcome);
+            }
+        }
+    }
+
+    let stored = if args.no_store_check
+        || matches!(settings.scenario, Scenario::Connect | Scenario::Churn)
+    {
+        None
+    } else {
+        Some(check_stored(&settings.url, &plan, &outcomes).await)
+    };
+
+    let server = args.server_pid.map(|pid| {
+        ServerUsage::new(
+            pid,
+            server_before,
+            server_connected,
+            server_after,
+            c.connected.load(Ordering::Relaxed),
+            setup_s,
+            sending_s + drain_s,
+        )
+    });
+    let timing = report::Timing {
+        setup_s,
+        connect_window_s,
+        sending_s,
+        drain_s,
+        delivered_while_sending,
+    };
+    report::build(
+        settings,
+        args.max_connect_failures,
+        &plan,
+        outcomes,
+        &shared,
+        timing,
+        stored,
+        server,
+        report::CpuUse::between(self_before, self_after, sending_s + drain_s),
+        warnings,
+    )
+}
+
+/// Asks the REST API how many messages each room stored and compares with
+/// what its senders had acknowledged.
+async fn check_stored(url: &str, plan: &Plan, outcomes: &[Outcome]) -> report::Stored {
+    let mut acked: HashMap<usize, u64> = HashMap::new();
+    for o in outcomes {
+        if o.sender.is_some() {
+            *acked.entry(o.room).or_default() += o.acked;
+        }
+    }
+    let mut stored = report::Stored::default();
+    for room in 0..plan.rooms {
+        let expected = acked.get(&room).copied().unwrap_or(0);
+        stored.expected += expected;
+        match report::stored_count(url, &plan.room_name(room)).await {
+            Ok(found) => {
+                stored.found += found;
+                if found < expected {
+                    stored.short_rooms += 1;
+                }
+            }
+            Err(e) => {
+                stored.error = Some(e);
+                break;
+            }
+        }
+    }
+    stored
+}
+
+fn progress_bar(args: &Args) -> ProgressBar {
+    if args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
+/// Waits a quarter second and redraws the progress line with current rates.
+async fn tick(bar: &ProgressBar, shared: &Shared, phase: &str) {
+    let c = &shared.counters;
+    let before = (
+        c.sent.load(Ordering::Relaxed),
+        c.delivered.load(Ordering::Relaxed),
+        c.connected.load(Ordering::Relaxed),
+    );
+    let step = Duration::from_millis(250);
+    tokio::time::sleep(step).await;
+    let per_s = |now: u64, then: u64| (now.saturating_sub(then)) as f64 / step.as_secs_f64();
+    bar.set_message(format!(
+        "{phase}: {} open ({} failed), {:.0} conn/s | sent {} ({:.0}/s), acked {} | delivered {} ({:.0}/s) | dropped {}",
+        c.open.load(Ordering::Relaxed),
+        c.connect_failed.load(Ordering::Relaxed),
+        per_s(c.connected.load(Ordering::Relaxed), before.2),
+        c.sent.load(Ordering::Relaxed),
+        per_s(c.sent.load(Ordering::Relaxed), before.0),
+        c.acked.load(Ordering::Relaxed),
+        c.delivered.load(Ordering::Relaxed),
+        per_s(c.delivered.load(Ordering::Relaxed), before.1),
+        c.dropped.load(Ordering::Relaxed),
+    ));
+    bar.tick();
+}
+
+/// Senders of a room with what each had acknowledged.
+pub fn senders_by_room(outcomes: &[Outcome]) -> HashMap<usize, Vec<(SenderId, u64)>> {
+    let mut by_room: HashMap<usize, Vec<(SenderId, u64)>> = HashMap::new();
+    for o in outcomes {
+        if let Some(sender) = o.sender {
+            if o.connected {
+                by_room.entry(o.room).or_default().push((sender, o.acked));
+            }
+        }
+    }
+    by_room
+}

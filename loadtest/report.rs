@@ -1,0 +1,616 @@
+//! The result of a run: figures merged from every connection, the verdict
+//! (what failed, what to watch), the summary table and the `--json` object.
+//! Also the two ways the load tester looks at the server besides WebSocket:
+//! `/proc/PID` for its memory and CPU, and the REST API for stored counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::client::{Outcome, Shared};
+use crate::scenarios::Plan;
+use crate::{senders_by_room, Scenario, Settings};
+
+/// Where the time of a run went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub setup_s: f64,
+    /// From the first connection attempt to the last connection opened.
+    pub connect_window_s: f64,
+    pub sending_s: f64,
+    pub drain_s: f64,
+    /// Deliveries while senders were sending.
+    #[serde(skip)]
+    pub delivered_while_sending: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    /// Quantiles of a histogram in microseconds, as milliseconds.
+    fn from_micros(h: &Histogram<u64>) -> Latency {
+        let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        Latency {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connections {
+    pub attempted: u64,
+    pub opened: u64,
+    pub failed: u64,
+    /// Opened but could not join their room in time.
+    pub join_failed: u64,
+    pub failure_reasons: BTreeMap<String, u64>,
+    /// Connections opened per second during setup.
+    pub per_s: f64,
+    pub setup_s: f64,
+    /// TCP connect + WebSocket upgrade.
+    pub latency_ms: Latency,
+    /// Ended by the server before the run ended.
+    pub dropped_by_server: u64,
+    /// Those, by close code (1006: no close frame).
+    pub closes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Messages {
+    pub sent: u64,
+    /// Echoed to their sender (stored and broadcast).
+    pub acked: u64,
+    /// Answered with an `error` (see `errors`).
+    pub refused: u64,
+    /// Neither echoed nor refused by the end of the drain.
+    pub unanswered: u64,
+    pub sent_per_s: f64,
+    pub stored: Option<Stored>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Stored {
+    /// Acknowledged messages, which must all be stored.
+    pub expected: u64,
+    /// What the REST API counts in this run's rooms.
+    pub found: u64,
+    pub short_rooms: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deliveries {
+    /// Every member should get every acknowledged message of its room.
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    /// Deliveries per second while senders were sending (sustained rate).
+    pub per_s: f64,
+    /// Send to each receiver (the sender's own echo included).
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Churn {
+    pub sessions: u64,
+    pub sessions_per_s: f64,
+}
+
+/// The server's resident memory and CPU time, read from `/proc`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServerSample {
+    pub rss_kb: u64,
+    pub cpu_s: f64,
+    /// Time its threads were runnable but waiting for a CPU (from
+    /// `/proc/PID/task/*/schedstat`): how much a busy machine held it back.
+    pub waited_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerUsage {
+    pub pid: u32,
+    pub rss_before_kb: Option<u64>,
+    pub rss_connected_kb: Option<u64>,
+    pub rss_after_kb: Option<u64>,
+    /// (RSS once connected - RSS before) / connections opened.
+    pub bytes_per_connection: Option<f64>,
+    /// CPU the server used from the start of sending to the end of the drain.
+    pub cpu: Option<CpuUse>,
+    /// CPU the server used while connections were opened (and joined).
+    pub setup_cpu: Option<CpuUse>,
+    /// `setup_cpu` per connection opened, in microseconds: the cost of one
+    /// connect on the server, whatever else ran on the machine.
+    pub cpu_us_per_connection: Option<f64>,
+}
+
+impl ServerUsage {
+    pub fn new(
+        pid: u32,
+        before: Option<ServerSample>,
+        connected: Option<ServerSample>,
+        after: Option<ServerSample>,
+        connections: u64,
+        setup_s: f64,
+        run_s: f64,
+    ) -> ServerUsage {
+        let per_conn = match (before, connected) {
+            (Some(b), Some(c)) if connections > 0 => {
+                Some((c.rss_kb as f64 - b.rss_kb as f64) * 1024.0 / connections as f64)
+            }
+            _ => None,
+        };
+        ServerUsage {
+            pid,
+            rss_before_kb: before.map(|s| s.rss_kb),
+            rss_connected_kb: connected.map(|s| s.rss_kb),
+            rss_after_kb: after.map(|s| s.rss_kb),
+            bytes_per_connection: per_conn.map(f64::round),
+            cpu: CpuUse::between(connected, after, run_s),
+            setup_cpu: CpuUse::between(before, connected, setup_s),
+            cpu_us_per_connection: match (before, connected) {
+                (Some(b), Some(c)) if connections > 0 => {
+                    Some(round1((c.cpu_s - b.cpu_s) * 1e6 / connections as f64))
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime + stime).
+pub fn server_sample(pid: u32) -> Option<ServerSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux for every architecture this runs on.
+    Some(ServerSample {
+        rss_kb,
+        cpu_s: ticks as f64 / 100.0,
+        waited_s: runqueue_wait_s(pid),
+    })
+}
+
+/// Sum over the process's threads of the time spent waiting to run.
+fn runqueue_wait_s(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
+}
+
+/// CPU used and time spent waiting for a CPU between two samples.
+#[derive(Debug, Serialize)]
+pub struct CpuUse {
+    pub cpu_s: f64,
+    pub cpu_percent: f64,
+    pub waited_for_cpu_s: f64,
+}
+
+impl CpuUse {
+    pub fn between(
+        from: Option<ServerSample>,
+        to: Option<ServerSample>,
+        run_s: f64,
+    ) -> Option<CpuUse> {
+        let (from, to) = (from?, to?);
+        let cpu_s = to.cpu_s - from.cpu_s;
+        Some(CpuUse {
+            cpu_s: round3(cpu_s),
+            cpu_percent: round1(cpu_s / run_s.max(1e-6) * 100.0),
+            waited_for_cpu_s: round3(to.waited_s - from.waited_s),
+        })
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `GET /api/rooms/{room}` over plain HTTP/1.1: the room's stored count.
+pub async fn stored_count(ws_url: &str, room: &str) -> Result<u64, String> {
+    let authority = ws_url.trim_start_matches("ws://");
+    let fetch = async {
+        let mut tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("REST: cannot connect: {e}"))?;
+        let request = format!(
+            "GET /api/rooms/{room} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("REST: {e}"))?;
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("REST: {e}"))?;
+        let text = String::from_utf8_lossy(&answer);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .ok_or("REST: no HTTP body")?;
+        let json: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("REST: body is not JSON: {e}"))?;
+        json.get("messages")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("REST: no message count for room {room}: {body}"))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .map_err(|_| "REST: no answer in 10 s".to_string())?
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub passed: bool,
+    /// Why the run failed (empty when it passed).
+    pub failures: Vec<String>,
+    pub warnings: Vec<String>,
+    pub settings: Settings,
+    pub timing: Timing,
+    pub connections: Connections,
+    pub messages: Messages,
+    pub deliveries: Deliveries,
+    /// `error` frames received, by code.
+    pub errors: BTreeMap<String, u64>,
+    pub churn: Option<Churn>,
+    pub server: Option<ServerUsage>,
+    /// The load tester's own CPU while sending and draining: if it nears
+    /// 100% of a core, the load tester, not the server, is the limit.
+    pub loadtest_cpu: Option<CpuUse>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn build(
+    settings: Settings,
+    max_connect_failures: u64,
+    plan: &Plan,
+    outcomes: Vec<Outcome>,
+    shared: &Shared,
+    timing: Timing,
+    stored: Option<Stored>,
+    server: Option<ServerUsage>,
+    loadtest_cpu: Option<CpuUse>,
+    mut warnings: Vec<String>,
+) -> Report {
+    let c = &shared.counters;
+    let tallies = |m: &std::sync::Mutex<BTreeMap<String, u64>>| {
+        m.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    };
+    let errors = tallies(&shared.errors);
+    let mut failures = Vec::new();
+
+    // Connections.
+    let attempted = c.connect_attempts.load(Ordering::Relaxed);
+    let opened = c.connected.load(Ordering::Relaxed);
+    let failed = c.connect_failed.load(Ordering::Relaxed);
+    let ready = c.ready.load(Ordering::Relaxed);
+    let join_failed = match settings.scenario {
+        Scenario::Churn => 0,
+        _ => opened.saturating_sub(ready),
+    };
+    let not_ready = match settings.scenario {
+        Scenario::Churn => failed,
+        _ => (settings.clients as u64).saturating_sub(ready),
+    };
+    if not_ready > max_connect_failures {
+        failures.push(format!(
+            "{not_ready} of {} connections failed to open or join (allowed: {max_connect_failures})",
+            settings.clients
+        ));
+    }
+    let dropped = c.dropped.load(Ordering::Relaxed);
+    if dropped > 0 {
+        failures.push(format!(
+            "the server dropped {dropped} connections during the run"
+        ));
+    }
+    let connections = Connections {
+        attempted,
+        opened,
+        failed,
+        join_failed,
+        failure_reasons: tallies(&shared.connect_errors),
+        per_s: round1(if settings.scenario == Scenario::Churn {
+            opened as f64 / (timing.sending_s + timing.drain_s).max(1e-6)
+        } else {
+            opened as f64 / timing.connect_window_s
+        }),
+        setup_s: round1(timing.setup_s),
+        latency_ms: Latency::from_micros(
+            &shared
+                .connect_latency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ),
+        dropped_by_server: dropped,
+        closes: tallies(&shared.closes),
+    };
+
+    // Messages and deliveries.
+    let sent: u64 = outcomes.iter().map(|o| o.sent).sum();
+    let acked: u64 = outcomes.iter().map(|o| o.acked).sum();
+    let refused: u64 = outcomes.iter().map(|o| o.refused).sum();
+    let unanswered = sent.saturating_sub(acked + refused);
+    if unanswered > 0 {
+        failures.push(format!(
+            "{unanswered} messages were neither echoed nor refused"
+        ));
+    }
+    let by_room = senders_by_room(&outcomes);
+    let (mut expected, mut lost) = (0, 0);
+    let (mut received, mut duplicated, mut out_of_order) = (0, 0, 0);
+    for o in &outcomes {
+        received += o.receipts.delivered;
+        duplicated += o.receipts.duplicated;
+        out_of_order += o.receipts.out_of_order;
+        if settings.scenario == Scenario::Churn || !o.connected {
+            continue;
+        }
+        if let Some(senders) = by_room.get(&o.room) {
+            expected += senders.iter().map(|(_, acked)| acked).sum::<u64>();
+            lost += o.receipts.lost(senders.iter().copied());
+        }
+    }
+    if settings.scenario == Scenario::Churn {
+        // Churn checks each sender's own echoes; members come and go, so
+        // what others should have heard is not tracked.
+        expected = acked;
+        lost = unanswered;
+    }
+    if lost > 0 && settings.scenario != Scenario::Churn {
+        failures.push(format!("{lost} deliveries lost"));
+    }
+    if duplicated > 0 {
+        failures.push(format!("{duplicated} deliveries duplicated"));
+    }
+    if out_of_order > 0 {
+        failures.push(format!("{out_of_order} deliveries out of order"));
+    }
+    if let Some(stored) = &stored {
+        match &stored.error {
+            Some(e) => warnings.push(format!("could not check storage: {e}")),
+            None if stored.found < stored.expected => failures.push(format!(
+                "{} acknowledged messages are not stored ({} rooms short)",
+                stored.expected - stored.found,
+                stored.short_rooms
+            )),
+            None => {}
+        }
+    }
+    if let Some(n) = errors.get("rate_limited") {
+        warnings.push(format!(
+            "{n} messages were refused with rate_limited: the server's RATE_LIMIT/RATE_BURST \
+             throttled this scenario; raise them on the server for a throughput run"
+        ));
+    }
+    if settings.scenario == Scenario::Churn && c.sessions.load(Ordering::Relaxed) == 0 {
+        failures.push("no churn session completed".into());
+    }
+    let run_s = (timing.sending_s + timing.drain_s).max(1e-6);
+    let deliveries = Deliveries {
+        expected,
+        received,
+        lost,
+        duplicated,
+        out_of_order,
+        per_s: round1(timing.delivered_while_sending as f64 / timing.sending_s.max(1e-6)),
+        latency_ms: Latency::from_micros(
+            &shared
+                .latency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ),
+    };
+    let messages = Messages {
+        sent,
+        acked,
+        refused,
+        unanswered,
+        sent_per_s: round1(sent as f64 / timing.sending_s.max(1e-6)),
+        stored,
+    };
+    let churn = (settings.scenario == Scenario::Churn).then(|| Churn {
+        sessions: c.sessions.load(Ordering::Relaxed),
+        sessions_per_s: round1(c.sessions.load(Ordering::Relaxed) as f64 / run_s),
+    });
+    let _ = plan;
+    Report {
+        passed: failures.is_empty(),
+        failures,
+        warnings,
+        settings,
+        timing,
+        connections,
+        messages,
+        deliveries,
+        errors,
+        churn,
+        server,
+        loadtest_cpu,
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+impl Report {
+    /// The human-readable summary.
+    pub fn table(&self) -> String {
+        let s = &self.settings;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<24} {v}");
+        };
+        line(
+            "scenario",
+            format!(
+                "{:?} against {}: {} clients, {} rooms x {} members, {} senders at {:.1} msg/s each ({:.1} msg/s total), {} B texts, {:.1} s",
+                s.scenario, s.url, s.clients, s.rooms, s.members_per_room, s.senders,
+                s.per_sender_rate, s.total_rate, s.message_size, s.duration_s
+            ),
+        );
+        let c = &self.connections;
+        line(
+            "connections",
+            format!(
+                "{} opened, {} failed, {} could not join; {:.0}/s; upgrade p50 {} ms, p99 {} ms",
+                c.opened, c.failed, c.join_failed, c.per_s, c.latency_ms.p50, c.latency_ms.p99
+            ),
+        );
+        for (why, n) in &c.failure_reasons {
+            line("  failed", format!("{n} x {why}"));
+        }
+        line(
+            "dropped by server",
+            format!("{} {}", c.dropped_by_server, fmt_map(&c.closes)),
+        );
+        let m = &self.messages;
+        line(
+            "messages",
+            format!(
+                "{} sent ({:.1}/s), {} acked, {} refused, {} unanswered",
+                m.sent, m.sent_per_s, m.acked, m.refused, m.unanswered
+            ),
+        );
+        if let Some(st) = &m.stored {
+            line(
+                "stored",
+                match &st.error {
+                    Some(e) => format!("not checked: {e}"),
+                    None => format!("{} of {} acknowledged", st.found, st.expected),
+                },
+            );
+        }
+        let d = &self.deliveries;
+        line(
+            "deliveries",
+            format!(
+                "{} expected, {} received, {:.0}/s",
+                d.expected, d.received, d.per_s
+            ),
+        );
+        line(
+            "lost / dup / reordered",
+            format!("{} / {} / {}", d.lost, d.duplicated, d.out_of_order),
+        );
+        line(
+            "latency (ms)",
+            format!(
+                "p50 {}  p95 {}  p99 {}  max {}  ({} samples)",
+                d.latency_ms.p50,
+                d.latency_ms.p95,
+                d.latency_ms.p99,
+                d.latency_ms.max,
+                d.latency_ms.count
+            ),
+        );
+        line("errors", fmt_map(&self.errors));
+        if let Some(ch) = &self.churn {
+            line(
+                "churn sessions",
+                format!("{} ({:.1}/s)", ch.sessions, ch.sessions_per_s),
+            );
+        }
+        if let Some(sv) = &self.server {
+            let kb = |v: Option<u64>| v.map_or("?".into(), |v| format!("{v} kB"));
+            line(
+                "server RSS",
+                format!(
+                    "{} before, {} connected, {} after; {} bytes/connection",
+                    kb(sv.rss_before_kb),
+                    kb(sv.rss_connected_kb),
+                    kb(sv.rss_after_kb),
+                    sv.bytes_per_connection
+                        .map_or("?".into(), |b| format!("{b:.0}"))
+                ),
+            );
+            if let Some(cpu) = &sv.setup_cpu {
+                line(
+                    "server CPU, setup",
+                    format!(
+                        "{:.2} s, {} us per connection; {:.2} s waiting for a CPU",
+                        cpu.cpu_s,
+                        sv.cpu_us_per_connection
+                            .map_or("?".into(), |u| format!("{u:.0}")),
+                        cpu.waited_for_cpu_s
+                    ),
+                );
+            }
+            if let Some(cpu) = &sv.cpu {
+                line("server CPU", cpu.to_string());
+            }
+        }
+        if let Some(cpu) = &self.loadtest_cpu {
+            line("loadtest CPU", cpu.to_string());
+        }
+        let mut text = String::from("chatterbox load test\n");
+        text.push_str(&out);
+        for w in &self.warnings {
+            let _ = writeln!(text, "warning: {w}");
+        }
+        if self.passed {
+            text.push_str("PASSED\n");
+        } else {
+            for f in &self.failures {
+                let _ = writeln!(text, "FAILED: {f}");
+            }
+        }
+        text
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s ({}% of one core) while sending and draining; {:.2} s waiting for a CPU",
+            self.cpu_s, self.cpu_percent, self.waited_for_cpu_s
+        )
+    }
+}
+
+fn fmt_map(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,239 @@
+//! The four scenarios as tasks, one per simulated connection (or churn
+//! worker). They all follow the run's [`Phase`]: set up (connect, join),
+//! send, drain, close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::accounting::SenderId;
+use crate::client::{Event, Member, Outcome, Phase, Shared};
+
+/// What every task needs to know about the run's shape.
+pub struct Plan {
+    /// Prefix of this run's room and user names, so runs never mix.
+    pub run: String,
+    /// Rooms (1 for fanout, 0 for connect).
+    pub rooms: usize,
+    /// Members per room.
+    pub members: usize,
+    /// Senders per room (fanout: `--senders`; rooms: every member).
+    pub senders_per_room: usize,
+    /// Chat messages per second per sender.
+    pub sender_rate: f64,
+    /// Bytes of chat text.
+    pub message_size: usize,
+    /// Churn: messages per session.
+    pub churn_messages: usize,
+    /// Connection attempts (TCP + upgrade + join) in flight at once.
+    pub handshakes: Arc<Semaphore>,
+}
+
+impl Plan {
+    pub fn room_name(&self, room: usize) -> String {
+        format!("{}-{room}", self.run)
+    }
+
+    pub fn user_name(&self, index: usize) -> String {
+        format!("{}-{index}", self.run)
+    }
+
+    /// Fanout and rooms: the sender id of member `index`, if it sends.
+    /// Senders are the first members of each room.
+    pub fn sender_of(&self, index: usize) -> Option<SenderId> {
+        let within = index % self.members.max(1);
+        (self.rooms > 0 && within < self.senders_per_room).then_some(index as SenderId)
+    }
+}
+
+/// A member of a room for the whole run (fanout, rooms), or an idle
+/// connection (connect: `plan.rooms == 0`).
+pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outcome {
+    let room_index = if plan.rooms == 0 {
+        0
+    } else {
+        index / plan.members
+    };
+    let failed = Outcome {
+        room: room_index,
+        ..Outcome::default()
+    };
+    let Ok(permit) = plan.handshakes.clone().acquire_owned().await else {
+        return failed;
+    };
+    let user = plan.user_name(index);
+    let Some(ws) = shared.connect(&user).await else {
+        shared.settled();
+        return failed;
+    };
+    let mut m = Member::new(&shared, ws, user, plan.sender_of(index));
+    let room = (plan.rooms > 0).then(|| plan.room_name(room_index));
+    if let Some(room) = &room {
+        if !m.join(room).await {
+            shared.settled();
+            return m.finish(room_index).await;
+        }
+    }
+    drop(permit);
+    shared.ready();
+
+    let mut phase = shared.phase.clone();
+    // Keep reading while the others join: their `join` frames arrive here.
+    while *phase.borrow_and_update() < Phase::Sending {
+        tokio::select! {
+            changed = phase.changed() => if changed.is_err() { break },
+            event = m.read_burst() => if event == Event::Gone { return m.finish(room_index).await },
+        }
+    }
+
+    let rate = plan.sender_rate;
+    let sending = m.sender.is_some() && rate > 0.0 && room.is_some();
+    let period = Duration::from_secs_f64((1.0 / rate.max(1e-3)).max(0.001));
+    // Spread the senders evenly over one period (golden-ratio phases), so
+    // they do not fire together: with phases by position in the room, the
+    // senders of 200 rooms fired in 10 bursts of 200.
+    let offset = period.mul_f64((index as f64 * 0.618_033_988_749_895).fract());
+    let start = Instant::now() + offset;
+    let mut tick = tokio::time::interval_at(start, period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        let now_phase = *phase.borrow_and_update();
+        if now_phase >= Phase::Done {
+            break;
+        }
+        let may_send = sending && now_phase == Phase::Sending;
+        tokio::select! {
+            // A phase change wins over a due tick: nothing is sent once
+            // the run has started draining.
+            biased;
+            changed = phase.changed() => if changed.is_err() { break },
+            _ = tick.tick(), if may_send => {
+                // Open loop: send what the rate says is due by now, even if
+                // the server is behind, so slowness shows as latency.
+                let due = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
+                let missing = due.saturating_sub(m.seq).min(10_000);
+                for _ in 0..missing {
+                    if let Some(room) = &room {
+                        if !m.send_chat(room, plan.message_size).await {
+                            break;
+                        }
+                    }
+                }
+            },
+            event = m.read_burst() => if event == Event::Gone { break },
+        }
+    }
+    m.finish(room_index).await
+}
+
+/// Churn: one worker that, until the run stops, connects, joins a room,
+/// sends a few messages and waits for their echoes, leaves, and closes.
+pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Outcome {
+    let mut total = Outcome {
+        sender: Some(worker as SenderId),
+        ..Outcome::default()
+    };
+    let mut seq = 0;
+    // A small xorshift: which room each session picks.
+    let mut rng = (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut first = true;
+    let rate = plan.sender_rate.max(1e-3);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    while shared.phase() <= Phase::Sending {
+        if !first && shared.phase() != Phase::Sending {
+            break;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let room = plan.room_name((rng % plan.rooms.max(1) as u64) as usize);
+        let Ok(permit) = plan.handshakes.clone().acquire_owned().await else {
+            break;
+        };
+        let user = plan.user_name(worker);
+        let Some(ws) = shared.connect(&user).await else {
+            if first {
+                shared.settled();
+                first = false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut m = Member::new(&shared, ws, user, Some(worker as SenderId));
+        m.seq = seq;
+        let joined = m.join(&room).await;
+        drop(permit);
+        if first {
+            shared.ready();
+            first = false;
+            // All workers start chatting together.
+            let mut phase = shared.phase.clone();
+            while *phase.borrow_and_update() < Phase::Sending {
+                tokio::select! {
+                    changed = phase.changed() => if changed.is_err() { break },
+                    event = m.read() => if event == Event::Gone { break },
+                }
+            }
+        }
+        if joined && !m.gone {
+            session(&mut m, &room, &plan, period).await;
+        }
+        seq = m.seq;
+        let outcome = m.finish(0).await;
+        total.connected = true;
+        total.sent += outcome.sent;
+        total.acked += outcome.acked;
+        total.refused += outcome.refused;
+        total.receipts.duplicated += outcome.receipts.duplicated;
+        total.receipts.out_of_order += outcome.receipts.out_of_order;
+        total.receipts.delivered += outcome.receipts.delivered;
+        shared
+            .counters
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    total
+}
+
+/// One churn session after the join: chat, wait for every echo, leave.
+async fn session(m: &mut Member<'_>, room: &str, plan: &Plan, period: Duration) {
+    let answered = |m: &Member<'_>| m.acked + m.refused >= m.sent;
+    for _ in 0..plan.churn_messages {
+        if !m.send_chat(room, plan.message_size).await {
+            return;
+        }
+        let next = Instant::now() + period;
+        while Instant::now() < next {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {},
+                event = m.read() => if event == Event::Gone { return },
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answered(m) && Instant::now() < deadline {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {},
+            event = m.read() => if event == Event::Gone { return },
+        }
+    }
+    if !m
+        .send_json(serde_json::json!({"type": "leave", "room": room}))
+        .await
+    {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            event = m.read() => match event {
+                Event::LeftRoom(r) if r == room => return,
+                Event::Gone => return,
+                _ => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The load tester (`loadtest`) against the real server binary: a small,
+//! short run of each kind that checks the tool's accounting end to end.
+//! Nothing here asserts speed.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helpers::ServerProcess;
+
+/// Runs `loadtest --json` against `server` with `args`; its exit code and result.
+fn loadtest(server: &ServerProcess, args: &[&str]) -> (i32, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("--url")
+        .arg(format!("ws://127.0.0.1:{}", server.port))
+        .args([
+            "--json",
+            "--quiet",
+            "--setup-timeout",
+            "20s",
+            "--drain-timeout",
+            "5s",
+        ])
+        .args(args)
+        .output()
+        .expect("the loadtest binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json prints one JSON object ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), result)
+}
+
+#[test]
+fn a_small_fanout_delivers_every_message_once_in_order() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "fanout",
+            "--clients",
+            "20",
+            "--senders",
+            "4",
+            "--rate",
+            "20",
+            "--duration",
+            "2s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["passed"], true);
+    let sent = result["messages"]["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{result:#}");
+    assert_eq!(result["messages"]["acked"].as_u64(), Some(sent));
+    let deliveries = &result["deliveries"];
+    assert_eq!(deliveries["expected"].as_u64(), Some(sent * 20));
+    assert_eq!(deliveries["received"], deliveries["expected"]);
+    assert_eq!(deliveries["lost"], 0);
+    assert_eq!(deliveries["duplicated"], 0);
+    assert_eq!(deliveries["out_of_order"], 0);
+    assert_eq!(deliveries["latency_ms"]["count"].as_u64(), Some(sent * 20));
+    assert_eq!(result["messages"]["stored"]["found"].as_u64(), Some(sent));
+    assert_eq!(result["connections"]["opened"], 20);
+}
+
+#[test]
+fn throttling_by_the_servers_rate_limit_is_reported() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("chat.db"),
+        &[("RATE_LIMIT", "2"), ("RATE_BURST", "2")],
+    );
+
+    let (_, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "rooms",
+            "--rooms",
+            "2",
+            "--members",
+            "3",
+            "--per-sender-rate",
+            "20",
+            "--duration",
+            "1s",
+            "--server-rate-limit",
+            "2",
+            "--server-rate-burst",
+            "2",
+        ],
+    );
+
+    let warnings = result["warnings"].to_string();
+    assert!(warnings.contains("allows 2 msg/s"), "{result:#}");
+    assert!(warnings.contains("rate_limited"), "{result:#}");
+    assert!(result["errors"]["rate_limited"].as_u64().unwrap() > 0);
+    let m = &result["messages"];
+    assert_eq!(
+        m["sent"].as_u64(),
+        Some(m["acked"].as_u64().unwrap() + m["refused"].as_u64().unwrap())
+    );
+    // Refused messages are not expected anywhere: nothing counts as lost.
+    assert_eq!(result["deliveries"]["lost"], 0, "{result:#}");
+}
+
+#[test]
+fn connect_reports_server_memory_per_connection() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let pid = server.child.id().to_string();
+
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "connect",
+            "--clients",
+            "50",
+            "--duration",
+            "500ms",
+            "--server-pid",
+            &pid,
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["connections"]["opened"], 50);
+    assert_eq!(result["connections"]["dropped_by_server"], 0);
+    assert!(
+        result["server"]["bytes_per_connection"].is_number(),
+        "{result:#}"
+    );
+}
+
+#[test]
+fn a_short_churn_completes_sessions_and_answers_every_message() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "churn",
+            "--clients",
+            "6",
+            "--rooms",
+            "2",
+            "--churn-messages",
+            "2",
+            "--per-sender-rate",
+            "10",
+            "--duration",
+            "1s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    assert!(
+        result["churn"]["sessions"].as_u64().unwrap() >= 6,
+        "{result:#}"
+    );
+    assert_eq!(result["messages"]["unanswered"], 0);
+}
+
+#[test]
+fn a_server_that_is_not_there_fails_the_run() {
+    // A port nobody listens on: bind one, then drop it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "--url",
+            &format!("ws://127.0.0.1:{port}"),
+            "--json",
+            "--quiet",
+        ])
+        .args([
+            "--clients",
+            "3",
+            "--duration",
+            "200ms",
+            "--setup-timeout",
+            "10s",
+        ])
+        .output()
+        .expect("the loadtest binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let result: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(result["passed"], false);
+    assert_eq!(result["connections"]["failed"], 3);
+}
