@@ -81,7 +81,12 @@ pub struct Shared {
     pub base_url: String,
     /// Bytes of read buffer per connection.
     pub read_buffer: usize,
+    /// The server's AUTH_SECRET: connect with minted tokens, not names.
+    pub auth_secret: Option<String>,
 }
+
+/// Tokens outlive any run: setup, sending and draining are all bounded.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 pub fn histogram() -> Histogram<u64> {
     // 1 µs to one hour, 3 significant figures.
@@ -145,7 +150,14 @@ impl Shared {
     }
 
     async fn try_connect(&self, user: &str) -> Result<Ws, String> {
-        let url = format!("{}/ws?user={user}", self.base_url);
+        let url = match &self.auth_secret {
+            Some(secret) => {
+                let token = chatterbox::auth::mint(secret, &user.to_string(), TOKEN_TTL)
+                    .map_err(|e| format!("cannot mint a token: {e}"))?;
+                format!("{}/ws?token={token}", self.base_url)
+            }
+            None => format!("{}/ws?user={user}", self.base_url),
+        };
         let authority = self
             .base_url
             .split_once("://")

@@ -157,6 +157,12 @@ struct Args {
     #[arg(long)]
     read_buffer: Option<usize>,
 
+    /// The server's AUTH_SECRET, when it requires signed tokens: the load
+    /// tester then mints an HS256 token for each simulated user and
+    /// connects with `?token=`. Read from the environment when not given.
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
+
     /// Print only one JSON object with the result on stdout.
     #[arg(long)]
     json: bool,
@@ -334,6 +340,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         phase: phase_rx,
         base_url: settings.url.clone(),
         read_buffer: read_buffer.max(256),
+        auth_secret: args.auth_secret.clone().filter(|s| !s.trim().is_empty()),
     });
     let run_id = format!(
         "lt{:x}",

@@ -12,6 +12,7 @@ use crate::helpers::ServerProcess;
 /// Runs `loadtest --json` against `server` with `args`; its exit code and result.
 fn loadtest(server: &ServerProcess, args: &[&str]) -> (i32, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .env_remove("AUTH_SECRET")
         .arg("--url")
         .arg(format!("ws://127.0.0.1:{}", server.port))
         .args([
@@ -70,6 +71,38 @@ fn a_small_fanout_delivers_every_message_once_in_order() {
     assert_eq!(deliveries["latency_ms"]["count"].as_u64(), Some(sent * 20));
     assert_eq!(result["messages"]["stored"]["found"].as_u64(), Some(sent));
     assert_eq!(result["connections"]["opened"], 20);
+}
+
+#[test]
+fn with_the_servers_secret_it_connects_with_minted_tokens() {
+    const SECRET: &str = "loadtest-secret-0123456789abcdef0123";
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("AUTH_SECRET", SECRET)]);
+    let small = [
+        "--scenario",
+        "fanout",
+        "--clients",
+        "5",
+        "--senders",
+        "1",
+        "--rate",
+        "5",
+        "--duration",
+        "1s",
+    ];
+
+    let mut with_secret = small.to_vec();
+    with_secret.extend(["--auth-secret", SECRET]);
+    let (code, result) = loadtest(&server, &with_secret);
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["connections"]["opened"], 5);
+    assert_eq!(result["deliveries"]["lost"], 0);
+
+    // Without it, every upgrade is refused, and the run says so and fails.
+    let (code, result) = loadtest(&server, &small);
+    assert_ne!(code, 0, "{result:#}");
+    assert_eq!(result["passed"], false);
+    assert!(result.to_string().contains("HTTP 401"), "{result:#}");
 }
 
 #[test]
