@@ -111,3 +111,52 @@ async fn slots_do_not_leak_over_thousands_of_connections() {
     );
     assert_eq!(metrics.value("chatterbox_connections"), 0.0);
 }
+
+/// A peer that stops reading and never sends again, with its socket full
+/// and its outbox past the limit: the room drops it at once, and within
+/// CLIENT_TIMEOUT the heartbeat ends the connection and frees its slot.
+#[actix_web::test]
+async fn a_peer_that_stops_reading_for_good_loses_its_slot() {
+    let app = spawn_app_with(|c| {
+        // Long enough for the flood to fill the socket first.
+        c.heartbeat_interval = Duration::from_millis(200);
+        c.client_timeout = Duration::from_secs(3);
+        c.outbox_limit = 16;
+        c.max_message_len = 16_000;
+        c.rate_limit = 1_000_000.0;
+        c.rate_burst = 1_000_000.0;
+    })
+    .await;
+    let mut stuck = crate::metrics::small_window_client(app.port, "stuck").await;
+    let mut flooder = app.connect("flooder").await;
+    stuck.join("flood").await;
+    flooder.join("flood").await;
+    // From here on `stuck` is never read again, and never sends.
+    let big = "y".repeat(16_000);
+    let mut dropped = false;
+    let mut sent = 0;
+    while !dropped {
+        assert!(
+            sent < 5_000,
+            "the stuck peer was never dropped from the room"
+        );
+        for i in 0..20 {
+            flooder.chat("flood", &big, &format!("f{sent}-{i}")).await;
+        }
+        sent += 20;
+        let mut echoes = 0;
+        while echoes < 20 {
+            let frame = flooder.recv().await;
+            match frame["type"].as_str() {
+                Some("chat") => echoes += 1,
+                Some("leave") => dropped |= frame["user"] == "stuck",
+                _ => {}
+            }
+        }
+    }
+    wait_for_open(&app, 1.0).await;
+    // It went silent, so the heartbeat ended it.
+    let metrics = scrape(app.port).await;
+    assert_eq!(metrics.value("chatterbox_heartbeat_timeouts_total"), 1.0);
+    drop(stuck);
+}

@@ -34,7 +34,7 @@ async fn read_chats(client: &mut Client, chats: usize) -> Vec<Value> {
 
 /// A client whose socket buffer is tiny, so it fills after a few frames
 /// once the client stops reading.
-async fn small_window_client(port: u16, user: &str) -> Client {
+pub async fn small_window_client(port: u16, user: &str) -> Client {
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let stream = socket
