@@ -83,7 +83,7 @@ struct Member {
     outbox: Outbox,
 }
 
-/// A chat handed to storage, waiting for its [`MessageStored`].
+/// A chat handed to storage, waiting for its answer in a [`MessagesStored`].
 struct InFlight {
     sender: SessionId,
     reference: Option<String>,
