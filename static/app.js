@@ -61,6 +61,7 @@
     seq: 0,
     pollTimer: null,
     refusalShown: false, // the token hint is shown once per sign-in
+    refused: false, // the server is up but refuses this token: said until sign-out or success
     activeRooms: [], // last GET /api/rooms
   };
 
@@ -130,7 +131,12 @@
     if (typeof claims.sub !== 'string' || !NAME_RE.test(claims.sub)) {
       return 'The token does not carry a valid user name.';
     }
-    if (typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now()) {
+    // The server refuses a token without an expiry time: say so here rather
+    // than retrying a connection that can never open.
+    if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) {
+      return 'This token has no expiry time (exp), so the server will refuse it. Ask for a new one.';
+    }
+    if (claims.exp * 1000 <= Date.now()) {
       return 'This token has expired. Ask for a new one.';
     }
     return null;
@@ -147,7 +153,8 @@
     store_failed: 'The server could not save that message. Try again.',
   };
 
-  function showError(text, code) {
+  // A sticky error stays until dismissed or removed by clearErrors(code).
+  function showError(text, code, sticky) {
     const box = $('errors');
     // The same error again (a burst of rate_limited, say) shows once.
     for (const old of [...box.children]) if (old.textContent === text) old.remove();
@@ -156,7 +163,12 @@
     if (code) toast.dataset.code = code;
     box.appendChild(toast);
     while (box.children.length > 3) box.firstElementChild.remove();
-    setTimeout(() => toast.remove(), ERROR_SHOW_MS);
+    if (sticky) toast.dataset.sticky = 'true';
+    else setTimeout(() => toast.remove(), ERROR_SHOW_MS);
+  }
+
+  function clearErrors(code) {
+    for (const old of [...$('errors').children]) if (old.dataset.code === code) old.remove();
   }
 
   function announce(text) {
@@ -176,7 +188,14 @@
     let text;
     let countdown = '';
     if (kind === 'online') text = 'Connected';
-    else if (kind === 'connecting') text = state.connects ? 'Reconnecting…' : 'Connecting…';
+    else if (state.refused && kind !== 'offline') {
+      // Stays while retrying, until sign-out or a connection that opens.
+      text = 'The server refuses this token — sign out and paste a new one';
+      if (kind === 'reconnecting') {
+        const secs = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
+        countdown = `(next try in ${secs} s)`;
+      }
+    } else if (kind === 'connecting') text = state.connects ? 'Reconnecting…' : 'Connecting…';
     else if (kind === 'reconnecting') {
       text = 'Connection lost, reconnecting';
       const secs = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
@@ -221,6 +240,7 @@
       opened = true;
       state.attempt = 0;
       state.connects += 1;
+      if (state.refused) { state.refused = false; clearErrors('refused'); }
       setConn('online');
       for (const room of state.rooms.values()) sendJoin(room);
     };
@@ -259,9 +279,12 @@
     } catch (_) {
       return; // the server is away: nothing to say about the token
     }
+    if (!state.user || state.authMode !== 'token') return; // signed out meanwhile
     state.refusalShown = true;
+    state.refused = true;
     showError('The server is up but refuses the connection: your token may be wrong or expired. '
-      + 'Sign out and paste a new one.', 'refused');
+      + 'Sign out and paste a new one.', 'refused', true);
+    if ($('conn').dataset.state === 'reconnecting') setConn('reconnecting');
   }
 
   // Exponential backoff with "equal jitter": half the step is fixed, half random,
@@ -897,6 +920,8 @@
   function start(user) {
     state.user = user;
     state.refusalShown = false;
+    state.refused = false;
+    clearErrors('refused');
     $('me-name').textContent = user;
     $('logout').textContent = state.authMode === 'token' ? 'Sign out' : 'Change name';
     $('login').hidden = true;
@@ -920,6 +945,8 @@
   function signOut() {
     const user = state.user;
     state.user = null;
+    state.refused = false;
+    clearErrors('refused');
     clearTimeout(state.pollTimer);
     disconnect();
     state.rooms.clear();
@@ -968,6 +995,19 @@
     if (!match) return null;
     history.replaceState(null, '', location.pathname + location.search);
     try { return decodeURIComponent(match[1]); } catch (_) { return match[1]; }
+  }
+
+  // Signs in with `token`, or shows the token form with what is wrong.
+  function signInWithToken(token) {
+    const problem = tokenProblem(token);
+    if (problem) {
+      $('token-input').value = token;
+      showLogin(problem);
+      return;
+    }
+    state.token = token;
+    store(sessionStorage, SS_TOKEN, token);
+    start(tokenClaims(token).sub);
   }
 
   async function init() {
@@ -1037,22 +1077,25 @@
     });
     window.addEventListener('online', () => { if (state.user && !state.ws) { state.attempt = 0; connect(); } });
 
+    // A token handed over while the page is already open (a second
+    // `#token=` link opened in this tab) replaces whoever is signed in.
+    window.addEventListener('hashchange', () => {
+      const token = tokenFromFragment();
+      if (!token) return;
+      state.authMode = 'token';
+      if (state.user) signOut();
+      signInWithToken(token);
+    });
+
     const fragmentToken = tokenFromFragment();
     state.authMode = await detectAuthMode();
+    // A token in the address means this server wants tokens, even when
+    // /health could not be read just now (the server may be restarting).
+    if (fragmentToken) state.authMode = 'token';
+    if (state.user) return; // a hashchange signed in meanwhile
     if (state.authMode === 'token') {
       const token = fragmentToken || load(sessionStorage, SS_TOKEN);
-      if (token) {
-        const problem = tokenProblem(token);
-        if (!problem) {
-          state.token = token;
-          store(sessionStorage, SS_TOKEN, token);
-          start(tokenClaims(token).sub);
-          return;
-        }
-        $('token-input').value = token;
-        showLogin(problem);
-        return;
-      }
+      if (token) { signInWithToken(token); return; }
       showLogin();
       return;
     }

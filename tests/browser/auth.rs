@@ -87,12 +87,109 @@ async fn with_auth_on_the_page_signs_in_with_a_token_from_the_fragment() {
             .map(|state| state != "online"),
         Some(true)
     );
+    // The refusal stays said (not a passing toast) while the page retries.
+    let refusal_shown = "return !!document.querySelector('#errors [data-code=refused]')
+         && document.getElementById('conn-text').textContent.includes('refuses this token');";
+    page.wait_for("the status line to say the token is refused", refusal_shown)
+        .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        page.js(refusal_shown).await,
+        json!(true),
+        "the refusal is still shown after 7 s"
+    );
     let metrics = scrape(app.port).await;
     assert!(
         metrics.get(
             "chatterbox_upgrades_refused_total",
             Some(("reason", "unauthorized"))
         ) >= 1.0
+    );
+    // Signing out takes the refusal away.
+    page.click("#logout").await;
+    page.wait_for(
+        "the refusal to go with the sign-out",
+        "return !document.querySelector('#errors [data-code=refused]')
+           && !document.getElementById('login').hidden",
+    )
+    .await;
+
+    // A token without an expiry time (the server requires `exp`) is refused
+    // on the page, with a reason, before any connection is tried.
+    page.type_into("#token-input", &format!("{NO_EXP}{ENTER}"))
+        .await;
+    page.wait_for(
+        "the missing expiry to be explained",
+        "const e = document.getElementById('name-error');
+         return !e.hidden && e.textContent.includes('no expiry time');",
+    )
+    .await;
+    assert_eq!(
+        page.js("return document.getElementById('app').hidden")
+            .await,
+        json!(true)
+    );
+    page.close().await;
+}
+
+/// A JWT whose payload is `{"sub":"bob"}`: no `exp`.
+const NO_EXP: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl";
+
+#[actix_web::test]
+async fn a_token_opened_in_a_tab_already_showing_the_page_switches_user() {
+    let Some(browser) =
+        browser_or_skip("a_token_opened_in_a_tab_already_showing_the_page_switches_user").await
+    else {
+        return;
+    };
+    let app = spawn_app_with(|c| c.auth_secret = Some(SECRET.into())).await;
+    let mint = |user: &str| {
+        auth::mint(SECRET, &user.to_string(), Duration::from_secs(600)).expect("a token")
+    };
+    let online = "return document.getElementById('conn').dataset.state === 'online'";
+    let me = "return document.getElementById('me-name').textContent";
+
+    // Signed in as alice, a link with bob's token is opened in the same tab.
+    let page = browser.page().await;
+    page.open(&app.url(&format!("/#token={}", mint("alice"))))
+        .await;
+    page.wait_for("alice's connection to open", online).await;
+    assert_eq!(page.js(me).await, json!("alice"));
+    page.client
+        .goto(&app.url(&format!("/#token={}", mint("bob"))))
+        .await
+        .expect("the fragment changes");
+    page.wait_for_value("bob to be signed in", me, json!("bob"))
+        .await;
+    page.wait_for("bob's connection to open", online).await;
+    assert_eq!(
+        page.js("return location.hash.includes('token')").await,
+        json!(false),
+        "bob's token is taken out of the address bar"
+    );
+    // The server sees bob, not alice.
+    page.join("swapped").await;
+    page.wait_for_members("bob alone in the room", &["bob"])
+        .await;
+    page.close().await;
+
+    // At the sign-in form, a token link signs in too.
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.wait_for(
+        "the token form",
+        "return !document.getElementById('token-mode').hidden",
+    )
+    .await;
+    page.client
+        .goto(&app.url(&format!("/#token={}", mint("carol"))))
+        .await
+        .expect("the fragment changes");
+    page.wait_for("carol's connection to open", online).await;
+    assert_eq!(page.js(me).await, json!("carol"));
+    assert_eq!(
+        page.js("return location.hash.includes('token')").await,
+        json!(false)
     );
     page.close().await;
 }
