@@ -157,10 +157,19 @@
   function showError(text, code, sticky) {
     const box = $('errors');
     // The same error again (a burst of rate_limited, say) shows once.
-    for (const old of [...box.children]) if (old.textContent === text) old.remove();
-    const toast = el('div', 'toast', text);
+    for (const old of [...box.children]) if (old.dataset.text === text) old.remove();
+    const toast = el('div', 'toast');
+    toast.appendChild(el('span', 'toast-text', text));
+    toast.dataset.text = text;
     toast.setAttribute('role', 'alert');
     if (code) toast.dataset.code = code;
+    // A click or tap anywhere on it dismisses it (it may cover something).
+    const close = el('button', 'toast-close', '×');
+    close.type = 'button';
+    close.setAttribute('aria-label', 'Dismiss');
+    toast.appendChild(close);
+    toast.title = 'Click to dismiss';
+    toast.addEventListener('click', () => toast.remove());
     box.appendChild(toast);
     while (box.children.length > 3) box.firstElementChild.remove();
     if (sticky) toast.dataset.sticky = 'true';
@@ -874,7 +883,30 @@
     const box = $('composer-input');
     box.disabled = !room;
     $('send').disabled = !room;
-    box.placeholder = room ? `Message # ${room.name}` : 'Join a room to chat';
+    box.placeholder = fitOneLine(box, room ? `Message # ${room.name}` : 'Join a room to chat');
+  }
+
+  // `text`, cut with an ellipsis so that it fits on one line of `box`
+  // (a long room name would otherwise wrap the placeholder over lines).
+  let measureCanvas = null;
+  function fitOneLine(box, text) {
+    const style = getComputedStyle(box);
+    const width = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 2;
+    if (!(width > 0)) return text;
+    measureCanvas = measureCanvas || document.createElement('canvas');
+    const ctx = measureCanvas.getContext('2d');
+    if (!ctx) return text;
+    ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    if (ctx.measureText(text).width <= width) return text;
+    const chars = [...text];
+    let lo = 0;
+    let hi = chars.length;
+    while (lo < hi) { // the longest prefix that fits with the ellipsis
+      const mid = Math.ceil((lo + hi) / 2);
+      if (ctx.measureText(`${chars.slice(0, mid).join('')}…`).width <= width) lo = mid;
+      else hi = mid - 1;
+    }
+    return `${chars.slice(0, lo).join('')}…`;
   }
 
   function autosize() {
@@ -923,6 +955,7 @@
     state.refused = false;
     clearErrors('refused');
     $('me-name').textContent = user;
+    $('me-name').title = user; // the name may be cut short on a narrow screen
     $('logout').textContent = state.authMode === 'token' ? 'Sign out' : 'Change name';
     $('login').hidden = true;
     $('app').hidden = false;
@@ -1075,6 +1108,7 @@
       closeDrawers();
       if (opener) opener.focus();
     });
+    window.addEventListener('resize', refreshComposer);
     window.addEventListener('online', () => { if (state.user && !state.ws) { state.attempt = 0; connect(); } });
 
     // A token handed over while the page is already open (a second

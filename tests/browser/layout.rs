@@ -57,3 +57,103 @@ async fn on_a_phone_sized_screen_the_page_fits_and_rooms_are_in_a_drawer() {
 
     page.close().await;
 }
+
+#[actix_web::test]
+async fn on_a_375px_screen_long_names_are_cut_and_toasts_leave_the_composer_free() {
+    let Some(browser) =
+        browser_or_skip("on_a_375px_screen_long_names_are_cut_and_toasts_leave_the_composer_free")
+            .await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let page = browser.page().await;
+    page.set_viewport(375, 700).await;
+    page.open(&app.url("/")).await;
+    assert_eq!(page.js("return window.innerWidth").await, json!(375));
+    let name = "abcdefghijklmnopqrstuvwxyz012345";
+    assert_eq!(name.len(), 32);
+    page.sign_in(name).await;
+    assert_eq!(
+        page.js(FITS).await,
+        json!(true),
+        "a 32-character name does not widen the page"
+    );
+    let on_screen = |css: &str| {
+        format!(
+            "const r = document.querySelector('{css}').getBoundingClientRect();
+             return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth;"
+        )
+    };
+    for css in ["#toggle-members", "#logout", "#toggle-rooms"] {
+        assert_eq!(
+            page.js(&on_screen(css)).await,
+            json!(true),
+            "{css} is on screen"
+        );
+    }
+    assert_eq!(
+        page.js("return document.getElementById('me-name').title")
+            .await,
+        json!(name),
+        "the full name is in the title"
+    );
+
+    // An error toast does not cover the Send button, and a click dismisses it.
+    page.js(
+        "document.getElementById('composer-input').value = 'x'.repeat(4097);
+         document.getElementById('send').click();",
+    )
+    .await;
+    page.wait_for(
+        "the too-long toast",
+        "return !!document.querySelector('#errors [data-code=too_long]')",
+    )
+    .await;
+    assert_eq!(
+        page.js(
+            "const t = document.querySelector('#errors [data-code=too_long]').getBoundingClientRect();
+             const c = document.getElementById('composer').getBoundingClientRect();
+             return t.bottom <= c.top || t.top >= c.bottom;"
+        )
+        .await,
+        json!(true),
+        "the toast is clear of the composer"
+    );
+    page.click("#errors [data-code=too_long]").await;
+    page.wait_for(
+        "the toast to be dismissed",
+        "return !document.querySelector('#errors [data-code=too_long]')",
+    )
+    .await;
+    assert_eq!(page.js(FITS).await, json!(true));
+    page.js("document.getElementById('composer-input').value = ''")
+        .await;
+
+    // A 64-character room name keeps the message box's placeholder on one line.
+    let room = "r".repeat(64);
+    page.click("#toggle-rooms").await;
+    page.wait_for(
+        "the rooms drawer to open",
+        "return getComputedStyle(document.getElementById('sidebar')).visibility === 'visible'",
+    )
+    .await;
+    page.join(&room).await;
+    let placeholder = page
+        .js("return document.getElementById('composer-input').placeholder")
+        .await;
+    let placeholder = placeholder.as_str().expect("a placeholder");
+    assert!(
+        placeholder.starts_with("Message # rrr") && placeholder.ends_with('…'),
+        "the placeholder is cut short: {placeholder}"
+    );
+    assert_eq!(
+        page.js("const b = document.getElementById('composer-input');
+             return b.scrollHeight <= b.clientHeight + 1;")
+            .await,
+        json!(true),
+        "the placeholder takes one line"
+    );
+    assert_eq!(page.js(FITS).await, json!(true));
+    page.close().await;
+}
