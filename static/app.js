@@ -920,6 +920,7 @@
     $('toggle-rooms').setAttribute('aria-expanded', 'false');
     $('toggle-members').setAttribute('aria-expanded', 'false');
     $('scrim').hidden = true;
+    for (const node of $('app').children) node.inert = false;
   }
 
   function toggleDrawer(cls, button, drawer) {
@@ -929,9 +930,27 @@
       document.body.classList.add(cls);
       button.setAttribute('aria-expanded', 'true');
       $('scrim').hidden = false;
-      const first = drawer.querySelector('button, input');
-      if (first) first.focus();
+      // Focus stays in the open drawer: everything behind it is inert
+      // (Escape or the scrim closes it).
+      for (const node of $('app').children) node.inert = node !== drawer && node.id !== 'scrim';
+      // The stylesheet makes an opening drawer visible at once; if the
+      // browser has not applied that yet, try again on the next frame.
+      const focusFirst = () => {
+        // The member list has no controls: the drawer itself takes focus.
+        const first = drawer.querySelector('button, input') || drawer;
+        first.focus();
+        return drawer.contains(document.activeElement);
+      };
+      if (!focusFirst()) requestAnimationFrame(() => { if (document.body.classList.contains(cls)) focusFirst(); });
     }
+  }
+
+  // A drawer left open when the window grows past the narrow layout (its
+  // toggle is gone) would leave the rest of the page inert: close it.
+  function closeDrawerIfWide() {
+    const opener = document.body.classList.contains('show-rooms') ? $('toggle-rooms')
+      : document.body.classList.contains('show-members') ? $('toggle-members') : null;
+    if (opener && getComputedStyle(opener).display === 'none') closeDrawers();
   }
 
   // ---- sign in and out ----------------------------------------------------------
@@ -1108,7 +1127,7 @@
       closeDrawers();
       if (opener) opener.focus();
     });
-    window.addEventListener('resize', refreshComposer);
+    window.addEventListener('resize', () => { refreshComposer(); closeDrawerIfWide(); });
     window.addEventListener('online', () => { if (state.user && !state.ws) { state.attempt = 0; connect(); } });
 
     // A token handed over while the page is already open (a second

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::driver::browser_or_skip;
+use crate::driver::{browser_or_skip, ENTER};
 use crate::helpers::spawn_app;
 
 /// True when nothing on the page is wider than the window.
@@ -155,5 +155,54 @@ async fn on_a_375px_screen_long_names_are_cut_and_toasts_leave_the_composer_free
         "the placeholder takes one line"
     );
     assert_eq!(page.js(FITS).await, json!(true));
+    page.close().await;
+}
+
+#[actix_web::test]
+async fn opening_a_drawer_with_the_keyboard_moves_focus_into_it_and_keeps_it_there() {
+    let Some(browser) = browser_or_skip(
+        "opening_a_drawer_with_the_keyboard_moves_focus_into_it_and_keeps_it_there",
+    )
+    .await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let page = browser.page().await;
+    page.set_viewport(390, 844).await;
+    page.open(&app.url("/")).await;
+    page.sign_in("kay").await;
+
+    let focus_in = |id: &str| {
+        format!("return document.getElementById('{id}').contains(document.activeElement);")
+    };
+    page.type_into("#toggle-rooms", ENTER).await;
+    page.wait_for("focus in the rooms drawer", &focus_in("sidebar"))
+        .await;
+    // Nothing behind the drawer can take focus while it is open.
+    assert_eq!(
+        page.js("return document.getElementById('chat').inert
+                  && document.querySelector('.topbar').inert
+                  && !document.getElementById('sidebar').inert")
+            .await,
+        json!(true),
+        "the page behind the drawer is inert"
+    );
+    page.type_into("#join-input", "\u{E004}").await; // Tab
+    assert_eq!(page.js(&focus_in("sidebar")).await, json!(true));
+
+    // Escape closes it and gives focus back to its button.
+    page.type_into("#join-input", "\u{E00C}").await; // Escape
+    page.wait_for(
+        "focus back on the Rooms button",
+        "return document.activeElement === document.getElementById('toggle-rooms')
+           && !document.getElementById('chat').inert",
+    )
+    .await;
+
+    // The member drawer too.
+    page.type_into("#toggle-members", ENTER).await;
+    page.wait_for("focus in the member drawer", &focus_in("member-panel"))
+        .await;
     page.close().await;
 }
