@@ -7,6 +7,14 @@
   const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const MAX_TEXT_CHARS = 4096;
+  // Text made only of these (Unicode White_Space, as the server's Rust
+  // char::is_whitespace) is refused as blank. Not JS \s or trim(): those
+  // also take U+FEFF, which the server accepts, and miss U+0085.
+  const BLANK_RE = /^[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
+  // A UTF-16 surrogate without its other half cannot be sent as UTF-8.
+  const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?:^|[^\ud800-\udbff])[\udc00-\udfff]/;
+  const wellFormed = (text) => (typeof text.isWellFormed === 'function'
+    ? text.isWellFormed() : !LONE_SURROGATE_RE.test(text));
   const ROOMS_POLL_MS = 5000;
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 30000;
@@ -722,7 +730,12 @@
     const text = box.value;
     const room = state.current && state.rooms.get(state.current);
     if (!room) { showError('Join a room first.', 'no_room'); return; }
-    if (/^\s*$/u.test(text)) return;
+    if (BLANK_RE.test(text)) return;
+    if (!wellFormed(text)) {
+      showError('This message contains a broken character (half of an emoji or other symbol) '
+        + 'and cannot be sent. Remove it and try again; your text is kept.', 'ill_formed');
+      return;
+    }
     const chars = [...text].length;
     if (chars > MAX_TEXT_CHARS) {
       showError(`Messages are at most ${MAX_TEXT_CHARS} characters; this one has ${chars}.`, 'too_long');

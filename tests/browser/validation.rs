@@ -111,3 +111,61 @@ async fn names_and_rooms_the_protocol_refuses_are_refused_with_a_clear_message()
 
     page.close().await;
 }
+
+#[actix_web::test]
+async fn text_the_server_would_refuse_is_kept_on_the_page_and_not_sent() {
+    let Some(browser) =
+        browser_or_skip("text_the_server_would_refuse_is_kept_on_the_page_and_not_sent").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.sign_in("una").await;
+    page.join("edge").await;
+
+    // Puts `value` (a JS expression) in the message box, presses Send and
+    // answers [pending messages right after, the box's text === value].
+    let attempt = |value: &str| {
+        format!(
+            "const v = {value};
+             const box = document.getElementById('composer-input');
+             box.value = v;
+             document.getElementById('send').click();
+             return [document.querySelectorAll('#messages li.pending').length, box.value === v];"
+        )
+    };
+
+    // A lone surrogate (half an emoji): the server would answer bad_json
+    // without a ref and the message would stay "sending…" forever.
+    assert_eq!(
+        page.js(&attempt("'half ' + String.fromCharCode(0xd83d)"))
+            .await,
+        json!([0, true]),
+        "not sent, text kept"
+    );
+    page.wait_for(
+        "a message about the broken character",
+        "const t = document.querySelector('#errors [data-code=ill_formed]');
+         return !!t && t.textContent.includes('broken character');",
+    )
+    .await;
+
+    // Only Unicode White_Space (U+0085 and U+3000 among it): blank, not sent.
+    assert_eq!(
+        page.js(&attempt("'\\u0085\\u3000\\u2028 '")).await,
+        json!([0, true]),
+        "blank text is not sent"
+    );
+
+    // U+FEFF is not White_Space: the server accepts it, so the page sends it.
+    assert_eq!(
+        page.js(&attempt("'\\ufeff'")).await,
+        json!([1, false]),
+        "a zero-width no-break space is sent"
+    );
+    page.wait_for_texts("the U+FEFF message", &["\u{feff}"])
+        .await;
+    page.close().await;
+}
