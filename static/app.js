@@ -214,7 +214,8 @@
       }
     } else if (kind === 'connecting') text = state.connects ? 'Reconnecting…' : 'Connecting…';
     else if (kind === 'reconnecting') {
-      text = 'Connection lost, reconnecting';
+      // Nothing was lost if no connection ever opened.
+      text = state.connects ? 'Connection lost, reconnecting' : 'Cannot reach the server, retrying';
       const secs = Math.max(1, Math.ceil((state.retryAt - Date.now()) / 1000));
       countdown = `(next try in ${secs} s)`;
     } else text = 'Offline';
@@ -552,7 +553,10 @@
   }
 
   function leaveRoom(room) {
+    // A second click before the acknowledgement would be refused (not_joined).
+    if (room.leaving) return;
     room.leaving = true;
+    if (isCurrent(room)) $('leave-room').disabled = true;
     if (!send({ type: 'leave', room: room.name, ref: nextRef('l') })) dropRoom(room);
   }
 
@@ -789,6 +793,7 @@
     list.replaceChildren();
     $('new-marker').hidden = true;
     $('leave-room').hidden = !room;
+    $('leave-room').disabled = !!room && room.leaving;
     $('current-room').textContent = room ? `# ${room.name}` : 'No room';
     if (!room) {
       $('empty-room').hidden = true;
@@ -992,14 +997,16 @@
     $('login').hidden = true;
     $('app').hidden = false;
     state.rooms.clear();
-    let saved = [];
-    try { saved = JSON.parse(load(localStorage, LS_ROOMS) || '[]'); } catch (_) { saved = []; }
-    if (!Array.isArray(saved)) saved = [];
-    saved = saved.filter((r) => typeof r === 'string' && ROOM_RE.test(r));
-    if (saved.length === 0) saved = [DEFAULT_ROOM];
+    // `general` only on a first visit: a saved empty list means the user
+    // left every room, and stays that way after a reload.
+    const stored = load(localStorage, LS_ROOMS);
+    let saved = null;
+    try { saved = JSON.parse(stored); } catch (_) { saved = null; }
+    saved = Array.isArray(saved) ? saved.filter((r) => typeof r === 'string' && ROOM_RE.test(r)) : null;
+    if (saved === null) saved = [DEFAULT_ROOM];
     for (const name of saved) state.rooms.set(name, newRoom(name));
     const current = load(localStorage, LS_CURRENT);
-    state.current = state.rooms.has(current) ? current : saved[0];
+    state.current = state.rooms.has(current) ? current : (saved[0] ?? null);
     renderJoined();
     renderRoom();
     connect();

@@ -217,3 +217,58 @@ async fn markup_in_a_message_shows_as_text_and_runs_nothing() {
 
     page.close().await;
 }
+
+#[actix_web::test]
+async fn leaving_is_clicked_once_and_leaving_every_room_survives_a_reload() {
+    let Some(browser) =
+        browser_or_skip("leaving_is_clicked_once_and_leaving_every_room_survives_a_reload").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.sign_in("lee").await;
+    page.join("brief").await;
+
+    // A double click leaves once: no "You are not in that room." after it.
+    page.js("const b = document.getElementById('leave-room'); b.click(); b.click();")
+        .await;
+    page.wait_for(
+        "brief to be left",
+        "return !document.querySelector('#joined-rooms li[data-room=\"brief\"]')
+           && document.getElementById('current-room').textContent === '# general'",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        page.js("return document.getElementById('errors').textContent")
+            .await,
+        json!(""),
+        "no error after a double click on Leave"
+    );
+
+    // Having left every room, a reload does not put the user back in general.
+    page.click("#leave-room").await;
+    page.wait_for_value(
+        "no room left",
+        "return document.getElementById('current-room').textContent",
+        json!("No room"),
+    )
+    .await;
+    page.client.refresh().await.expect("the page reloads");
+    page.wait_for(
+        "the connection to open after the reload",
+        "return document.getElementById('conn').dataset.state === 'online'",
+    )
+    .await;
+    assert_eq!(
+        page.js(
+            "return [document.querySelectorAll('#joined-rooms li').length,
+                         document.getElementById('current-room').textContent]"
+        )
+        .await,
+        json!([0, "No room"])
+    );
+    page.close().await;
+}

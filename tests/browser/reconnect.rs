@@ -148,3 +148,32 @@ async fn page_reconnects_after_a_restart_and_shows_missed_messages_once_in_order
 
     page.close().await;
 }
+
+#[actix_web::test]
+async fn a_first_connection_that_never_opens_says_the_server_cannot_be_reached() {
+    let Some(browser) =
+        browser_or_skip("a_first_connection_that_never_opens_says_the_server_cannot_be_reached")
+            .await
+    else {
+        return;
+    };
+    let app = spawn_app_in(TempDir::new().expect("a temporary folder"), |_| {}).await;
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden",
+    )
+    .await;
+    // The server goes away before the first connection.
+    let _dir = app.stop().await;
+    page.type_into("#name-input", &format!("nell{ENTER}")).await;
+    page.wait_for_value(
+        "the status line",
+        "const c = document.getElementById('conn');
+         return c.dataset.state === 'reconnecting' && document.getElementById('conn-text').textContent;",
+        json!("Cannot reach the server, retrying"),
+    )
+    .await;
+    page.close().await;
+}
