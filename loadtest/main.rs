@@ -516,10 +516,8 @@ async fn check_stored(url: &str, plan: &Plan, outcomes: &[Outcome]) -> report::S
                     stored.short_rooms += 1;
                 }
             }
-            Err(e) => {
-                stored.error = Some(e);
-                break;
-            }
+            // One room that cannot be checked does not stop the others.
+            Err(e) => stored.error = Some(e),
         }
     }
     stored

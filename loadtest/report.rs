@@ -259,6 +259,10 @@ pub async fn stored_count(ws_url: &str, room: &str) -> Result<u64, String> {
             .await
             .map_err(|e| format!("REST: {e}"))?;
         let text = String::from_utf8_lossy(&answer);
+        // A room that is not active and stored nothing is a 404: it stored 0.
+        if text.split_whitespace().nth(1) == Some("404") {
+            return Ok(0);
+        }
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, body)| body)
@@ -411,6 +415,20 @@ pub fn build(
             )),
             None => {}
         }
+    }
+    if sent > 0 && acked == 0 {
+        failures.push(format!(
+            "the server acknowledged none of the {sent} messages sent"
+        ));
+    }
+    if sent == 0 && settings.scenario != Scenario::Connect {
+        failures.push("no message was sent (no senders, or none connected)".into());
+    }
+    for (code, n) in errors
+        .iter()
+        .filter(|(code, _)| code.as_str() != "rate_limited")
+    {
+        failures.push(format!("the server answered {n} frames with error {code}"));
     }
     if let Some(n) = errors.get("rate_limited") {
         warnings.push(format!(

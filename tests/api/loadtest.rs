@@ -236,3 +236,31 @@ fn a_server_that_is_not_there_fails_the_run() {
     assert_eq!(result["passed"], false);
     assert_eq!(result["connections"]["failed"], 3);
 }
+
+#[test]
+fn a_run_whose_every_message_is_refused_fails() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("MAX_MESSAGE_LEN", "100")]);
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "fanout",
+            "--clients",
+            "3",
+            "--senders",
+            "1",
+            "--rate",
+            "5",
+            "--duration",
+            "1s",
+            "--message-size",
+            "200",
+        ],
+    );
+    assert_ne!(code, 0, "{result:#}");
+    assert_eq!(result["passed"], false);
+    let failures = result["failures"].to_string();
+    assert!(failures.contains("acknowledged none"), "{failures}");
+    assert!(failures.contains("invalid_text"), "{failures}");
+}
