@@ -26,6 +26,7 @@ RUN_ID="smoke-$$"
 VOLUME="chatterbox-$RUN_ID"
 FIRST="chatterbox-$RUN_ID-1"
 SECOND="chatterbox-$RUN_ID-2"
+BAD="chatterbox-$RUN_ID-bad"
 ROOM="smoke-$$"
 TEXT="docker smoke $(date -u +%Y-%m-%dT%H:%M:%SZ) pid $$"
 STOP_GRACE=10
@@ -55,7 +56,7 @@ cleanup() {
     done
   fi
   if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    docker rm -f "$FIRST" "$SECOND" >/dev/null 2>&1
+    docker rm -f "$FIRST" "$SECOND" "$BAD" >/dev/null 2>&1
     docker volume rm -f "$VOLUME" >/dev/null 2>&1
     [ "${SMOKE_KEEP_IMAGE:-1}" = 0 ] && docker rmi "$IMAGE" "$IMAGE-builder" >/dev/null 2>&1
   fi
@@ -292,7 +293,9 @@ ok "a join on the new container gets the message in its history"
 graceful_stop "$SECOND"
 
 # A bad value stops start-up with a message naming the variable.
-if docker run --rm -e PORT=eighty "$IMAGE" >"$WORK/bad.out" 2>&1; then
+# Bounded and named: if a regression let the server start, the run must not
+# hang, and cleanup must find the container.
+if timeout 30 docker run --rm --name "$BAD" -e PORT=eighty "$IMAGE" >"$WORK/bad.out" 2>&1; then
   fail "the server started with PORT=eighty"
 fi
 grep -qF PORT "$WORK/bad.out" || { cat "$WORK/bad.out" >&2; fail "the error does not name PORT"; }
