@@ -44,8 +44,14 @@ pub struct Counters {
     pub connect_failed: AtomicU64,
     /// Connections currently open.
     pub open: AtomicU64,
-    /// Connections that finished joining their room (ready to send).
+    /// Connections that had joined their room (connect: had opened) before
+    /// sending started: the only ones expected to receive the run's messages.
     pub ready: AtomicU64,
+    /// Connections that opened (and joined) only after setup had ended:
+    /// closed at once, neither sending nor expected to receive.
+    pub late: AtomicU64,
+    /// Connections that opened but whose join failed.
+    pub join_failed: AtomicU64,
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub refused: AtomicU64,
@@ -105,10 +111,18 @@ impl Shared {
         self.clock.elapsed().as_micros() as u64
     }
 
-    /// A connection finished its setup and is ready to send.
-    pub fn ready(&self) {
-        self.counters.ready.fetch_add(1, Ordering::Relaxed);
+    /// A connection finished its setup (opened and joined). True when that
+    /// was before sending started: only then can it be expected to receive
+    /// every message. False (a late connection) once setup has ended.
+    pub fn ready(&self) -> bool {
         self.settled();
+        if self.phase() == Phase::Setup {
+            self.counters.ready.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
     /// A connection finished its setup, successfully or not.
@@ -203,7 +217,11 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// What one connection did, merged into the report at the end.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// The connection opened (churn: at least one did).
     pub connected: bool,
+    /// Opened and joined before sending started: only such members are
+    /// expected to receive their room's messages (and only such senders send).
+    pub ready: bool,
     pub sender: Option<SenderId>,
     pub room: usize,
     pub sent: u64,
@@ -228,6 +246,8 @@ pub struct Member<'a> {
     latencies: Vec<u64>,
     /// Set when the server ended the connection.
     pub gone: bool,
+    /// A join is outstanding: an `error` now is its refusal.
+    joining: bool,
 }
 
 /// What a frame meant for the member's own requests.
@@ -235,6 +255,8 @@ pub struct Member<'a> {
 pub enum Event {
     Nothing,
     Joined(String),
+    /// An `error` while a join was outstanding: the join was refused.
+    JoinRefused,
     LeftRoom(String),
     /// The connection is over (closed by the server or failed).
     Gone,
@@ -254,6 +276,7 @@ impl<'a> Member<'a> {
             seq: 0,
             latencies: Vec::with_capacity(LATENCY_BATCH),
             gone: false,
+            joining: false,
         }
     }
 
@@ -354,6 +377,15 @@ impl<'a> Member<'a> {
                 }
                 Event::Nothing
             }
+            Incoming::Error { code, .. } if self.joining => {
+                // Counted with the connections that failed, which
+                // --max-connect-failures may excuse, not as a run error.
+                tally(
+                    &self.shared.connect_errors,
+                    &format!("join refused: {code}"),
+                );
+                Event::JoinRefused
+            }
             Incoming::Error { code, reference } => {
                 tally(&self.shared.errors, &code);
                 if reference.is_some_and(|r| r.parse::<u64>().is_ok()) && self.sender.is_some() {
@@ -382,22 +414,25 @@ impl<'a> Member<'a> {
         {
             return false;
         }
+        self.joining = true;
         let wait = async {
             loop {
                 match self.read().await {
                     Event::Joined(r) if r == room => return true,
-                    Event::Gone => return false,
+                    Event::Gone | Event::JoinRefused => return false,
                     _ => {}
                 }
             }
         };
-        match tokio::time::timeout(JOIN_TIMEOUT, wait).await {
+        let joined = match tokio::time::timeout(JOIN_TIMEOUT, wait).await {
             Ok(joined) => joined,
             Err(_) => {
-                tally(&self.shared.errors, "(join not answered in time)");
+                tally(&self.shared.connect_errors, "join not answered in time");
                 false
             }
-        }
+        };
+        self.joining = false;
+        joined
     }
 
     /// The server ended the connection (close code, or none).
@@ -445,6 +480,7 @@ impl<'a> Member<'a> {
         }
         Outcome {
             connected: true,
+            ready: false,
             sender: self.sender,
             room,
             sent: self.sent,

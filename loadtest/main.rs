@@ -371,10 +371,20 @@ async fn run(args: &Args, settings: Settings) -> Report {
         let (scenario, clients, ramp) = (settings.scenario, settings.clients, settings.ramp_per_s);
         tokio::spawn(async move {
             let mut tasks = Vec::with_capacity(clients);
+            let mut phase = shared.phase.clone();
             for index in 0..clients {
+                // Once setup is over (all settled, or timed out), open no
+                // more: a connection opened mid-run is not a ready member.
+                if *phase.borrow_and_update() != Phase::Setup {
+                    break;
+                }
                 if ramp > 0.0 {
                     let at = setup_started + Duration::from_secs_f64(index as f64 / ramp);
-                    tokio::time::sleep_until(at.into()).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        // The phase only moves on from Setup.
+                        _ = phase.changed() => break,
+                    }
                 }
                 let (shared, plan) = (shared.clone(), plan.clone());
                 tasks.push(tokio::spawn(async move {
@@ -401,6 +411,9 @@ async fn run(args: &Args, settings: Settings) -> Report {
             args.setup_timeout
         ));
     }
+    // What opened during setup: connections still opening after it
+    // (setup timed out) would inflate connections/s and bytes/connection.
+    let opened_in_setup = c.connected.load(Ordering::Relaxed);
     let connect_window_s = (c.last_connected_us.load(Ordering::Relaxed) as f64 / 1e6
         - (setup_started - shared.clock).as_secs_f64())
     .max(1e-6);
@@ -470,7 +483,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
             server_before,
             server_connected,
             server_after,
-            c.connected.load(Ordering::Relaxed),
+            opened_in_setup,
             setup_s,
             sending_s + drain_s,
         )
@@ -481,6 +494,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         sending_s,
         drain_s,
         delivered_while_sending,
+        opened_in_setup,
     };
     report::build(
         settings,
@@ -561,12 +575,13 @@ async fn tick(bar: &ProgressBar, shared: &Shared, phase: &str) {
     bar.tick();
 }
 
-/// Senders of a room with what each had acknowledged.
+/// Senders of a room (those ready when sending started) with what each had
+/// acknowledged.
 pub fn senders_by_room(outcomes: &[Outcome]) -> HashMap<usize, Vec<(SenderId, u64)>> {
     let mut by_room: HashMap<usize, Vec<(SenderId, u64)>> = HashMap::new();
     for o in outcomes {
         if let Some(sender) = o.sender {
-            if o.connected {
+            if o.ready {
                 by_room.entry(o.room).or_default().push((sender, o.acked));
             }
         }

@@ -28,6 +28,9 @@ pub struct Timing {
     /// Deliveries while senders were sending.
     #[serde(skip)]
     pub delivered_while_sending: u64,
+    /// Connections opened by the end of setup.
+    #[serde(skip)]
+    pub opened_in_setup: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -56,10 +59,20 @@ impl Latency {
 #[derive(Debug, Serialize)]
 pub struct Connections {
     pub attempted: u64,
+    /// Opened by the end of setup (churn: during the whole run).
     pub opened: u64,
     pub failed: u64,
     /// Opened but could not join their room in time.
     pub join_failed: u64,
+    /// Opened and joined before sending started: the members whose
+    /// deliveries are checked (churn: workers whose first session joined).
+    pub ready: u64,
+    /// Of `--clients`, not ready when sending started (failed, join failed,
+    /// late, or never started because setup timed out).
+    pub not_ready: u64,
+    /// Opened or joined only after setup ended (`--setup-timeout`): closed
+    /// at once, not counted in `opened` nor expected to receive anything.
+    pub late: u64,
     pub failure_reasons: BTreeMap<String, u64>,
     /// Connections opened per second during setup.
     pub per_s: f64,
@@ -320,21 +333,31 @@ pub fn build(
 
     // Connections.
     let attempted = c.connect_attempts.load(Ordering::Relaxed);
-    let opened = c.connected.load(Ordering::Relaxed);
+    let opened = match settings.scenario {
+        Scenario::Churn => c.connected.load(Ordering::Relaxed),
+        _ => timing.opened_in_setup,
+    };
     let failed = c.connect_failed.load(Ordering::Relaxed);
+    let join_failed = c.join_failed.load(Ordering::Relaxed);
     let ready = c.ready.load(Ordering::Relaxed);
-    let join_failed = match settings.scenario {
-        Scenario::Churn => 0,
-        _ => opened.saturating_sub(ready),
+    let late = c.late.load(Ordering::Relaxed);
+    let not_ready = (settings.clients as u64).saturating_sub(ready);
+    // Churn opens connections all run long: any that fails to open or join.
+    let failing = match settings.scenario {
+        Scenario::Churn => failed + join_failed,
+        _ => not_ready,
     };
-    let not_ready = match settings.scenario {
-        Scenario::Churn => failed,
-        _ => (settings.clients as u64).saturating_sub(ready),
-    };
-    if not_ready > max_connect_failures {
+    if failing > max_connect_failures {
         failures.push(format!(
-            "{not_ready} of {} connections failed to open or join (allowed: {max_connect_failures})",
+            "{failing} of {} connections failed to open or join, or were not ready when \
+             sending started (allowed: {max_connect_failures})",
             settings.clients
+        ));
+    }
+    if late > 0 {
+        warnings.push(format!(
+            "{late} connections were ready only after setup ended (--setup-timeout): \
+             closed unused, not counted as opened nor expected to receive"
         ));
     }
     let dropped = c.dropped.load(Ordering::Relaxed);
@@ -348,6 +371,9 @@ pub fn build(
         opened,
         failed,
         join_failed,
+        ready,
+        not_ready,
+        late,
         failure_reasons: tallies(&shared.connect_errors),
         per_s: round1(if settings.scenario == Scenario::Churn {
             opened as f64 / (timing.sending_s + timing.drain_s).max(1e-6)
@@ -375,20 +401,12 @@ pub fn build(
             "{unanswered} messages were neither echoed nor refused"
         ));
     }
-    let by_room = senders_by_room(&outcomes);
-    let (mut expected, mut lost) = (0, 0);
+    let (mut expected, mut lost) = expected_and_lost(&outcomes);
     let (mut received, mut duplicated, mut out_of_order) = (0, 0, 0);
     for o in &outcomes {
         received += o.receipts.delivered;
         duplicated += o.receipts.duplicated;
         out_of_order += o.receipts.out_of_order;
-        if settings.scenario == Scenario::Churn || !o.connected {
-            continue;
-        }
-        if let Some(senders) = by_room.get(&o.room) {
-            expected += senders.iter().map(|(_, acked)| acked).sum::<u64>();
-            lost += o.receipts.lost(senders.iter().copied());
-        }
     }
     if settings.scenario == Scenario::Churn {
         // Churn checks each sender's own echoes; members come and go, so
@@ -483,6 +501,22 @@ pub fn build(
     }
 }
 
+/// Deliveries expected and lost (fanout, rooms): each member that was ready
+/// (connected and joined) when sending started should receive every
+/// acknowledged message of the ready senders of its room. A member that never
+/// joined, or joined late, is expected to receive nothing.
+pub fn expected_and_lost(outcomes: &[Outcome]) -> (u64, u64) {
+    let by_room = senders_by_room(outcomes);
+    let (mut expected, mut lost) = (0, 0);
+    for o in outcomes.iter().filter(|o| o.ready) {
+        if let Some(senders) = by_room.get(&o.room) {
+            expected += senders.iter().map(|(_, acked)| acked).sum::<u64>();
+            lost += o.receipts.lost(senders.iter().copied());
+        }
+    }
+    (expected, lost)
+}
+
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -507,8 +541,8 @@ impl Report {
         line(
             "connections",
             format!(
-                "{} opened, {} failed, {} could not join; {:.0}/s; upgrade p50 {} ms, p99 {} ms",
-                c.opened, c.failed, c.join_failed, c.per_s, c.latency_ms.p50, c.latency_ms.p99
+                "{} opened, {} failed, {} could not join, {} ready, {} late; {:.0}/s; upgrade p50 {} ms, p99 {} ms",
+                c.opened, c.failed, c.join_failed, c.ready, c.late, c.per_s, c.latency_ms.p50, c.latency_ms.p99
             ),
         );
         for (why, n) in &c.failure_reasons {
@@ -631,4 +665,61 @@ fn fmt_map(map: &BTreeMap<String, u64>) -> String {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounting::{Receipts, Stamp};
+
+    fn received(deliveries: &[(i64, u32, u64)]) -> Receipts {
+        let mut r = Receipts::default();
+        for &(id, sender, seq) in deliveries {
+            r.record(
+                id,
+                Stamp {
+                    sender,
+                    seq,
+                    sent_us: 0,
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn members_not_ready_when_sending_started_are_expected_to_receive_nothing() {
+        let member = |ready, sender, acked, receipts| Outcome {
+            connected: true,
+            ready,
+            sender,
+            room: 0,
+            acked,
+            sent: acked,
+            receipts,
+            ..Outcome::default()
+        };
+        let both = received(&[(1, 0, 1), (2, 0, 2), (3, 0, 3)]);
+        let outcomes = vec![
+            // The sender (ready): 3 acknowledged, its echoes received.
+            member(true, Some(0), 3, both.clone()),
+            // A ready receiver that got all three.
+            member(true, None, 0, both),
+            // Its join failed: connected, but never a member of the room.
+            member(false, None, 0, Receipts::default()),
+            // Joined late (after setup timed out): saw only the last one.
+            member(false, None, 0, received(&[(3, 0, 3)])),
+            // Another room's sender that never got ready: not expected anywhere.
+            Outcome {
+                room: 1,
+                ..member(false, Some(9), 0, Receipts::default())
+            },
+        ];
+        assert_eq!(expected_and_lost(&outcomes), (6, 0));
+
+        // A ready member that missed one is a loss.
+        let mut outcomes = outcomes;
+        outcomes[1].receipts = received(&[(1, 0, 1), (3, 0, 3)]);
+        assert_eq!(expected_and_lost(&outcomes), (6, 1));
+    }
 }

@@ -2,6 +2,7 @@
 //! worker). They all follow the run's [`Phase`]: set up (connect, join),
 //! send, drain, close.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,10 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     let Ok(permit) = plan.handshakes.clone().acquire_owned().await else {
         return failed;
     };
+    // Setup is over (timed out): do not open a connection mid-run.
+    if shared.phase() != Phase::Setup {
+        return failed;
+    }
     let user = plan.user_name(index);
     let Some(ws) = shared.connect(&user).await else {
         shared.settled();
@@ -72,19 +77,24 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     let room = (plan.rooms > 0).then(|| plan.room_name(room_index));
     if let Some(room) = &room {
         if !m.join(room).await {
+            shared.counters.join_failed.fetch_add(1, Ordering::Relaxed);
             shared.settled();
             return m.finish(room_index).await;
         }
     }
     drop(permit);
-    shared.ready();
+    if !shared.ready() {
+        // Joined after sending started: it would miss earlier messages
+        // through no fault of the server. Counted as late, and closed.
+        return m.finish(room_index).await;
+    }
 
     let mut phase = shared.phase.clone();
     // Keep reading while the others join: their `join` frames arrive here.
     while *phase.borrow_and_update() < Phase::Sending {
         tokio::select! {
             changed = phase.changed() => if changed.is_err() { break },
-            event = m.read_burst() => if event == Event::Gone { return m.finish(room_index).await },
+            event = m.read_burst() => if event == Event::Gone { return ready(m.finish(room_index).await) },
         }
     }
 
@@ -125,7 +135,15 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
             event = m.read_burst() => if event == Event::Gone { break },
         }
     }
-    m.finish(room_index).await
+    ready(m.finish(room_index).await)
+}
+
+/// The outcome of a member that was ready when sending started.
+fn ready(outcome: Outcome) -> Outcome {
+    Outcome {
+        ready: true,
+        ..outcome
+    }
 }
 
 /// Churn: one worker that, until the run stops, connects, joins a room,
@@ -165,8 +183,15 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
         m.seq = seq;
         let joined = m.join(&room).await;
         drop(permit);
+        if !joined {
+            shared.counters.join_failed.fetch_add(1, Ordering::Relaxed);
+        }
         if first {
-            shared.ready();
+            if joined {
+                total.ready = shared.ready();
+            } else {
+                shared.settled();
+            }
             first = false;
             // All workers start chatting together.
             let mut phase = shared.phase.clone();
@@ -189,10 +214,7 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
         total.receipts.duplicated += outcome.receipts.duplicated;
         total.receipts.out_of_order += outcome.receipts.out_of_order;
         total.receipts.delivered += outcome.receipts.delivered;
-        shared
-            .counters
-            .sessions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
     }
     total
 }

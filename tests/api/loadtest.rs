@@ -147,6 +147,47 @@ fn throttling_by_the_servers_rate_limit_is_reported() {
 }
 
 #[test]
+fn members_whose_join_failed_are_excused_not_counted_as_losing_messages() {
+    let dir = TempDir::new().unwrap();
+    // One room allowed: the members of the second room cannot join.
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("MAX_ROOMS", "1")]);
+    let run = [
+        "--scenario",
+        "rooms",
+        "--rooms",
+        "2",
+        "--members",
+        "2",
+        "--per-sender-rate",
+        "4",
+        "--duration",
+        "1s",
+    ];
+
+    let mut excused = run.to_vec();
+    excused.extend(["--max-connect-failures", "2"]);
+    let (code, result) = loadtest(&server, &excused);
+    assert_eq!(code, 0, "{result:#}");
+    let connections = &result["connections"];
+    assert_eq!(connections["join_failed"], 2, "{result:#}");
+    assert_eq!(connections["ready"], 2, "{result:#}");
+    assert_eq!(connections["not_ready"], 2, "{result:#}");
+    let deliveries = &result["deliveries"];
+    assert_eq!(deliveries["lost"], 0, "{result:#}");
+    // Only the joined room's two members hear its messages.
+    let acked = result["messages"]["acked"].as_u64().unwrap();
+    assert!(acked > 0, "{result:#}");
+    assert_eq!(deliveries["expected"].as_u64(), Some(acked * 2));
+
+    // Not excused, the same run fails for its connections, not for losses.
+    let (code, result) = loadtest(&server, &run);
+    assert_ne!(code, 0, "{result:#}");
+    let failures = result["failures"].to_string();
+    assert!(failures.contains("failed to open or join"), "{failures}");
+    assert!(!failures.contains("lost"), "{failures}");
+}
+
+#[test]
 fn connect_reports_server_memory_per_connection() {
     let dir = TempDir::new().unwrap();
     let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
