@@ -52,6 +52,9 @@ pub struct Counters {
     pub late: AtomicU64,
     /// Connections that opened but whose join failed.
     pub join_failed: AtomicU64,
+    /// Connections given up on because a frame could not be written (the
+    /// server stopped reading) within [`SEND_TIMEOUT`] or before the end.
+    pub send_stalled: AtomicU64,
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub refused: AtomicU64,
@@ -211,6 +214,9 @@ impl Shared {
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long writing one frame may take before the connection is given up.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a join may take to be answered with `presence`.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -284,12 +290,33 @@ impl<'a> Member<'a> {
         self.send_text(frame.to_string()).await
     }
 
+    /// Writes one frame. A write the server does not take (it stopped
+    /// reading, the socket is full) is given up after [`SEND_TIMEOUT`], or
+    /// when the run is over, so no task waits on it forever.
     async fn send_text(&mut self, text: String) -> bool {
-        if self.ws.send(Message::Text(text)).await.is_err() {
-            self.lost_connection(None);
-            return false;
+        let mut phase = self.shared.phase.clone();
+        let result = tokio::select! {
+            biased;
+            sent = tokio::time::timeout(SEND_TIMEOUT, self.ws.send(Message::Text(text))) => sent.ok(),
+            _ = phase.wait_for(|p| *p >= Phase::Done) => None,
+        };
+        match result {
+            Some(Ok(())) => true,
+            Some(Err(_)) => {
+                self.lost_connection(None);
+                false
+            }
+            None => {
+                // The frame may be half written: this connection is unusable.
+                self.shared
+                    .counters
+                    .send_stalled
+                    .fetch_add(1, Ordering::Relaxed);
+                self.gone = true;
+                self.shared.closed();
+                false
+            }
         }
-        true
     }
 
     /// Sends the next chat of this sender to `room`.
@@ -415,6 +442,7 @@ impl<'a> Member<'a> {
             return false;
         }
         self.joining = true;
+        let mut phase = self.shared.phase.clone();
         let wait = async {
             loop {
                 match self.read().await {
@@ -424,10 +452,17 @@ impl<'a> Member<'a> {
                 }
             }
         };
-        let joined = match tokio::time::timeout(JOIN_TIMEOUT, wait).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                tally(&self.shared.connect_errors, "join not answered in time");
+        let joined = tokio::select! {
+            joined = tokio::time::timeout(JOIN_TIMEOUT, wait) => match joined {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tally(&self.shared.connect_errors, "join not answered in time");
+                    false
+                }
+            },
+            // The run is over: waiting on would only hold up its end.
+            _ = phase.wait_for(|p| *p >= Phase::Done) => {
+                tally(&self.shared.connect_errors, "join not answered by the end of the run");
                 false
             }
         };

@@ -460,14 +460,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
 
     let _ = phase_tx.send(Phase::Done);
     bar.finish_and_clear();
-    let mut outcomes = Vec::with_capacity(settings.clients);
-    if let Ok(tasks) = spawner.await {
-        for task in tasks {
-            if let Ok(outcome) = task.await {
-                outcomes.push(outcome);
-            }
-        }
-    }
+    let (outcomes, unfinished) = collect(spawner, args.drain_timeout + COLLECT_MARGIN).await;
 
     let stored = if args.no_store_check
         || matches!(settings.scenario, Scenario::Connect | Scenario::Churn)
@@ -507,7 +500,66 @@ async fn run(args: &Args, settings: Settings) -> Report {
         server,
         report::CpuUse::between(self_before, self_after, sending_s + drain_s),
         warnings,
+        unfinished,
     )
+}
+
+/// How much longer than `--drain-timeout` the connections may take to close
+/// once the run is over (a close handshake waits at most 2 s).
+const COLLECT_MARGIN: Duration = Duration::from_secs(5);
+
+/// Collects what every connection task did, waiting at most `limit`: a task
+/// still running then (stuck on a server that stopped answering) is aborted.
+/// Aborted and panicked tasks are counted, not silently dropped.
+async fn collect(
+    spawner: tokio::task::JoinHandle<Vec<tokio::task::JoinHandle<Outcome>>>,
+    limit: Duration,
+) -> (Vec<Outcome>, report::Unfinished) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut unfinished = report::Unfinished {
+        limit_s: limit.as_secs_f64(),
+        ..Default::default()
+    };
+    let tasks = match tokio::time::timeout_at(deadline, spawner).await {
+        Ok(Ok(tasks)) => tasks,
+        Ok(Err(e)) => {
+            unfinished
+                .panics
+                .push(format!("the spawner: {}", panic_message(e)));
+            Vec::new()
+        }
+        Err(_) => {
+            unfinished.spawner_stuck = true;
+            Vec::new()
+        }
+    };
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for mut task in tasks {
+        // Past the deadline, a finished task is still collected: the
+        // timeout polls it once before giving up.
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(e)) if e.is_panic() => unfinished.panics.push(panic_message(e)),
+            Ok(Err(_)) => unfinished.aborted += 1,
+            Err(_) => {
+                task.abort();
+                unfinished.aborted += 1;
+            }
+        }
+    }
+    (outcomes, unfinished)
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Asks the REST API how many messages each room stored and compares with

@@ -122,6 +122,19 @@ pub struct Deliveries {
     pub latency_ms: Latency,
 }
 
+/// Connection tasks that did not end normally once the run was over.
+#[derive(Debug, Default, Serialize)]
+pub struct Unfinished {
+    /// Still running `limit_s` after the end of sending (stuck on a send or
+    /// read the server never completed): aborted, their figures missing.
+    pub aborted: u64,
+    /// Tasks that panicked, with the panic's message.
+    pub panics: Vec<String>,
+    /// The task opening connections did not return.
+    pub spawner_stuck: bool,
+    pub limit_s: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Churn {
     pub sessions: u64,
@@ -309,6 +322,8 @@ pub struct Report {
     /// The load tester's own CPU while sending and draining: if it nears
     /// 100% of a core, the load tester, not the server, is the limit.
     pub loadtest_cpu: Option<CpuUse>,
+    /// Connection tasks aborted or panicked at the end.
+    pub unfinished: Unfinished,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,6 +338,7 @@ pub fn build(
     server: Option<ServerUsage>,
     loadtest_cpu: Option<CpuUse>,
     mut warnings: Vec<String>,
+    unfinished: Unfinished,
 ) -> Report {
     let c = &shared.counters;
     let tallies = |m: &std::sync::Mutex<BTreeMap<String, u64>>| {
@@ -358,6 +374,28 @@ pub fn build(
         warnings.push(format!(
             "{late} connections were ready only after setup ended (--setup-timeout): \
              closed unused, not counted as opened nor expected to receive"
+        ));
+    }
+    if unfinished.aborted > 0 {
+        failures.push(format!(
+            "{} connection tasks were still running {:.0} s after sending stopped \
+             (blocked on a server that stopped answering?) and were aborted; \
+             their figures are missing",
+            unfinished.aborted, unfinished.limit_s
+        ));
+    }
+    if unfinished.spawner_stuck {
+        failures.push("the task opening connections never returned".into());
+    }
+    for panic in &unfinished.panics {
+        failures.push(format!("a connection task panicked: {panic}"));
+    }
+    let stalled = c.send_stalled.load(Ordering::Relaxed);
+    if stalled > 0 {
+        failures.push(format!(
+            "{stalled} connections could not write a frame within {} s or before the run \
+             ended (the server stopped reading?) and were given up",
+            crate::client::SEND_TIMEOUT.as_secs()
         ));
     }
     let dropped = c.dropped.load(Ordering::Relaxed);
@@ -498,6 +536,7 @@ pub fn build(
         churn,
         server,
         loadtest_cpu,
+        unfinished,
     }
 }
 

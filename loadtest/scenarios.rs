@@ -125,6 +125,10 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
                 let due = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
                 let missing = due.saturating_sub(m.seq).min(10_000);
                 for _ in 0..missing {
+                    // A long catch-up must not run on into the drain.
+                    if shared.phase() != Phase::Sending {
+                        break;
+                    }
                     if let Some(room) = &room {
                         if !m.send_chat(room, plan.message_size).await {
                             break;

@@ -188,6 +188,71 @@ fn members_whose_join_failed_are_excused_not_counted_as_losing_messages() {
 }
 
 #[test]
+fn a_server_that_stops_mid_run_fails_it_within_a_bound() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("chat.db"),
+        &[("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")],
+    );
+    let pid = server.child.id().to_string();
+    // One sender pushing big texts fast: once the server stops reading,
+    // its socket fills and a send blocks.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .env_remove("AUTH_SECRET")
+        .arg("--url")
+        .arg(format!("ws://127.0.0.1:{}", server.port))
+        .args(["--json", "--quiet", "--no-store-check"])
+        .args([
+            "--clients",
+            "2",
+            "--senders",
+            "1",
+            "--per-sender-rate",
+            "2000",
+        ])
+        .args(["--message-size", "4096", "--duration", "2s"])
+        .args(["--drain-timeout", "1s", "--server-rate-limit", "1000000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the loadtest binary runs");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs")
+    };
+    assert!(signal("-STOP").success());
+    let started = std::time::Instant::now();
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    signal("-CONT");
+    if !finished {
+        let _ = child.kill();
+        panic!("the load tester hung on a stopped server");
+    }
+    let output = child.wait_with_output().unwrap();
+    let result: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(output.status.code(), Some(1), "{result:#}");
+    assert_eq!(result["passed"], false);
+    assert!(
+        result["messages"]["unanswered"].as_u64().unwrap() > 0,
+        "{result:#}"
+    );
+    assert!(result["unfinished"]["panics"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn connect_reports_server_memory_per_connection() {
     let dir = TempDir::new().unwrap();
     let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
