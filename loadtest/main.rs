@@ -227,8 +227,16 @@ fn settings(args: &Args) -> Result<Settings, String> {
             Scenario::Connect => 0.0,
         },
     };
-    if !(per_sender_rate.is_finite() && per_sender_rate >= 0.0) {
-        return Err("the rate must be a non-negative number".into());
+    // Every scenario but connect sends: a rate of 0 would mean a message
+    // every 1000 s (and a sender that ignores --duration).
+    if args.scenario != Scenario::Connect && !(per_sender_rate.is_finite() && per_sender_rate > 0.0)
+    {
+        return Err(format!(
+            "the {:?} scenario sends: its rate (--rate or --per-sender-rate) must be a \
+             positive number of messages per second, not {per_sender_rate}",
+            args.scenario
+        )
+        .to_lowercase());
     }
     if !(args.ramp.is_finite() && args.ramp >= 0.0) {
         return Err("--ramp must be a non-negative number".into());
@@ -639,4 +647,27 @@ pub fn senders_by_room(outcomes: &[Outcome]) -> HashMap<usize, Vec<(SenderId, u6
         }
     }
     by_room
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(flags: &[&str]) -> Result<Settings, String> {
+        let args = Args::parse_from(std::iter::once("loadtest").chain(flags.iter().copied()));
+        settings(&args)
+    }
+
+    #[test]
+    fn scenarios_that_send_refuse_a_rate_that_is_not_positive() {
+        for scenario in ["fanout", "rooms", "churn"] {
+            for rate in ["--per-sender-rate=0", "--rate=0", "--rate=-1", "--rate=NaN"] {
+                let why = settings_of(&["-s", scenario, rate]).expect_err("a rate of 0 is refused");
+                assert!(why.contains("must be a positive number"), "{why}");
+            }
+            assert!(settings_of(&["-s", scenario, "--per-sender-rate", "0.5"]).is_ok());
+        }
+        // connect sends nothing: no rate to check.
+        assert!(settings_of(&["-s", "connect"]).is_ok());
+    }
 }

@@ -206,9 +206,7 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
                 }
             }
         }
-        if joined && !m.gone {
-            session(&mut m, &room, &plan, period).await;
-        }
+        let completed = joined && !m.gone && session(&shared, &mut m, &room, &plan, period).await;
         seq = m.seq;
         let outcome = m.finish(0).await;
         total.connected = true;
@@ -218,23 +216,39 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
         total.receipts.duplicated += outcome.receipts.duplicated;
         total.receipts.out_of_order += outcome.receipts.out_of_order;
         total.receipts.delivered += outcome.receipts.delivered;
-        shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        if completed {
+            shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        }
     }
     total
 }
 
-/// One churn session after the join: chat, wait for every echo, leave.
-async fn session(m: &mut Member<'_>, room: &str, plan: &Plan, period: Duration) {
+/// One churn session after the join: chat (until `churn_messages` are sent
+/// or sending stops), wait for every answer, leave. True when it left the
+/// room normally: a completed session.
+async fn session(
+    shared: &Shared,
+    m: &mut Member<'_>,
+    room: &str,
+    plan: &Plan,
+    period: Duration,
+) -> bool {
     let answered = |m: &Member<'_>| m.acked + m.refused >= m.sent;
+    let mut phase = shared.phase.clone();
     for _ in 0..plan.churn_messages {
+        // --duration is over: send no more, but finish the session.
+        if *phase.borrow_and_update() != Phase::Sending {
+            break;
+        }
         if !m.send_chat(room, plan.message_size).await {
-            return;
+            return false;
         }
         let next = Instant::now() + period;
-        while Instant::now() < next {
+        while Instant::now() < next && *phase.borrow_and_update() == Phase::Sending {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {},
-                event = m.read() => if event == Event::Gone { return },
+                changed = phase.changed() => if changed.is_err() { return false },
+                event = m.read() => if event == Event::Gone { return false },
             }
         }
     }
@@ -242,22 +256,24 @@ async fn session(m: &mut Member<'_>, room: &str, plan: &Plan, period: Duration) 
     while !answered(m) && Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {},
-            event = m.read() => if event == Event::Gone { return },
+            _ = phase.wait_for(|p| *p >= Phase::Done) => return false,
+            event = m.read() => if event == Event::Gone { return false },
         }
     }
     if !m
         .send_json(serde_json::json!({"type": "leave", "room": room}))
         .await
     {
-        return;
+        return false;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = phase.wait_for(|p| *p >= Phase::Done) => return false,
             event = m.read() => match event {
-                Event::LeftRoom(r) if r == room => return,
-                Event::Gone => return,
+                Event::LeftRoom(r) if r == room => return true,
+                Event::Gone => return false,
                 _ => {}
             },
         }

@@ -313,6 +313,41 @@ fn a_short_churn_completes_sessions_and_answers_every_message() {
 }
 
 #[test]
+fn churn_sessions_stop_sending_when_the_duration_is_over() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+
+    // Sessions of 1000 messages at 2/s would take 500 s: --duration wins.
+    let started = std::time::Instant::now();
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "churn",
+            "--clients",
+            "3",
+            "--rooms",
+            "1",
+            "--churn-messages",
+            "1000",
+            "--per-sender-rate",
+            "2",
+            "--duration",
+            "1s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    assert!(started.elapsed().as_secs() < 30, "{result:#}");
+    // Each worker: the message at the start, at most two more in 1 s.
+    let sent = result["messages"]["sent"].as_u64().unwrap();
+    assert!((3..=9).contains(&sent), "{result:#}");
+    assert_eq!(result["messages"]["unanswered"], 0);
+    // Cut short but left normally: each worker's session completed.
+    assert_eq!(result["churn"]["sessions"], 3, "{result:#}");
+}
+
+#[test]
 fn a_server_that_is_not_there_fails_the_run() {
     // A port nobody listens on: bind one, then drop it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
