@@ -12,19 +12,23 @@ use serde::Deserialize;
 /// Index of a sending connection within one run.
 pub type SenderId = u32;
 
-/// What a sender carries in each chat text: `lt <sender> <seq> <sent_us> xxx…`.
+/// What a sender carries in each chat text: `lt <sender> <seq> <due_us> xxx…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub sender: SenderId,
     /// 1, 2, 3… per sender, in the order sent.
     pub seq: u64,
-    /// When it was sent, in microseconds since the run's clock started.
-    pub sent_us: u64,
+    /// When it was due to be sent (its sender's schedule: `start +
+    /// (seq - 1) / rate`), in microseconds since the run's clock started.
+    /// Latency is measured from here, not from when the frame was actually
+    /// written, so a sender held back by a slow server (catching up late,
+    /// blocked on a full socket) shows the delay instead of hiding it.
+    pub due_us: u64,
 }
 
 /// The chat text for `stamp`, padded with `x` to at least `size` bytes.
 pub fn make_text(stamp: Stamp, size: usize) -> String {
-    let mut text = format!("lt {} {} {} ", stamp.sender, stamp.seq, stamp.sent_us);
+    let mut text = format!("lt {} {} {} ", stamp.sender, stamp.seq, stamp.due_us);
     while text.len() < size {
         text.push('x');
     }
@@ -36,11 +40,11 @@ pub fn parse_text(text: &str) -> Option<Stamp> {
     let mut parts = text.strip_prefix("lt ")?.splitn(4, ' ');
     let sender = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;
-    let sent_us = parts.next()?.parse().ok()?;
+    let due_us = parts.next()?.parse().ok()?;
     Some(Stamp {
         sender,
         seq,
-        sent_us,
+        due_us,
     })
 }
 
@@ -238,7 +242,7 @@ mod tests {
         Stamp {
             sender,
             seq,
-            sent_us: 1000 + seq,
+            due_us: 1000 + seq,
         }
     }
 

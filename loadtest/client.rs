@@ -114,6 +114,11 @@ impl Shared {
         self.clock.elapsed().as_micros() as u64
     }
 
+    /// `at` in microseconds of the run's clock.
+    pub fn us_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.clock).as_micros() as u64
+    }
+
     /// A connection finished its setup (opened and joined). True when that
     /// was before sending started: only then can it be expected to receive
     /// every message. False (a late connection) once setup has ended.
@@ -319,8 +324,9 @@ impl<'a> Member<'a> {
         }
     }
 
-    /// Sends the next chat of this sender to `room`.
-    pub async fn send_chat(&mut self, room: &str, size: usize) -> bool {
+    /// Sends the next chat of this sender to `room`; `due_us` is when the
+    /// schedule said it should go (see [`Stamp::due_us`]).
+    pub async fn send_chat(&mut self, room: &str, size: usize, due_us: u64) -> bool {
         let Some(sender) = self.sender else {
             return false;
         };
@@ -328,7 +334,7 @@ impl<'a> Member<'a> {
         let stamp = Stamp {
             sender,
             seq: self.seq,
-            sent_us: self.shared.now_us(),
+            due_us,
         };
         let frame = serde_json::json!({
             "type": "chat",
@@ -388,8 +394,7 @@ impl<'a> Member<'a> {
                     return Event::Nothing;
                 };
                 let now = self.shared.now_us();
-                self.latencies
-                    .push(now.saturating_sub(stamp.sent_us).max(1));
+                self.latencies.push(now.saturating_sub(stamp.due_us).max(1));
                 if self.latencies.len() >= LATENCY_BATCH {
                     self.flush_latencies();
                 }

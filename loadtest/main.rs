@@ -56,6 +56,10 @@ enum Scenario {
 /// that the server's default limits allow. Exits 1 when a message is lost,
 /// duplicated or reordered, the server drops a connection, or more
 /// connections fail than `--max-connect-failures`.
+///
+/// Delivery latency runs from when each message was due by its sender's
+/// schedule (start + (seq - 1) / rate), not from when it was written: a
+/// sender held back by a slow server shows as latency, not as a silent gap.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 struct Args {

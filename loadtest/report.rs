@@ -118,7 +118,8 @@ pub struct Deliveries {
     pub out_of_order: u64,
     /// Deliveries per second while senders were sending (sustained rate).
     pub per_s: f64,
-    /// Send to each receiver (the sender's own echo included).
+    /// From when each message was due by its sender's schedule (not when
+    /// it was actually written) to each receiver, the sender's echo included.
     pub latency_ms: Latency,
 }
 
@@ -719,7 +720,7 @@ mod tests {
                 Stamp {
                     sender,
                     seq,
-                    sent_us: 0,
+                    due_us: 0,
                 },
             );
         }

@@ -106,6 +106,10 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     // senders of 200 rooms fired in 10 bursts of 200.
     let offset = period.mul_f64((index as f64 * 0.618_033_988_749_895).fract());
     let start = Instant::now() + offset;
+    // Message `seq` is due at start + (seq - 1) / rate: its latency counts
+    // from then, however late it actually goes out.
+    let start_us = shared.us_at(start.into_std());
+    let due_us = |seq: u64| start_us + ((seq - 1) as f64 / rate * 1e6) as u64;
     let mut tick = tokio::time::interval_at(start, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -130,7 +134,7 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
                         break;
                     }
                     if let Some(room) = &room {
-                        if !m.send_chat(room, plan.message_size).await {
+                        if !m.send_chat(room, plan.message_size, due_us(m.seq + 1)).await {
                             break;
                         }
                     }
@@ -235,21 +239,28 @@ async fn session(
 ) -> bool {
     let answered = |m: &Member<'_>| m.acked + m.refused >= m.sent;
     let mut phase = shared.phase.clone();
-    for _ in 0..plan.churn_messages {
-        // --duration is over: send no more, but finish the session.
-        if *phase.borrow_and_update() != Phase::Sending {
-            break;
-        }
-        if !m.send_chat(room, plan.message_size).await {
-            return false;
-        }
-        let next = Instant::now() + period;
-        while Instant::now() < next && *phase.borrow_and_update() == Phase::Sending {
+    // Message k of the session is due at start + k periods; its latency
+    // counts from then, however late it actually goes out.
+    let start = Instant::now();
+    // One period after the last message too, as the session always paced.
+    for k in 0..=plan.churn_messages {
+        let due = start + period * k as u32;
+        while Instant::now() < due && *phase.borrow_and_update() == Phase::Sending {
             tokio::select! {
-                _ = tokio::time::sleep_until(next) => {},
+                _ = tokio::time::sleep_until(due) => {},
                 changed = phase.changed() => if changed.is_err() { return false },
                 event = m.read() => if event == Event::Gone { return false },
             }
+        }
+        // --duration is over: send no more, but finish the session.
+        if k == plan.churn_messages || *phase.borrow_and_update() != Phase::Sending {
+            break;
+        }
+        if !m
+            .send_chat(room, plan.message_size, shared.us_at(due.into_std()))
+            .await
+        {
+            return false;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
