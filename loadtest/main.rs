@@ -137,13 +137,16 @@ struct Args {
     server_pid: Option<u32>,
 
     /// The server's RATE_LIMIT (messages/s per connection), to warn when
-    /// the scenario would be throttled. The server's default is 10; pass
-    /// what the server was started with. Throttling is also detected from
-    /// `rate_limited` errors during the run.
+    /// the scenario would be throttled: when one connection would send more
+    /// than RATE_BURST + RATE_LIMIT x its sending time (--duration, or one
+    /// churn session). The server's default is 10; pass what the server was
+    /// started with. Throttling is also detected from `rate_limited` errors
+    /// during the run.
     #[arg(long, default_value_t = 10.0)]
     server_rate_limit: f64,
 
-    /// The server's RATE_BURST (see --server-rate-limit).
+    /// The server's RATE_BURST (default 20): what a connection may send at
+    /// once before --server-rate-limit applies.
     #[arg(long, default_value_t = 20.0)]
     server_rate_burst: f64,
 
@@ -311,6 +314,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// A warning when the server's rate limit (a token bucket per connection,
+/// `burst` tokens to start with, refilled at `limit`/s) will refuse some of
+/// what each sending connection sends: more than `burst + limit x` the time
+/// it sends for (`--duration`; churn: one session).
+fn throttling(
+    settings: &Settings,
+    churn_messages: usize,
+    limit: f64,
+    burst: f64,
+) -> Option<String> {
+    if settings.senders == 0 || settings.per_sender_rate <= 0.0 {
+        return None;
+    }
+    // A sender's first message goes at once, then one per period.
+    let mut per_connection = (settings.per_sender_rate * settings.duration_s).floor() + 1.0;
+    if settings.scenario == Scenario::Churn {
+        // A connection lasts one session.
+        per_connection = per_connection.min(churn_messages as f64);
+    }
+    // The time those take: the bucket refills meanwhile.
+    let over_s = (per_connection - 1.0) / settings.per_sender_rate;
+    let allowed = (burst + limit * over_s).floor().max(0.0);
+    (per_connection > allowed).then(|| {
+        format!(
+            "each sender sends {:.1} msg/s, {per_connection:.0} messages per connection, but \
+             the server allows {limit} msg/s per connection after a burst of {burst}, \
+             {allowed:.0} in {over_s:.1} s: it will refuse the excess with rate_limited. Start \
+             the server with RATE_LIMIT and RATE_BURST high enough and pass them as \
+             --server-rate-limit/--server-rate-burst",
+            settings.per_sender_rate
+        )
+    })
+}
+
 /// Raises the open-files limit to what `clients` connections need.
 fn raise_nofile(clients: usize, warnings: &mut Vec<String>) {
     let wanted = clients as u64 + 64;
@@ -327,14 +364,13 @@ fn raise_nofile(clients: usize, warnings: &mut Vec<String>) {
 async fn run(args: &Args, settings: Settings) -> Report {
     let mut warnings = Vec::new();
     raise_nofile(settings.clients, &mut warnings);
-    if settings.senders > 0 && settings.per_sender_rate > args.server_rate_limit {
-        warnings.push(format!(
-            "each sender sends {:.1} msg/s but the server allows {} msg/s per connection \
-             (bursts of {}): it will refuse the excess with rate_limited. Start the server \
-             with RATE_LIMIT and RATE_BURST above the per-sender rate and pass them as \
-             --server-rate-limit/--server-rate-burst",
-            settings.per_sender_rate, args.server_rate_limit, args.server_rate_burst
-        ));
+    if let Some(warning) = throttling(
+        &settings,
+        args.churn_messages.max(1),
+        args.server_rate_limit,
+        args.server_rate_burst,
+    ) {
+        warnings.push(warning);
     }
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
     let read_buffer = args.read_buffer.unwrap_or(match settings.scenario {
@@ -673,5 +709,34 @@ mod tests {
         }
         // connect sends nothing: no rate to check.
         assert!(settings_of(&["-s", "connect"]).is_ok());
+    }
+
+    #[test]
+    fn throttling_is_warned_about_when_a_connection_outruns_burst_plus_rate() {
+        let warn = |flags: &[&str], limit, burst| {
+            let args = Args::parse_from(std::iter::once("loadtest").chain(flags.iter().copied()));
+            throttling(&settings(&args).unwrap(), args.churn_messages, limit, burst)
+        };
+        let rooms = ["-s", "rooms", "--per-sender-rate", "20"];
+        // 21 messages in 1 s fit a burst of 20 plus 10/s.
+        assert_eq!(
+            warn(&[&rooms[..], &["-d", "1s"]].concat(), 10.0, 20.0),
+            None
+        );
+        // 201 in 10 s do not: 20 + 10 x 10 = 120.
+        let w = warn(&[&rooms[..], &["-d", "10s"]].concat(), 10.0, 20.0).unwrap();
+        assert!(w.contains("201 messages per connection"), "{w}");
+        assert!(w.contains("120 in 10.0 s"), "{w}");
+        // A churn connection sends one session's messages, within the burst.
+        let churn = [
+            "-s",
+            "churn",
+            "--per-sender-rate",
+            "100",
+            "--churn-messages",
+            "5",
+        ];
+        assert_eq!(warn(&churn, 10.0, 20.0), None);
+        assert!(warn(&churn, 1.0, 2.0).is_some());
     }
 }
