@@ -43,10 +43,11 @@ RUN set -eu; \
       esac; \
       echo "stub ($stub): $path"; \
     done < /tmp/targets; \
-    rm -rf static
+    rm -rf static docs tests README.md
 # static/ goes into the image as files, not into the binary: the builder takes
 # the sources from here without it, so a change to the page alone reuses the
-# compiled binary.
+# compiled binary. Docs and integration tests are not compiled into the
+# binary either, so editing them does not rebuild it.
 # (The stage labels let scripts/docker-smoke.sh prune its stale build stages.)
 LABEL chatterbox.build-stage=planner
 
