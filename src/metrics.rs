@@ -222,7 +222,12 @@ impl Metrics {
     }
 
     pub fn error(&self, code: ErrorCode) {
-        self.errors.with_label_values(&[code.as_str()]).inc();
+        self.errors_sent(code, 1);
+    }
+
+    /// `n` error frames of one code.
+    pub fn errors_sent(&self, code: ErrorCode, n: u64) {
+        self.errors.with_label_values(&[code.as_str()]).inc_by(n);
     }
 
     pub fn refused(&self, refusal: Refusal) {

@@ -597,9 +597,8 @@ impl Handler<MessagesStored> for RoomActor {
             });
         }
         let failed = outcomes.iter().filter(|o| o.message.is_none()).count();
-        for _ in 0..failed {
-            self.metrics.error(ErrorCode::StoreFailed);
-        }
+        self.metrics
+            .errors_sent(ErrorCode::StoreFailed, failed as u64);
         self.pending.extend(outcomes);
         self.schedule_delivery(ctx);
     }
