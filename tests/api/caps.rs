@@ -127,7 +127,7 @@ async fn a_peer_that_stops_reading_for_good_loses_its_slot() {
         c.rate_burst = 1_000_000.0;
     })
     .await;
-    let mut stuck = crate::metrics::small_window_client(app.port, "stuck").await;
+    let mut stuck = crate::helpers::small_window_client(app.port, "stuck").await;
     let mut flooder = app.connect("flooder").await;
     stuck.join("flood").await;
     flooder.join("flood").await;

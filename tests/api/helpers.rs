@@ -295,6 +295,22 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A client whose socket buffer is tiny, so it fills after a few frames
+/// once the client stops reading.
+pub async fn small_window_client(port: u16, user: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connects");
+    let url = format!("ws://127.0.0.1:{port}/ws?user={user}");
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("the upgrade succeeds");
+    Client { ws }
+}
+
 /// The answer to a `/ws` upgrade that was refused: status and JSON body.
 /// Panics if the upgrade succeeds.
 pub async fn refused_upgrade(port: u16, query: &str) -> (u16, Value) {

@@ -6,9 +6,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::MaybeTlsStream;
 
-use crate::helpers::{refused_upgrade, scrape, spawn_app_with, Client, WAIT};
+use crate::helpers::{refused_upgrade, scrape, small_window_client, spawn_app_with, Client, WAIT};
 
 /// Every chat a connection may send in one burst; nothing refills during
 /// the test.
@@ -30,22 +29,6 @@ async fn read_chats(client: &mut Client, chats: usize) -> Vec<Value> {
         }
     }
     others
-}
-
-/// A client whose socket buffer is tiny, so it fills after a few frames
-/// once the client stops reading.
-pub async fn small_window_client(port: u16, user: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let stream = socket
-        .connect(([127, 0, 0, 1], port).into())
-        .await
-        .expect("connects");
-    let url = format!("ws://127.0.0.1:{port}/ws?user={user}");
-    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-        .await
-        .expect("the upgrade succeeds");
-    Client { ws }
 }
 
 #[actix_web::test]

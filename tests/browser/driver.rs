@@ -286,13 +286,18 @@ impl Page {
             .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
-    /// Picks `name` on the sign-in form and waits for the connection.
-    pub async fn sign_in(&self, name: &str) {
+    /// Waits until the sign-in form is shown.
+    pub async fn wait_for_sign_in_form(&self) {
         self.wait_for(
             "the sign-in form",
             "return !document.getElementById('login').hidden",
         )
         .await;
+    }
+
+    /// Picks `name` on the sign-in form and waits for the connection.
+    pub async fn sign_in(&self, name: &str) {
+        self.wait_for_sign_in_form().await;
         self.type_into("#name-input", &format!("{name}{ENTER}"))
             .await;
         self.wait_for(

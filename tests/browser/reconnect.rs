@@ -5,7 +5,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::spawn_app_in;
+use crate::helpers::{spawn_app, spawn_app_in};
 
 /// A small join history, so the missed messages do not fit in the rejoin's
 /// `history` and the page must page through the rest (`more`, then `after`).
@@ -157,14 +157,10 @@ async fn a_first_connection_that_never_opens_says_the_server_cannot_be_reached()
     else {
         return;
     };
-    let app = spawn_app_in(TempDir::new().expect("a temporary folder"), |_| {}).await;
+    let app = spawn_app().await;
     let page = browser.page().await;
     page.open(&app.url("/")).await;
-    page.wait_for(
-        "the sign-in form",
-        "return !document.getElementById('login').hidden",
-    )
-    .await;
+    page.wait_for_sign_in_form().await;
     // The server goes away before the first connection.
     let _dir = app.stop().await;
     page.type_into("#name-input", &format!("nell{ENTER}")).await;

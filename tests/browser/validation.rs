@@ -20,11 +20,7 @@ async fn names_and_rooms_the_protocol_refuses_are_refused_with_a_clear_message()
     let app = spawn_app().await;
     let page = browser.page().await;
     page.open(&app.url("/")).await;
-    page.wait_for(
-        "the sign-in form",
-        "return !document.getElementById('login').hidden",
-    )
-    .await;
+    page.wait_for_sign_in_form().await;
 
     let name_error = "const e = document.getElementById('name-error');
         return !e.hidden && e.textContent;";
