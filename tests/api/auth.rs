@@ -128,7 +128,12 @@ async fn a_token_within_the_clock_leeway_still_works() {
         SECRET,
     );
     let mut alice = Client::connect_query(app.port, &format!("token={just_expired}")).await;
-    alice.join("lobby").await;
+    // Connected as the token's subject, not merely connected.
+    let (_, presence) = alice.join("lobby").await;
+    assert_eq!(presence["users"], json!(["alice"]));
+    alice.chat("lobby", "still on time", "1").await;
+    let echo = alice.expect("chat").await;
+    assert_eq!(echo["user"], "alice");
 }
 
 #[actix_web::test]
@@ -158,7 +163,12 @@ async fn without_a_secret_names_are_trusted_and_health_says_so() {
     assert_eq!(health["auth"], "none");
     // A token is not needed, and one that is present is not checked.
     let mut bob = Client::connect_query(app.port, "user=bob&token=whatever").await;
-    bob.join("lobby").await;
+    // The name comes from `user`, as given; the stray token changes nothing.
+    let (_, presence) = bob.join("lobby").await;
+    assert_eq!(presence["users"], json!(["bob"]));
+    bob.chat("lobby", "trusted", "1").await;
+    let echo = bob.expect("chat").await;
+    assert_eq!(echo["user"], "bob");
 }
 
 #[test]

@@ -209,34 +209,63 @@ async fn a_joiner_in_the_middle_of_a_flood_in_a_big_room_meets_it_exactly() {
     let mut sender = app.connect("sender").await;
     sender.join("big").await;
     let mut joiner = app.connect("joiner").await;
+    let mut watcher = members.pop().expect("400 members");
 
-    // The flood goes on, five messages a millisecond, while the joiner
-    // joins, so chats are usually waiting for the room's next delivery
-    // when it does.
-    let total = 300;
-    let texts = numbered("f", total);
+    // The flood goes on, five messages a millisecond, until the joiner has
+    // its history and then some: so the join always lands while the flood
+    // is still arriving at the server, with chats being stored or waiting
+    // for the room's next delivery (a room of 400 spaces its deliveries
+    // 8 ms apart). The joiner starts once a member has seen `BEFORE` chats
+    // delivered.
+    const BEFORE: usize = 50;
+    const AFTER: usize = 30;
+    let joined = std::cell::Cell::new(false);
     let flood = async {
-        for (i, text) in texts.iter().enumerate() {
-            sender.chat("big", text, &i.to_string()).await;
-            if i % 5 == 4 {
+        let mut sent = Vec::new();
+        let mut after = 0;
+        while after < AFTER {
+            let text = format!("f{}", sent.len());
+            sender.chat("big", &text, &sent.len().to_string()).await;
+            sent.push(text);
+            if joined.get() {
+                after += 1;
+            }
+            if sent.len() % 5 == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }
+        sender.chat("big", "end", "end").await;
+        sent.push("end".to_string());
+        sent
     };
     let join = async {
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let mut seen = 0;
+        while seen < BEFORE {
+            if watcher.recv().await["type"] == "chat" {
+                seen += 1;
+            }
+        }
         let (history, _) = joiner.join("big").await;
+        joined.set(true);
         let mut got = texts_of(&history);
-        while got.len() < total {
+        let in_history = got.len();
+        while got.last().map(String::as_str) != Some("end") {
             let frame = joiner.recv().await;
             if frame["type"] == "chat" {
                 got.push(frame["text"].as_str().unwrap().to_string());
             }
         }
-        got
+        (got, in_history)
     };
-    let ((), got) = tokio::join!(flood, join);
+    let (texts, (got, in_history)) = tokio::join!(flood, join);
 
+    // The join fell in the middle: part of the flood came in its history,
+    // the rest live, and together they are the flood exactly once, in order.
+    assert!(
+        in_history >= BEFORE && in_history < texts.len() - AFTER,
+        "{in_history} of {} chats came in the history",
+        texts.len()
+    );
     assert_eq!(got, texts);
     joiner
         .expect_silence(std::time::Duration::from_millis(300))
