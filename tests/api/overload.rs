@@ -76,15 +76,18 @@ const USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "u4"];
 /// Bounds the run in count whatever the machine's speed.
 const MAX_PER_SENDER: u64 = 20_000;
 
+/// One flood at a time: two would share the machine's cores with each other
+/// and with every other test.
+static ONE_STALL_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Five connections in one room send 4 KB chats as fast as they can while
 /// the write lock is held for `lock`, then wait for every answer. Checks
 /// what must hold whatever the timing; returns the figures.
-async fn stall(lock: Duration, env: &[(&str, &str)]) -> Outcome {
+async fn stall(lock: Duration) -> Outcome {
+    let _alone = ONE_STALL_AT_A_TIME.lock().await;
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("chat.db");
-    let mut vars = vec![("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")];
-    vars.extend_from_slice(env);
-    let server = ServerProcess::start(&db, &vars);
+    let server = ServerProcess::start(&db, &[("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")]);
     let pid = server.child.id();
     let port = server.port;
 
@@ -368,7 +371,7 @@ fn assert_memory_bounded(outcome: &Outcome) {
 #[actix_web::test]
 async fn a_stalled_store_refuses_chats_past_the_bound_and_memory_stays_bounded() {
     // Shorter than the server's 5 s busy timeout: the commits wait, none fails.
-    let outcome = stall(Duration::from_secs(4), &[]).await;
+    let outcome = stall(Duration::from_secs(4)).await;
     assert_memory_bounded(&outcome);
     assert!(outcome.overloaded > 0, "the flood passes the bound");
     assert!(outcome.echoed > 0);
@@ -396,7 +399,7 @@ async fn a_stalled_store_refuses_chats_past_the_bound_and_memory_stays_bounded()
 #[actix_web::test]
 async fn a_store_stalled_past_the_busy_timeout_answers_store_failed_and_stays_bounded() {
     // Longer than the busy timeout: the first commit fails, later ones pass.
-    let outcome = stall(Duration::from_secs(7), &[]).await;
+    let outcome = stall(Duration::from_secs(6)).await;
     assert_memory_bounded(&outcome);
     assert!(outcome.overloaded > 0, "the flood passes the bound");
     assert!(
@@ -457,4 +460,46 @@ async fn past_the_bound_a_chat_gets_overloaded_with_its_ref_and_reaches_nobody()
     let m = scrape(app.port).await;
     assert_eq!(m.value("chatterbox_pending_messages"), 0.0);
     assert_eq!(m.value("chatterbox_pending_bytes"), 0.0);
+}
+
+#[actix_web::test]
+async fn a_backlog_drains_in_several_bounded_commits_in_order() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit = 1_000_000.0;
+        c.rate_burst = 1_000_000.0;
+    })
+    .await;
+    let mut alice = app.connect("alice").await;
+    alice.join("r").await;
+    let (held_tx, held_rx) = mpsc::channel();
+    let locker = hold_write_lock(
+        &app.dir.path().join("chat.db"),
+        Duration::from_millis(1000),
+        held_tx,
+    );
+    held_rx.recv().expect("the lock is taken");
+    // 600 chats queue up behind the lock (well within the bounds).
+    let total = 600;
+    for i in 0..total {
+        alice.chat("r", &format!("m{i}"), &i.to_string()).await;
+    }
+    let mut last_id = 0;
+    for i in 0..total {
+        let echo = alice.expect("chat").await;
+        assert_eq!(echo["ref"], i.to_string(), "echoes in the order sent");
+        let id = echo["id"].as_i64().unwrap();
+        assert!(id > last_id);
+        last_id = id;
+    }
+    locker.join().expect("the lock holder finishes");
+    let m = scrape(app.port).await;
+    assert_eq!(m.value("chatterbox_messages_stored_total"), total as f64);
+    // At most 256 per commit: at least three commits, none above 500.
+    let commits = sample(&m.text, "chatterbox_store_batch_size_count");
+    assert!(commits >= 3.0, "{commits} commits for {total} messages");
+    assert_eq!(
+        sample(&m.text, "chatterbox_store_batch_size_bucket{le=\"500\"}"),
+        commits,
+        "a commit of more than 500 messages"
+    );
 }
