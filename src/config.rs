@@ -45,6 +45,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Open WebSocket connections from one peer address; 0 is no cap.
     pub max_connections_per_ip: usize,
+    /// Chat messages accepted and not yet stored and handed to their room's
+    /// members, on the whole server; past it chats get `overloaded`.
+    pub max_pending_messages: usize,
+    /// Bytes of chat text in those messages; past it chats get `overloaded`.
+    pub max_pending_bytes: usize,
     /// Largest WebSocket message accepted, in bytes, after reassembling
     /// fragments. Fixed by the protocol (64 KiB), kept here so it has one home.
     pub max_frame_bytes: usize,
@@ -70,6 +75,8 @@ impl Default for Config {
             auth_secret: None,
             max_connections: 20_000,
             max_connections_per_ip: 0,
+            max_pending_messages: 10_000,
+            max_pending_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024,
         }
     }
@@ -182,6 +189,12 @@ impl Config {
         }
         if let Some(v) = get("MAX_CONNECTIONS_PER_IP") {
             config.max_connections_per_ip = count("MAX_CONNECTIONS_PER_IP", &v, 0)?;
+        }
+        if let Some(v) = get("MAX_PENDING_MESSAGES") {
+            config.max_pending_messages = count("MAX_PENDING_MESSAGES", &v, 1)?;
+        }
+        if let Some(v) = get("MAX_PENDING_BYTES") {
+            config.max_pending_bytes = count("MAX_PENDING_BYTES", &v, 1)?;
         }
         Ok(config)
     }
@@ -306,6 +319,8 @@ mod tests {
             ("ALLOWED_ORIGINS", " http://a.example , http://b.example"),
             ("MAX_CONNECTIONS", "10"),
             ("MAX_CONNECTIONS_PER_IP", "3"),
+            ("MAX_PENDING_MESSAGES", "500"),
+            ("MAX_PENDING_BYTES", "65536"),
         ])
         .unwrap();
         assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
@@ -330,6 +345,8 @@ mod tests {
         );
         assert_eq!(config.max_connections, 10);
         assert_eq!(config.max_connections_per_ip, 3);
+        assert_eq!(config.max_pending_messages, 500);
+        assert_eq!(config.max_pending_bytes, 65536);
     }
 
     #[test]
@@ -344,6 +361,9 @@ mod tests {
             ("HEARTBEAT_INTERVAL", "0s"),
             ("CLIENT_TIMEOUT", "soon"),
             ("OUTBOX_LIMIT", "1.5"),
+            ("MAX_PENDING_MESSAGES", "0"),
+            ("MAX_PENDING_BYTES", "0"),
+            ("MAX_PENDING_BYTES", "8MB"),
         ] {
             let err = config_from(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);

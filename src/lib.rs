@@ -15,6 +15,8 @@
 //! * [`rate_limit`]: the per-connection token bucket.
 //! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.
 //! * [`caps`]: the caps on open connections, in all and per address.
+//! * [`backlog`]: the bound on chat accepted but not yet stored and
+//!   delivered (`overloaded` past it).
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
 //!
@@ -23,6 +25,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod backlog;
 pub mod caps;
 pub mod config;
 pub mod http;

@@ -74,6 +74,11 @@ pub struct Metrics {
     pub store_commit_seconds: Histogram,
     /// Chat messages in one group commit.
     pub store_batch_size: Histogram,
+    /// Chat messages accepted and not yet handed, stored, to their room's
+    /// members (bounded by MAX_PENDING_MESSAGES).
+    pub pending_messages: IntGauge,
+    /// Bytes of text of those messages (bounded by MAX_PENDING_BYTES).
+    pub pending_bytes: IntGauge,
     /// From receiving a chat to handing it to the last member's queue:
     /// storing it durably plus the fan-out.
     pub delivery_seconds: Histogram,
@@ -165,6 +170,16 @@ impl Metrics {
                 ]),
             )
             .expect("valid metric"),
+            pending_messages: IntGauge::new(
+                "chatterbox_pending_messages",
+                "Chat messages accepted and not yet stored and handed to members.",
+            )
+            .expect("valid metric"),
+            pending_bytes: IntGauge::new(
+                "chatterbox_pending_bytes",
+                "Bytes of text of the chat messages accepted and not yet stored and handed to members.",
+            )
+            .expect("valid metric"),
             delivery_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "chatterbox_delivery_seconds",
@@ -197,7 +212,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -212,6 +227,8 @@ impl Metrics {
             Box::new(self.upgrades_refused.clone()),
             Box::new(self.store_commit_seconds.clone()),
             Box::new(self.store_batch_size.clone()),
+            Box::new(self.pending_messages.clone()),
+            Box::new(self.pending_bytes.clone()),
             Box::new(self.delivery_seconds.clone()),
         ];
         for collector in collectors {

@@ -34,7 +34,8 @@ pub fn is_valid_user(name: &str) -> bool {
 }
 
 /// Every error code of the protocol, plus `store_failed` (documented in
-/// docs/PROTOCOL.md) for a chat the database refused.
+/// docs/PROTOCOL.md) for a chat the database refused, and `overloaded`
+/// (version 1.1) for a chat refused because too much waits to be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -49,13 +50,14 @@ pub enum ErrorCode {
     TooManyRooms,
     RateLimited,
     StoreFailed,
+    Overloaded,
 }
 
 impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -67,6 +69,7 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
         ErrorCode::RateLimited,
         ErrorCode::StoreFailed,
+        ErrorCode::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StoreFailed => "store_failed",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 }
@@ -358,6 +362,7 @@ mod tests {
                 ErrorCode::TooManyRooms => 8,
                 ErrorCode::RateLimited => 9,
                 ErrorCode::StoreFailed => 10,
+                ErrorCode::Overloaded => 11,
             };
             assert_eq!(i, position, "{}", code.as_str());
         }

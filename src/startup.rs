@@ -14,6 +14,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::actors::history::History;
 use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
+use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
 use crate::http::{api, ws, AppState};
@@ -89,6 +90,12 @@ impl Application {
             metrics.clone(),
         );
 
+        let backlog = Backlog::new(
+            config.max_pending_messages,
+            config.max_pending_bytes,
+            metrics.clone(),
+        );
+
         let address = format!("{}:{}", config.host, config.port);
         let listener = bind(config.host, config.port).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -105,6 +112,7 @@ impl Application {
             history: history.clone(),
             metrics,
             caps,
+            backlog,
         });
         let static_dir = config.static_dir.clone();
         let server = HttpServer::new(move || {

@@ -4,16 +4,22 @@
 //! queries without waiting behind commits.
 //!
 //! Writes use group commit. Rooms put chat messages on a shared queue
-//! ([`History::store`]) and nudge the writer with [`Flush`]; the writer takes
-//! *everything* queued and commits it in one transaction. A lone message
-//! commits at once; messages that arrive while a commit is in flight wait and
-//! go together in the next one, so a flood pays one fsync per batch.
+//! ([`History::store`]) and nudge the writer; the writer takes what is
+//! queued, oldest first and at most [`MAX_BATCH`] messages, and commits it in
+//! one transaction. A lone message commits at once; messages that arrive
+//! while a commit is in flight wait and go together in the next one, so a
+//! flood pays one fsync per batch. While messages remain queued the writer
+//! nudges itself again, so a backlog (after the store stalled) drains in
+//! several commits, in queue order. How much can be queued at all is bounded
+//! before it gets here: each write carries its place in the server's
+//! [`Backlog`](crate::backlog::Backlog).
 //! Each message's room hears [`MessagesStored`] once its batch is durable, in
 //! queue order, and only then broadcasts it. A room's messages that are
 //! consecutive in a batch come back in one `MessagesStored`, so the room can
 //! hand each member all of them at once (one mailbox message and one socket
 //! write per member per batch instead of one per message).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +28,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
+use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{now_millis, ChatMessage, MessageId, RoomName, UserName};
 use crate::store::{self, models::NewMessage, StoreError};
@@ -32,52 +39,80 @@ pub struct PendingWrite {
     pub user: UserName,
     pub text: String,
     pub reply: Recipient<MessagesStored>,
+    /// Its place in the backlog, handed back to the room with the answer.
+    pub admitted: Admitted,
 }
 
 /// The answer to consecutive [`PendingWrite`]s of one room, in the order
 /// they were queued: each stored message with its id and timestamp, or why
-/// it could not be stored.
+/// it could not be stored; and their places in the backlog, which the room
+/// keeps until it has handed the messages to its members.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct MessagesStored(pub Answers);
+pub struct MessagesStored(pub Answers, pub Admitted);
 
 /// One room's answers to a run of its consecutive writes.
 type Answers = Vec<Result<ChatMessage, StoreError>>;
 
+/// One answer on its way to its room: where to, what, and the write's place.
+type Reply = (
+    Recipient<MessagesStored>,
+    Result<ChatMessage, StoreError>,
+    Admitted,
+);
+
 /// Sends each room its answers, one message per run of consecutive writes
 /// from the same room, keeping the queue's order.
-fn reply_in_runs(
-    answers: impl IntoIterator<Item = (Recipient<MessagesStored>, Result<ChatMessage, StoreError>)>,
-) {
-    let mut run: Option<(Recipient<MessagesStored>, Answers)> = None;
-    for (reply, answer) in answers {
+fn reply_in_runs(answers: impl IntoIterator<Item = Reply>) {
+    let mut run: Option<(Recipient<MessagesStored>, Answers, Admitted)> = None;
+    for (reply, answer, admitted) in answers {
         match &mut run {
-            Some((to, answers)) if *to == reply => answers.push(answer),
+            Some((to, answers, places)) if *to == reply => {
+                answers.push(answer);
+                places.merge(admitted);
+            }
             _ => {
-                if let Some((to, answers)) = run.replace((reply, vec![answer])) {
-                    to.do_send(MessagesStored(answers));
+                if let Some((to, answers, places)) = run.replace((reply, vec![answer], admitted)) {
+                    to.do_send(MessagesStored(answers, places));
                 }
             }
         }
     }
-    if let Some((to, answers)) = run {
-        to.do_send(MessagesStored(answers));
+    if let Some((to, answers, places)) = run {
+        to.do_send(MessagesStored(answers, places));
     }
 }
+
+/// The most messages one transaction commits. A backlog drains in several
+/// commits of this size instead of one huge one, so each batch's answers
+/// (and what rooms encode from them) stay small and the writer reads its
+/// mailbox between batches. A constant: 256 rows of at most 16 KB is a
+/// commit of milliseconds, and at the fsync rates of real disks it still
+/// commits tens of thousands of messages a second, far more than the rooms
+/// can fan out.
+pub const MAX_BATCH: usize = 256;
 
 /// Messages accepted but not yet given to a transaction.
 #[derive(Default)]
 struct WriteQueue {
-    pending: Mutex<Vec<PendingWrite>>,
+    pending: Mutex<VecDeque<PendingWrite>>,
     /// True while a [`Flush`] is on its way to the writer; saves sending one
     /// nudge per message during a flood.
     nudged: AtomicBool,
 }
 
-/// Commit everything queued so far. Answered once it is durable.
+/// Commit everything queued so far, in batches of at most [`MAX_BATCH`].
+/// Answered once it is durable, or with the first failure (what was queued
+/// after the failed batch stays queued for the next nudge).
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Flush;
+
+/// Commit the next batch; sent by [`History::store`] and by the writer to
+/// itself while messages remain queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Nudge;
 
 /// The newest `limit` messages of a room, oldest first, and whether older
 /// ones exist. Sent to the writer, which flushes first, so a room that starts
@@ -161,17 +196,21 @@ impl HistoryActor {
         result
     }
 
-    /// Commits everything queued in one transaction and tells each room.
-    fn flush(&mut self) -> Result<(), StoreError> {
+    /// Commits the oldest queued writes, at most [`MAX_BATCH`], in one
+    /// transaction and tells each room. Returns how many it took.
+    fn commit_batch(&mut self) -> (usize, Result<(), StoreError>) {
         let Some(queue) = self.queue.clone() else {
-            return Ok(());
+            return (0, Ok(()));
         };
-        queue.nudged.store(false, Ordering::SeqCst);
-        let batch =
-            std::mem::take(&mut *queue.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let batch: Vec<PendingWrite> = {
+            let mut pending = queue.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = pending.len().min(MAX_BATCH);
+            pending.drain(..n).collect()
+        };
         if batch.is_empty() {
-            return Ok(());
+            return (0, Ok(()));
         }
+        let taken = batch.len();
         let millis = now_millis().max(self.last_millis);
         self.last_millis = millis;
         let rows: Vec<NewMessage<'_>> = batch
@@ -195,7 +234,7 @@ impl HistoryActor {
             batch.len(),
             result.is_ok()
         );
-        match result {
+        let result = match result {
             Ok(ids) => {
                 self.metrics.messages_stored.inc_by(ids.len() as u64);
                 let timestamp = crate::protocol::format_timestamp(millis);
@@ -207,47 +246,108 @@ impl HistoryActor {
                         text: write.text,
                         timestamp: timestamp.clone(),
                     };
-                    (write.reply, Ok(message))
+                    (write.reply, Ok(message), write.admitted)
                 }));
                 Ok(())
             }
             Err(e) => {
                 log::error!("could not store {} chat messages: {e}", batch.len());
-                reply_in_runs(batch.into_iter().map(|w| (w.reply, Err(e.clone()))));
+                reply_in_runs(
+                    batch
+                        .into_iter()
+                        .map(|w| (w.reply, Err(e.clone()), w.admitted)),
+                );
                 Err(e)
             }
+        };
+        (taken, result)
+    }
+
+    /// Commits everything queued when called, batch by batch, stopping at
+    /// the first failure (that batch's rooms have been told; the rest stays
+    /// queued and is tried again on the next nudge).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(queue) = self.queue.clone() else {
+            return Ok(());
+        };
+        let mut left = queue
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        while left > 0 {
+            let (taken, result) = self.commit_batch();
+            result?;
+            if taken == 0 {
+                break;
+            }
+            left = left.saturating_sub(taken);
         }
+        Ok(())
+    }
+
+    /// Nudges the writer again if writes are still queued and no nudge is
+    /// on its way, so a backlog keeps draining.
+    fn nudge_if_queued(&self, ctx: &mut SyncContext<Self>) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let queued = !queue
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty();
+        if queued && !queue.nudged.swap(true, Ordering::SeqCst) {
+            ctx.address().do_send(Nudge);
+        }
+    }
+}
+
+impl Handler<Nudge> for HistoryActor {
+    type Result = ();
+    fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
+        if let Some(queue) = &self.queue {
+            queue.nudged.store(false, Ordering::SeqCst);
+        }
+        // A failed batch has told its rooms; the next one tries again.
+        let _ = self.commit_batch();
+        self.nudge_if_queued(ctx);
     }
 }
 
 impl Handler<Flush> for HistoryActor {
     type Result = Result<(), StoreError>;
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
-        self.flush()
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
+        let result = self.flush();
+        self.nudge_if_queued(ctx);
+        result
     }
 }
 
 impl Handler<RecentMessages> for HistoryActor {
     type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
-    fn handle(&mut self, msg: RecentMessages, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RecentMessages, ctx: &mut Self::Context) -> Self::Result {
         // A failed flush has already told its rooms; the read goes on.
         let _ = self.flush();
+        self.nudge_if_queued(ctx);
         self.with_conn(|conn| store::messages_before(conn, &msg.room, None, msg.limit))
     }
 }
 
 impl Handler<MessagesBefore> for HistoryActor {
     type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
-    fn handle(&mut self, msg: MessagesBefore, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: MessagesBefore, ctx: &mut Self::Context) -> Self::Result {
         let _ = self.flush();
+        self.nudge_if_queued(ctx);
         self.with_conn(|conn| store::messages_before(conn, &msg.room, msg.before, msg.limit))
     }
 }
 
 impl Handler<MessagesAfter> for HistoryActor {
     type Result = Result<(Vec<ChatMessage>, bool), StoreError>;
-    fn handle(&mut self, msg: MessagesAfter, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: MessagesAfter, ctx: &mut Self::Context) -> Self::Result {
         let _ = self.flush();
+        self.nudge_if_queued(ctx);
         self.with_conn(|conn| {
             store::messages_after(conn, &msg.room, msg.after, msg.up_to, msg.limit)
         })
@@ -327,9 +427,9 @@ impl History {
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(write);
+            .push_back(write);
         if !self.queue.nudged.swap(true, Ordering::SeqCst) {
-            self.writer.do_send(Flush);
+            self.writer.do_send(Nudge);
         }
     }
 

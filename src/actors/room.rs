@@ -24,6 +24,7 @@ use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, Recen
 use super::outbox::Outbox;
 use super::server::{ChatServer, MemberDropped};
 use super::SessionId;
+use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
@@ -61,6 +62,9 @@ pub struct Chat {
     pub reference: Option<String>,
     /// When the session read it, for the delivery latency metric.
     pub received: Instant,
+    /// Its place in the server's backlog, held until the room has handed
+    /// the stored chat to its members.
+    pub admitted: Admitted,
 }
 
 /// The room's distinct users, sorted.
@@ -112,6 +116,8 @@ pub struct RoomActor {
     stored_recipient: Option<Recipient<MessagesStored>>,
     /// Stored chats waiting for the next delivery (see [`DELIVERY_SPACING_PER_MEMBER`]).
     pending: Vec<StoredChat>,
+    /// Their places in the backlog, given back once they are delivered.
+    pending_admitted: Option<Admitted>,
     /// When the last batch went out.
     last_delivery: Option<Instant>,
     /// A timer will deliver `pending`.
@@ -150,6 +156,7 @@ impl RoomActor {
             last_broadcast: None,
             in_flight: VecDeque::new(),
             pending: Vec::new(),
+            pending_admitted: None,
             last_delivery: None,
             delivery_scheduled: false,
             stored_recipient: None,
@@ -442,6 +449,7 @@ impl Handler<Chat> for RoomActor {
             user: member.user.clone(),
             text: chat.text,
             reply,
+            admitted: chat.admitted,
         });
         self.in_flight.push_back(InFlight {
             sender: chat.session,
@@ -490,6 +498,7 @@ impl RoomActor {
     /// `history` and the live stream still meet exactly.
     fn deliver_pending(&mut self) {
         if self.pending.is_empty() {
+            self.pending_admitted = None;
             return;
         }
         let outcomes = std::mem::take(&mut self.pending);
@@ -498,6 +507,8 @@ impl RoomActor {
         }
         self.last_delivery = Some(Instant::now());
         self.deliver(outcomes);
+        // Handed to the members: their outboxes bound them from here.
+        self.pending_admitted = None;
     }
 
     /// Hands every member the whole batch in one outbox push, in stored
@@ -549,6 +560,10 @@ impl Handler<MessagesStored> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, stored: MessagesStored, ctx: &mut Self::Context) {
+        match &mut self.pending_admitted {
+            Some(places) => places.merge(stored.1),
+            None => self.pending_admitted = Some(stored.1),
+        }
         let mut outcomes = Vec::with_capacity(stored.0.len());
         for answer in stored.0 {
             let Some(InFlight {

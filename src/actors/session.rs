@@ -18,6 +18,7 @@ use super::outbox::{Outbox, OutboxState, Outgoing};
 use super::room::{self, RoomActor};
 use super::server::{self, ChatServer, GoingAway, JoinError};
 use super::SessionId;
+use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct ChatSession {
     /// Last time anything arrived from the client; any frame counts.
     last_heard: Instant,
     rate: TokenBucket,
+    /// The server's bound on chat accepted and not yet stored.
+    backlog: Arc<Backlog>,
     fragments: Option<Fragments>,
     metrics: Arc<Metrics>,
     /// This connection's place under the connection caps, given back when
@@ -59,6 +62,7 @@ impl ChatSession {
         server: Addr<ChatServer>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        backlog: Arc<Backlog>,
         slot: Option<ConnectionSlot>,
     ) -> Self {
         ChatSession {
@@ -66,6 +70,7 @@ impl ChatSession {
             user,
             server,
             rate: TokenBucket::new(config.rate_limit, config.rate_burst),
+            backlog,
             config,
             rooms: HashMap::new(),
             outbox: Arc::new(OutboxState::default()),
@@ -140,6 +145,18 @@ impl ChatSession {
                         reference.as_deref(),
                     );
                 };
+                // Before the rate limit, so a refused chat spends no token.
+                let admitted = match self.backlog.admit(text.len()) {
+                    Ok(admitted) => admitted,
+                    Err(overloaded) => {
+                        return self.send_error(
+                            ctx,
+                            ErrorCode::Overloaded,
+                            &overloaded.to_string(),
+                            reference.as_deref(),
+                        )
+                    }
+                };
                 if !self.rate.try_take() {
                     self.metrics.rate_limited.inc();
                     return self.send_error(
@@ -158,6 +175,7 @@ impl ChatSession {
                     text,
                     reference,
                     received: Instant::now(),
+                    admitted,
                 });
             }
         }

@@ -12,6 +12,7 @@ use actix::Addr;
 
 use crate::actors::history::History;
 use crate::actors::server::ChatServer;
+use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -23,4 +24,6 @@ pub struct AppState {
     pub history: History,
     pub metrics: Arc<Metrics>,
     pub caps: Arc<ConnectionCaps>,
+    /// Chat accepted and not yet stored: sessions admit each chat here.
+    pub backlog: Arc<Backlog>,
 }

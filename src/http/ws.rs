@@ -68,6 +68,7 @@ pub async fn upgrade(
         state.chat.clone(),
         state.config.clone(),
         state.metrics.clone(),
+        state.backlog.clone(),
         Some(slot),
     );
     ws::WsResponseBuilder::new(session, &req, stream)

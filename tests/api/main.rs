@@ -9,6 +9,7 @@ mod helpers;
 mod history;
 mod loadtest;
 mod metrics;
+mod overload;
 mod presence;
 mod process;
 mod rest;

@@ -196,6 +196,8 @@ async fn every_metric_is_documented_and_prefixed() {
         "chatterbox_store_commit_seconds",
         "chatterbox_store_batch_size",
         "chatterbox_delivery_seconds",
+        "chatterbox_pending_messages",
+        "chatterbox_pending_bytes",
     ] {
         assert!(m.scrape.docs.contains_key(family), "no HELP for {family}");
     }

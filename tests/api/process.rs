@@ -215,6 +215,8 @@ fn a_bad_configuration_value_stops_start_up_naming_the_variable() {
         ("PORT", "http"),
         ("CLIENT_TIMEOUT", "forever"),
         ("MAX_HISTORY", "-3"),
+        ("MAX_PENDING_MESSAGES", "0"),
+        ("MAX_PENDING_BYTES", "0"),
     ] {
         let dir = TempDir::new().unwrap();
         let output = Command::new(env!("CARGO_BIN_EXE_chatterbox"))
