@@ -451,6 +451,9 @@ impl Handler<Chat> for RoomActor {
     }
 }
 
+/// What the sender of a chat that could not be stored reads.
+const STORE_FAILED_MESSAGE: &str = "the message could not be stored; try again later";
+
 /// One answered chat of a [`MessagesStored`] batch, encoded.
 struct StoredChat {
     sender: SessionId,
@@ -579,7 +582,9 @@ impl Handler<MessagesStored> for RoomActor {
                         message: Some(message),
                     }
                 }
-                Err(e) => StoredChat {
+                // The writer has logged why, once for the batch; the
+                // client gets no SQLite detail.
+                Err(_) => StoredChat {
                     sender,
                     received,
                     message: None,
@@ -587,7 +592,7 @@ impl Handler<MessagesStored> for RoomActor {
                     own: Some(
                         ServerFrame::Error {
                             code: ErrorCode::StoreFailed,
-                            message: &format!("the message could not be stored: {e}"),
+                            message: STORE_FAILED_MESSAGE,
                             reference: reference.as_deref(),
                         }
                         .encode()
