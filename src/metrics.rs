@@ -77,6 +77,9 @@ pub struct Metrics {
     /// From receiving a chat to handing it to the last member's queue:
     /// storing it durably plus the fan-out.
     pub delivery_seconds: Histogram,
+    /// 1 while the last write attempt to SQLite (a batch, or `/health`'s
+    /// check write) succeeded, 0 while it failed or the file is gone.
+    pub store_writable: IntGauge,
 }
 
 impl Metrics {
@@ -173,6 +176,11 @@ impl Metrics {
                 .buckets(latency),
             )
             .expect("valid metric"),
+            store_writable: IntGauge::new(
+                "chatterbox_store_writable",
+                "1 while the last write to SQLite succeeded, 0 while writes fail or the file is gone.",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -197,7 +205,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -213,6 +221,7 @@ impl Metrics {
             Box::new(self.store_commit_seconds.clone()),
             Box::new(self.store_batch_size.clone()),
             Box::new(self.delivery_seconds.clone()),
+            Box::new(self.store_writable.clone()),
         ];
         for collector in collectors {
             self.registry
