@@ -10,7 +10,8 @@
 //! * [`actors`]: `ChatSession` (one per connection), `ChatServer` (the
 //!   registry of rooms), `RoomActor` (one per active room) and
 //!   `HistoryActor` (SQLite on sync threads, with group commit).
-//! * [`store`]: diesel schema, migrations and queries.
+//! * [`store`]: diesel schema, migrations and queries, and the checks on
+//!   the database's files under a running server.
 //! * [`http`]: the `/ws` upgrade, the REST API and `/health`.
 //! * [`rate_limit`]: the per-connection token bucket.
 //! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.

@@ -82,6 +82,9 @@ pub struct Metrics {
     /// From receiving a chat to handing it to the last member's queue:
     /// storing it durably plus the fan-out.
     pub delivery_seconds: Histogram,
+    /// 1 while the last write attempt to SQLite (a batch, or `/health`'s
+    /// check write) succeeded, 0 while it failed or the file is gone.
+    pub store_writable: IntGauge,
 }
 
 impl Metrics {
@@ -188,6 +191,11 @@ impl Metrics {
                 .buckets(latency),
             )
             .expect("valid metric"),
+            store_writable: IntGauge::new(
+                "chatterbox_store_writable",
+                "1 while the last write to SQLite succeeded, 0 while writes fail or the file is gone.",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -212,7 +220,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -230,6 +238,7 @@ impl Metrics {
             Box::new(self.pending_messages.clone()),
             Box::new(self.pending_bytes.clone()),
             Box::new(self.delivery_seconds.clone()),
+            Box::new(self.store_writable.clone()),
         ];
         for collector in collectors {
             self.registry

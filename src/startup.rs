@@ -204,5 +204,8 @@ impl AppHandle {
             Ok(()) => log::info!("all accepted messages are stored"),
             Err(e) => log::error!("could not store the last messages: {e}"),
         }
+        if let Err(e) = self.history.checkpoint().await {
+            log::warn!("could not copy the log into the database file: {e}");
+        }
     }
 }

@@ -18,12 +18,18 @@
 //! consecutive in a batch come back in one `MessagesStored`, so the room can
 //! hand each member all of them at once (one mailbox message and one socket
 //! write per member per batch instead of one per message).
+//!
+//! Only the writer keeps a connection open; it checks the database's files
+//! before each use ([`HistoryActor::check_files`]) and keeps the write
+//! path's health for `/health` ([`WriteHealth`]). Readers open a
+//! connection per query, so no idle connection keeps a vanished file or a
+//! stale shared-memory index alive.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -31,6 +37,7 @@ use diesel::sqlite::SqliteConnection;
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{now_millis, ChatMessage, MessageId, RoomName, UserName};
+use crate::store::files::{DbFiles, Snapshot};
 use crate::store::{self, models::NewMessage, StoreError};
 
 /// A chat message waiting for the writer, with the room to tell once stored.
@@ -152,17 +159,61 @@ pub struct MessageCount {
     pub room: RoomName,
 }
 
-/// Whether the database answers, for `/health`.
+/// Whether the database takes writes, for `/health`: the outcome of the
+/// last commit attempt if it is recent, else of a small real write made
+/// now. `Err` is a plain reason.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct CheckWrite;
+
+/// Copy the log into the database file, for a stop: connections close
+/// without a checkpoint (see `store::open`), so without this the newest
+/// messages would be in the `-wal` only.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Ping;
+pub struct Checkpoint;
 
-/// One thread's connection to the database. The writer also owns the queue.
+/// How long a commit attempt's outcome stands for the write path's health.
+/// `/health` is unauthenticated, so however often it is asked, the writer
+/// makes at most one check write per this interval.
+const HEALTH_FRESH: Duration = Duration::from_secs(1);
+
+/// The outcome of the writer's last commit attempt (a batch or a
+/// [`CheckWrite`]), and when it was.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    last: Option<(Instant, Result<(), String>)>,
+}
+
+impl WriteHealth {
+    pub fn record(&mut self, at: Instant, outcome: Result<(), String>) {
+        self.last = Some((at, outcome));
+    }
+
+    /// The last outcome, if it is recent enough to answer with.
+    pub fn fresh(&self, now: Instant) -> Option<Result<(), String>> {
+        match &self.last {
+            Some((at, outcome)) if now.saturating_duration_since(*at) < HEALTH_FRESH => {
+                Some(outcome.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One thread's access to the database. The writer also owns the queue.
 pub struct HistoryActor {
     path: PathBuf,
-    /// Opened lazily and dropped after a failure, so a database that comes
-    /// back (a full disk freed) is used again without a restart.
+    files: DbFiles,
+    /// The writer's connection: opened lazily, and dropped after a failure
+    /// so a database that comes back (a full disk freed, a lock released,
+    /// a file restored) is used again without a restart. Readers keep none.
     conn: Option<SqliteConnection>,
+    /// The files as `conn` found them when it opened, to notice when they
+    /// are no longer the ones at `DB_PATH`.
+    held: Option<Snapshot>,
+    /// Shared with [`History`], which answers `/health` from it.
+    health: Arc<Mutex<WriteHealth>>,
     /// `Some` on the writer only.
     queue: Option<Arc<WriteQueue>>,
     /// Timestamps never go backwards, even if the wall clock does, so they
@@ -176,24 +227,97 @@ impl Actor for HistoryActor {
 }
 
 impl HistoryActor {
+    fn new(path: &Path, queue: Option<Arc<WriteQueue>>, shared: &Shared) -> HistoryActor {
+        HistoryActor {
+            path: path.to_path_buf(),
+            files: DbFiles::new(path),
+            conn: None,
+            held: None,
+            health: shared.health.clone(),
+            queue,
+            last_millis: 0,
+            metrics: shared.metrics.clone(),
+        }
+    }
+
+    /// The writer's connection, opened if there is none. Only a database
+    /// file that exists is opened, and only when no file is frozen.
     fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(store::open(&self.path)?);
+            self.files.snapshot().may_open()?;
+            let conn = store::open_existing(&self.path)?;
+            // SQLite has created a missing -wal and -shm by now; if it has
+            // not (another connection of ours still maps an unlinked
+            // -shm), this one would share that stale index: try again later.
+            let held = self.files.snapshot();
+            held.may_open_beside()?;
+            self.held = Some(held);
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connection was just opened"))
     }
 
-    /// Runs `f` on the connection, dropping the connection if it fails so the
-    /// next call reopens it.
+    /// Before every use of the writer's connection (so right before each
+    /// batch's transaction): are the files at `DB_PATH` still the ones it
+    /// holds, and writable? If not, the connection is dropped and the
+    /// caller fails, so nothing is acknowledged that a restart would not
+    /// find. Before dropping it, the connection copies its log into the
+    /// database file when that is safe: after an unlinked `-wal`, that is
+    /// what keeps the messages already acknowledged.
+    fn check_files(&mut self) -> Result<(), StoreError> {
+        let (Some(conn), Some(held)) = (self.conn.as_mut(), self.held.as_ref()) else {
+            return Ok(());
+        };
+        let now = self.files.snapshot();
+        let Err(problem) = now.compare(held) else {
+            self.held = Some(now.grown(held));
+            return Ok(());
+        };
+        log::error!(
+            "{problem} ({}): closing the database connection",
+            self.path.display()
+        );
+        if now.may_checkpoint(held) {
+            match store::checkpoint(conn) {
+                Ok(true) => log::warn!("copied the log into the database file before closing it"),
+                Ok(false) => log::error!("could not copy all of the log into the database file (a reader held it); messages stored since the last checkpoint may be lost"),
+                Err(e) => log::error!("could not copy the log into the database file: {e}; messages stored since the last checkpoint may be lost"),
+            }
+        }
+        self.conn = None;
+        self.held = None;
+        Err(problem.into())
+    }
+
+    /// Runs `f` on a connection. The writer checks its files first and
+    /// drops its connection if anything fails, so the next call reopens
+    /// it. A reader opens a connection for this query only, when all three
+    /// files are there and usable.
     fn with_conn<T>(
         &mut self,
         f: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let result = self.conn().and_then(f);
+        if self.queue.is_none() {
+            self.files.snapshot().may_open_beside()?;
+            let mut conn = store::open_existing(&self.path)?;
+            return f(&mut conn);
+        }
+        let result = self.check_files().and_then(|()| self.conn()).and_then(f);
         if result.is_err() {
             self.conn = None;
+            self.held = None;
         }
         result
+    }
+
+    /// Records a commit attempt's outcome for `/health` and the metrics.
+    fn record_health<T>(&self, result: &Result<T, StoreError>) {
+        let outcome = result.as_ref().map(|_| ()).map_err(StoreError::reason);
+        self.metrics.store_writable.set(i64::from(outcome.is_ok()));
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(Instant::now(), outcome);
     }
 
     /// Commits the oldest queued writes, at most [`MAX_BATCH`], in one
@@ -224,6 +348,7 @@ impl HistoryActor {
             .collect();
         let started = Instant::now();
         let result = self.with_conn(|conn| store::insert_batch(conn, &rows));
+        self.record_health(&result);
         drop(rows);
         self.metrics
             .store_commit_seconds
@@ -361,11 +486,39 @@ impl Handler<MessageCount> for HistoryActor {
     }
 }
 
-impl Handler<Ping> for HistoryActor {
-    type Result = Result<(), StoreError>;
-    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
-        self.with_conn(store::ping)
+impl Handler<CheckWrite> for HistoryActor {
+    type Result = Result<(), String>;
+    fn handle(&mut self, _: CheckWrite, _: &mut Self::Context) -> Self::Result {
+        let fresh = self
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fresh(Instant::now());
+        if let Some(outcome) = fresh {
+            return outcome;
+        }
+        let millis = now_millis();
+        let result = self.with_conn(|conn| store::check_write(conn, millis));
+        if let Err(e) = &result {
+            log::warn!("health check: writing to the database failed: {e}");
+        }
+        self.record_health(&result);
+        result.map_err(|e| e.reason())
     }
+}
+
+impl Handler<Checkpoint> for HistoryActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _: Checkpoint, _: &mut Self::Context) -> Self::Result {
+        self.with_conn(store::checkpoint).map(|_| ())
+    }
+}
+
+/// What the writer and the handle share.
+#[derive(Clone)]
+struct Shared {
+    health: Arc<Mutex<WriteHealth>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The handle the rest of the server holds: where to queue writes and whom
@@ -375,9 +528,13 @@ pub struct History {
     /// The one writer thread. Reads that must see every accepted message
     /// (a room starting, `since` recovery) go here too.
     pub writer: Addr<HistoryActor>,
-    /// Reader threads for REST and health checks.
+    /// Reader threads for REST.
     pub readers: Addr<HistoryActor>,
     queue: Arc<WriteQueue>,
+    health: Arc<Mutex<WriteHealth>>,
+    /// One [`CheckWrite`] at a time from `/health`; the others wait for
+    /// its outcome instead of queueing more.
+    checking: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Reader threads: REST reads are short, two keep one slow query from
@@ -390,33 +547,71 @@ impl History {
     pub fn start(path: &Path, metrics: Arc<Metrics>) -> Result<History, StoreError> {
         let mut conn = store::open(path)?;
         store::migrate(&mut conn)?;
+        // Connections close without a checkpoint (see `store::open`): make
+        // one, so the database file alone has the schema.
+        if let Err(e) = store::checkpoint(&mut conn) {
+            log::warn!("checkpoint after migrations failed: {e}");
+        }
         drop(conn);
 
         let queue = Arc::new(WriteQueue::default());
+        let shared = Shared {
+            health: Arc::new(Mutex::new(WriteHealth::default())),
+            metrics,
+        };
+        // Start-up just opened and migrated the database: it takes writes.
+        shared.metrics.store_writable.set(1);
         let writer = {
-            let (path, queue, metrics) = (path.to_path_buf(), queue.clone(), metrics.clone());
-            SyncArbiter::start(1, move || HistoryActor {
-                path: path.clone(),
-                conn: None,
-                queue: Some(queue.clone()),
-                last_millis: 0,
-                metrics: metrics.clone(),
+            let (path, queue, shared) = (path.to_path_buf(), queue.clone(), shared.clone());
+            SyncArbiter::start(1, move || {
+                HistoryActor::new(&path, Some(queue.clone()), &shared)
             })
         };
         let readers = {
-            let path = path.to_path_buf();
-            SyncArbiter::start(READER_THREADS, move || HistoryActor {
-                path: path.clone(),
-                conn: None,
-                queue: None,
-                last_millis: 0,
-                metrics: metrics.clone(),
+            let (path, shared) = (path.to_path_buf(), shared.clone());
+            SyncArbiter::start(READER_THREADS, move || {
+                HistoryActor::new(&path, None, &shared)
             })
         };
         Ok(History {
             writer,
             readers,
             queue,
+            health: shared.health,
+            checking: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Whether the database takes writes: `Err` with a plain reason while
+    /// the last commit attempt failed or the file is gone, or when the
+    /// writer does not answer within `wait` (a lock held elsewhere, a
+    /// stuck disk). Answers from the last attempt when it is under a
+    /// second old, else has the writer make a small real write.
+    pub async fn write_health(&self, wait: Duration) -> Result<(), String> {
+        let fresh = || {
+            self.health
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .fresh(Instant::now())
+        };
+        if let Some(outcome) = fresh() {
+            return outcome;
+        }
+        let check = async {
+            let _turn = self.checking.lock().await;
+            if let Some(outcome) = fresh() {
+                return outcome;
+            }
+            self.writer
+                .send(CheckWrite)
+                .await
+                .unwrap_or_else(|_| Err("the history writer is gone".to_string()))
+        };
+        tokio::time::timeout(wait, check).await.unwrap_or_else(|_| {
+            Err(format!(
+                "the database did not answer within {} s",
+                wait.as_secs_f64()
+            ))
         })
     }
 
@@ -439,5 +634,34 @@ impl History {
             .send(Flush)
             .await
             .map_err(|e| StoreError::Query(format!("history writer is gone: {e}")))?
+    }
+
+    /// Copies the log into the database file (used at shutdown, after
+    /// [`History::flush`]), when the files are sound.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.writer
+            .send(Checkpoint)
+            .await
+            .map_err(|e| StoreError::Query(format!("history writer is gone: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_answers_for_a_second_then_asks_for_a_new_check() {
+        let mut health = WriteHealth::default();
+        let start = Instant::now();
+        assert_eq!(health.fresh(start), None);
+        health.record(start, Err("the disk is full".into()));
+        assert_eq!(
+            health.fresh(start + Duration::from_millis(999)),
+            Some(Err("the disk is full".into()))
+        );
+        assert_eq!(health.fresh(start + HEALTH_FRESH), None);
+        health.record(start + HEALTH_FRESH, Ok(()));
+        assert_eq!(health.fresh(start + HEALTH_FRESH), Some(Ok(())));
     }
 }

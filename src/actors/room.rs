@@ -459,6 +459,9 @@ impl Handler<Chat> for RoomActor {
     }
 }
 
+/// What the sender of a chat that could not be stored reads.
+const STORE_FAILED_MESSAGE: &str = "the message could not be stored; try again later";
+
 /// One answered chat of a [`MessagesStored`] batch, encoded.
 struct StoredChat {
     sender: SessionId,
@@ -594,7 +597,9 @@ impl Handler<MessagesStored> for RoomActor {
                         message: Some(message),
                     }
                 }
-                Err(e) => StoredChat {
+                // The writer has logged why, once for the batch; the
+                // client gets no SQLite detail.
+                Err(_) => StoredChat {
                     sender,
                     received,
                     message: None,
@@ -602,7 +607,7 @@ impl Handler<MessagesStored> for RoomActor {
                     own: Some(
                         ServerFrame::Error {
                             code: ErrorCode::StoreFailed,
-                            message: &format!("the message could not be stored: {e}"),
+                            message: STORE_FAILED_MESSAGE,
                             reference: reference.as_deref(),
                         }
                         .encode()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore, Ping};
+use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore};
 use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
 use crate::protocol::{is_valid_room, MessageId};
 
@@ -116,12 +116,14 @@ pub async fn room_messages(
     Ok(HttpResponse::Ok().json(json!({ "room": room, "messages": messages, "more": more })))
 }
 
-/// `GET /health`: 200 when the server's actors and the database answer.
+/// `GET /health`: 200 when the server's actors answer and the database
+/// takes writes (the last commit attempt succeeded, or a check write made
+/// now does). 503 with a plain `reason` otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let db = actix_web::rt::time::timeout(HEALTH_TIMEOUT, state.history.readers.send(Ping)).await;
+    let db = state.history.write_health(HEALTH_TIMEOUT).await;
     let stats = state.chat.send(Stats).await;
     match (db, stats) {
-        (Ok(Ok(Ok(()))), Ok(stats)) => HttpResponse::Ok().json(json!({
+        (Ok(()), Ok(stats)) => HttpResponse::Ok().json(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "connections": stats.connections,
@@ -130,15 +132,16 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "auth": if state.config.auth_secret.is_some() { "token" } else { "none" },
         })),
         (db, _) => {
-            let error = match db {
-                Err(_) => "database did not answer in time".to_string(),
-                Ok(Err(e)) => format!("history actor unavailable: {e}"),
-                Ok(Ok(Err(e))) => e.to_string(),
-                Ok(Ok(Ok(()))) => "chat server unavailable".to_string(),
-            };
-            log::warn!("health check failed: {error}");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({ "status": "unavailable", "error": error }))
+            let reason = db
+                .err()
+                .unwrap_or_else(|| "the chat server is unavailable".into());
+            log::warn!("health check failed: {reason}");
+            // `error` is the key of protocol 1.0, kept beside 1.1's `reason`.
+            HttpResponse::ServiceUnavailable().json(json!({
+                "status": "unavailable",
+                "reason": reason,
+                "error": reason,
+            }))
         }
     }
 }

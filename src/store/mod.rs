@@ -2,12 +2,15 @@
 //! the server needs it (WAL, busy timeout, full sync), the embedded
 //! migrations, and the few queries chat history needs. Only
 //! [`crate::actors::history`] calls this, from its own threads, because
-//! every call here blocks.
+//! every call here blocks. [`files`] watches the database's files under
+//! the connections.
 
+pub mod files;
 pub mod models;
 pub mod schema;
 
 use std::path::Path;
+use std::sync::Once;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -15,8 +18,9 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::protocol::{ChatMessage, MessageId};
+use files::FileProblem;
 use models::{NewMessage, StoredMessage};
-use schema::messages;
+use schema::{messages, write_check};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -34,6 +38,45 @@ pub enum StoreError {
     Migration(String),
     #[error("database query failed: {0}")]
     Query(String),
+    /// The database's files changed under the connection, or cannot be
+    /// used as they are; nothing was written.
+    #[error("{0}")]
+    Files(FileProblem),
+}
+
+impl From<FileProblem> for StoreError {
+    fn from(problem: FileProblem) -> Self {
+        StoreError::Files(problem)
+    }
+}
+
+impl StoreError {
+    /// What went wrong in words for someone without access to the log
+    /// (`/health` is unauthenticated): no path, no SQL, no SQLite text.
+    pub fn reason(&self) -> String {
+        let detail = match self {
+            StoreError::Files(problem) => return problem.to_string(),
+            StoreError::Open { reason, .. } => reason,
+            StoreError::Migration(detail) | StoreError::Query(detail) => detail,
+        }
+        .to_lowercase();
+        let what = if detail.contains("disk is full") {
+            "the disk is full"
+        } else if detail.contains("locked") || detail.contains("busy") {
+            "the database is locked by another process"
+        } else if detail.contains("readonly") || detail.contains("read-only") {
+            "the database file or its folder is read-only"
+        } else if detail.contains("unable to open") {
+            "the database file cannot be opened"
+        } else if detail.contains("i/o error") {
+            "the disk reported an I/O error"
+        } else if detail.contains("no such table") {
+            "the database file has no chat tables"
+        } else {
+            "see the server log"
+        };
+        format!("the last write to the database failed: {what}")
+    }
 }
 
 impl From<diesel::result::Error> for StoreError {
@@ -42,24 +85,122 @@ impl From<diesel::result::Error> for StoreError {
     }
 }
 
-/// Opens (creating when missing) the database file and sets it up for a
-/// long-running server: WAL so readers and the writer do not block each
-/// other, `synchronous=FULL` so a commit is on disk before any client is
-/// told about the message, and a busy timeout.
+/// Opens (creating when missing) the database file; for start-up, where a
+/// missing file means a new installation.
 pub fn open(path: &Path) -> Result<SqliteConnection, StoreError> {
-    let url = path.to_string_lossy();
+    connect(path, &path.to_string_lossy())
+}
+
+/// Opens the database file only if it exists. A running server uses this:
+/// if the file vanished, creating an empty one in its place would hide the
+/// loss and split the history between two files.
+pub fn open_existing(path: &Path) -> Result<SqliteConnection, StoreError> {
+    // SQLite's URI form: `mode=rw` opens without creating. `%`, `?` and `#`
+    // in the path would be read as URI syntax, so they are escaped.
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    connect(path, &uri)
+}
+
+/// Sets a connection up for a long-running server: WAL so readers and the
+/// writer do not block each other, `synchronous=FULL` so a commit is on
+/// disk before any client is told about the message, a busy timeout, and
+/// no memory mapping of the database file (a write fault on a mapped page
+/// of a file that turned immutable is a SIGBUS, not an error).
+fn connect(path: &Path, url: &str) -> Result<SqliteConnection, StoreError> {
+    no_checkpoint_on_close();
     let open_error = |reason: String| StoreError::Open {
-        path: url.to_string(),
+        path: path.display().to_string(),
         reason,
     };
-    let mut conn = SqliteConnection::establish(&url).map_err(|e| open_error(e.to_string()))?;
+    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
     conn.batch_execute(&format!(
         // busy_timeout first: switching to WAL takes a lock that another
         // connection (a checkpoint, a previous server) may briefly hold.
-        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA mmap_size = 0;"
     ))
     .map_err(|e| open_error(e.to_string()))?;
     Ok(conn)
+}
+
+/// Makes every SQLite connection of this process close without a
+/// checkpoint (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`).
+///
+/// The last connection to close normally checkpoints, which writes the
+/// `-shm` through its memory mapping: if the `-shm` is immutable or
+/// truncated by then, that write is a SIGBUS, and closing is exactly what
+/// the writer does when it finds its files broken. So no close writes;
+/// the writer checkpoints explicitly when its files are sound
+/// ([`checkpoint`]), and the `-wal` and `-shm` stay beside the database
+/// after a stop, the `-wal` empty. diesel does not hand out its raw
+/// handle, so the setting is applied by an auto-extension, which SQLite
+/// calls with each new connection's handle inside `sqlite3_open_v2`.
+fn no_checkpoint_on_close() {
+    use libsqlite3_sys as ffi;
+    use std::os::raw::{c_char, c_int};
+
+    unsafe extern "C" fn on_open(
+        db: *mut ffi::sqlite3,
+        _error: *mut *mut c_char,
+        _api: *const ffi::sqlite3_api_routines,
+    ) -> c_int {
+        // SAFETY: SQLite calls this with the live handle of a connection
+        // being opened; the option takes an int and an optional out-pointer.
+        unsafe {
+            ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                1 as c_int,
+                std::ptr::null_mut::<c_int>(),
+            );
+        }
+        ffi::SQLITE_OK
+    }
+
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a function with the signature SQLite expects;
+        // it stays valid for the life of the process.
+        let rc = unsafe { ffi::sqlite3_auto_extension(Some(on_open)) };
+        if rc != ffi::SQLITE_OK {
+            log::error!("cannot register the SQLite open hook (code {rc}); closing a connection on broken files may crash");
+        }
+    });
+}
+
+#[derive(QueryableByName)]
+struct CheckpointResult {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+}
+
+/// Copies everything in the `-wal` into the database file, syncs it and
+/// empties the `-wal`. Returns whether it got through everything (a reader
+/// in the middle of a query can hold part of the log back).
+pub fn checkpoint(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
+    let result: CheckpointResult =
+        diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(conn)?;
+    Ok(result.busy == 0)
+}
+
+/// One small real write, committed like a batch (write lock, log, fsync):
+/// what `/health` uses to see that the database takes writes when no chat
+/// has been stored lately.
+pub fn check_write(conn: &mut SqliteConnection, millis: i64) -> Result<(), StoreError> {
+    conn.immediate_transaction(|conn| {
+        diesel::replace_into(write_check::table)
+            .values((write_check::id.eq(1), write_check::checked_at.eq(millis)))
+            .execute(conn)
+    })?;
+    Ok(())
 }
 
 /// Brings the schema up to date. Run once at start, before any actor opens
@@ -149,8 +290,38 @@ pub fn count_messages(conn: &mut SqliteConnection, room: &str) -> Result<i64, St
         .get_result(conn)?)
 }
 
-/// A trivial query, for `/health`.
-pub fn ping(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    conn.batch_execute("SELECT 1")?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_name_the_condition_without_sqlite_text_or_paths() {
+        let query = |detail: &str| StoreError::Query(detail.into()).reason();
+        assert_eq!(
+            query("database or disk is full"),
+            "the last write to the database failed: the disk is full"
+        );
+        assert!(query("database is locked").ends_with("locked by another process"));
+        assert!(query("attempt to write a readonly database").ends_with("read-only"));
+        assert!(query("near \"x\": syntax error").ends_with("see the server log"));
+        let open = StoreError::Open {
+            path: "/secret/place/chat.db".into(),
+            reason: "unable to open database file".into(),
+        };
+        assert!(!open.reason().contains("/secret"), "{}", open.reason());
+        assert_eq!(
+            StoreError::Files(FileProblem::Gone).reason(),
+            "the database file is gone"
+        );
+    }
+
+    #[test]
+    fn open_existing_does_not_create_a_missing_database() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("odd ?#% name.db");
+        assert!(matches!(open_existing(&path), Err(StoreError::Open { .. })));
+        assert!(!path.exists());
+        drop(open(&path).unwrap());
+        open_existing(&path).expect("an existing file opens, odd characters and all");
+    }
 }
