@@ -31,6 +31,12 @@ pub struct Config {
     pub rate_limit: f64,
     /// Chat messages a connection may send in one burst.
     pub rate_burst: f64,
+    /// Joins and leaves per second per connection, sustained: a budget of
+    /// its own, so presence churn cannot flood a room's members.
+    pub join_rate_limit: f64,
+    /// Joins and leaves a connection may send in one burst; enough for a
+    /// reconnecting client to rejoin every room it may be in.
+    pub join_rate_burst: f64,
     /// Queued outgoing frames after which a slow connection is closed (1008).
     pub outbox_limit: usize,
     /// How often the server pings each connection.
@@ -63,6 +69,8 @@ impl Default for Config {
             max_message_len: 4096,
             rate_limit: 10.0,
             rate_burst: 20.0,
+            join_rate_limit: 5.0,
+            join_rate_burst: 100.0,
             outbox_limit: 1024,
             heartbeat_interval: Duration::from_secs(5),
             client_timeout: Duration::from_secs(30),
@@ -157,6 +165,12 @@ impl Config {
         }
         if let Some(v) = get("RATE_BURST") {
             config.rate_burst = rate("RATE_BURST", &v)?.max(1.0);
+        }
+        if let Some(v) = get("JOIN_RATE_LIMIT") {
+            config.join_rate_limit = rate("JOIN_RATE_LIMIT", &v)?;
+        }
+        if let Some(v) = get("JOIN_RATE_BURST") {
+            config.join_rate_burst = rate("JOIN_RATE_BURST", &v)?.max(1.0);
         }
         if let Some(v) = get("OUTBOX_LIMIT") {
             config.outbox_limit = count("OUTBOX_LIMIT", &v, 1)?;
@@ -306,6 +320,8 @@ mod tests {
             ("ALLOWED_ORIGINS", " http://a.example , http://b.example"),
             ("MAX_CONNECTIONS", "10"),
             ("MAX_CONNECTIONS_PER_IP", "3"),
+            ("JOIN_RATE_LIMIT", "2.5"),
+            ("JOIN_RATE_BURST", "40"),
         ])
         .unwrap();
         assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
@@ -330,6 +346,15 @@ mod tests {
         );
         assert_eq!(config.max_connections, 10);
         assert_eq!(config.max_connections_per_ip, 3);
+        assert_eq!(config.join_rate_limit, 2.5);
+        assert_eq!(config.join_rate_burst, 40.0);
+    }
+
+    #[test]
+    fn the_join_budget_defaults_are_the_documented_ones() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.join_rate_limit, 5.0);
+        assert_eq!(config.join_rate_burst, 100.0);
     }
 
     #[test]
@@ -344,6 +369,8 @@ mod tests {
             ("HEARTBEAT_INTERVAL", "0s"),
             ("CLIENT_TIMEOUT", "soon"),
             ("OUTBOX_LIMIT", "1.5"),
+            ("JOIN_RATE_LIMIT", "0"),
+            ("JOIN_RATE_BURST", "lots"),
         ] {
             let err = config_from(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);

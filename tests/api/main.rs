@@ -7,6 +7,7 @@ mod chat;
 mod errors;
 mod helpers;
 mod history;
+mod join_rate;
 mod loadtest;
 mod metrics;
 mod presence;
