@@ -188,8 +188,21 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect();
         }
-        if let Some(v) = get("AUTH_SECRET") {
-            config.auth_secret = Some(Secret(v));
+        // Empty means unset (development mode), as documented; a value of
+        // only white space is a mistake (a stray space in `.env`), and
+        // reading it as unset would silently turn authentication off.
+        match lookup("AUTH_SECRET") {
+            Some(v) if !v.is_empty() && v.trim().is_empty() => {
+                return Err(ConfigError {
+                    variable: "AUTH_SECRET",
+                    value: v,
+                    reason: "it is only white space, which would turn authentication off; \
+                             leave it empty for development mode or set a real secret"
+                        .into(),
+                })
+            }
+            Some(v) if !v.is_empty() => config.auth_secret = Some(Secret(v)),
+            _ => {}
         }
         if let Some(v) = get("MAX_CONNECTIONS") {
             config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
@@ -355,6 +368,24 @@ mod tests {
         let config = config_from(&[]).unwrap();
         assert_eq!(config.join_rate_limit, 5.0);
         assert_eq!(config.join_rate_burst, 100.0);
+    }
+
+    #[test]
+    fn an_auth_secret_of_only_white_space_is_refused_naming_the_variable() {
+        for blank in [" ", "   ", "\t", " \n ", "\u{a0}"] {
+            let err = config_from(&[("AUTH_SECRET", blank)]).unwrap_err();
+            assert_eq!(err.variable, "AUTH_SECRET");
+            assert!(err.to_string().contains("AUTH_SECRET"), "{err}");
+            assert!(err.to_string().contains("white space"), "{err}");
+        }
+        // Empty still means unset: development mode, as documented.
+        assert_eq!(
+            config_from(&[("AUTH_SECRET", "")]).unwrap().auth_secret,
+            None
+        );
+        // A real secret is kept exactly, surrounding spaces included.
+        let config = config_from(&[("AUTH_SECRET", " s3cret ")]).unwrap();
+        assert_eq!(config.auth_secret.unwrap().expose(), " s3cret ");
     }
 
     #[test]

@@ -246,3 +246,39 @@ fn without_a_secret_the_start_up_log_says_names_are_not_verified() {
         .any(|line| line.contains("user names are not verified"));
     assert!(warned);
 }
+
+#[test]
+fn an_auth_secret_of_only_white_space_stops_the_server_naming_the_variable() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("DB_PATH", dir.path().join("chat.db"))
+        .env("STATIC_DIR", crate::helpers::static_dir())
+        .env("RUST_LOG", "info")
+        .env("AUTH_SECRET", "   ")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be polled") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server started with an AUTH_SECRET of spaces (authentication off)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{status:?}: {stderr}");
+    assert!(
+        stderr.contains("AUTH_SECRET") && stderr.contains("white space"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}
