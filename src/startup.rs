@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_files::Files;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
@@ -16,7 +15,7 @@ use crate::actors::history::History;
 use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
-use crate::http::{api, ws, AppState};
+use crate::http::{api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -106,7 +105,9 @@ impl Application {
             metrics,
             caps,
         });
-        let static_dir = config.static_dir.clone();
+        // Resolved once: files are served only from inside this real path.
+        let static_root = static_files::resolve(&config.static_dir)
+            .map_err(|_| StartupError::StaticDir(config.static_dir.display().to_string()))?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -120,7 +121,7 @@ impl Application {
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
                         .default_service(web::to(api::not_found)),
                 )
-                .service(Files::new("/", &static_dir).index_file("index.html"))
+                .service(static_files::service(&static_root))
         })
         // Chat frames are small and latency matters: no Nagle delay.
         .on_connect(|conn, _| {

@@ -13,3 +13,4 @@ mod metrics;
 mod presence;
 mod process;
 mod rest;
+mod static_files;
