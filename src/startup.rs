@@ -110,6 +110,7 @@ impl Application {
             .map_err(|_| StartupError::StaticDir(config.static_dir.display().to_string()))?;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(static_files::security_headers())
                 .app_data(state.clone())
                 .route("/ws", web::get().to(ws::upgrade))
                 .route("/health", web::get().to(api::health))

@@ -1,5 +1,6 @@
 //! The HTTP side: the `/ws` upgrade ([`ws`]), the REST API and health check
-//! ([`api`]), the browser client's files ([`static_files`]), and their shared error type ([`error`]). Routes are put
+//! ([`api`]), the browser client's files and the security headers
+//! ([`static_files`]), and their shared error type ([`error`]). Routes are put
 //! together in [`crate::startup`].
 
 pub mod api;

@@ -1,4 +1,5 @@
-//! The browser client's files at `/`.
+//! The browser client's files at `/`, and the security headers every answer
+//! carries.
 //!
 //! actix-files refuses `..` and `%2F` in a request path, but follows
 //! symlinks wherever they point: a link in `STATIC_DIR` to `/etc/passwd`
@@ -13,12 +14,30 @@ use std::path::{Path, PathBuf};
 
 use actix_files::Files;
 use actix_web::dev::{fn_service, ServiceRequest, ServiceResponse};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::ResponseError;
 
 use super::error::ApiError;
 
 /// Served for a folder (`/` is the page itself).
 const INDEX: &str = "index.html";
+
+/// Only the page's own files run and load (no inline script, no other
+/// origins), and no other site may frame it (`frame-ancestors` works only
+/// as a header, never in a `<meta>` tag).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The headers added to every response (the page, its assets, the JSON API,
+/// errors): the CSP above, no MIME sniffing (a JSON body or a user's text is
+/// never run as script), and no `Referer` leaving the page (its address may
+/// have carried a `#token=`, and room names are nobody else's business).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+}
 
 /// The real path of `STATIC_DIR`, resolved once at start-up.
 pub fn resolve(dir: &Path) -> io::Result<PathBuf> {

@@ -1,5 +1,6 @@
 //! The browser client's files: served from `STATIC_DIR` only, symlinks
-//! included only while they stay inside it.
+//! included only while they stay inside it, and every answer with the
+//! security headers.
 
 use std::os::unix::fs::symlink;
 
@@ -35,6 +36,13 @@ async fn raw_get(port: u16, path: &str) -> (u16, Vec<(String, String)>, String) 
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     (status, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[actix_web::test]
@@ -82,5 +90,36 @@ async fn a_symlink_out_of_the_static_folder_is_not_followed() {
         let (status, _, body) = raw_get(app.port, path).await;
         assert!(status == 404 || status == 400, "{path}: {status} {body}");
         assert!(!body.contains("TOP SECRET"), "{path}: {body}");
+    }
+}
+
+#[actix_web::test]
+async fn the_page_its_assets_and_the_api_carry_the_security_headers() {
+    let app = spawn_app_with(|_| {}).await;
+    for path in [
+        "/",
+        "/app.js",
+        "/app.css",
+        "/health",
+        "/api/rooms",
+        "/nothing.txt",
+    ] {
+        let (status, headers, _) = raw_get(app.port, path).await;
+        assert!(status == 200 || status == 404, "{path}: {status}");
+        let csp = header(&headers, "content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no Content-Security-Policy header"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("object-src 'none'"), "{path}: {csp}");
+        assert_eq!(
+            header(&headers, "x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            header(&headers, "referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
     }
 }
