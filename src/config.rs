@@ -47,6 +47,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// HS256 secret for connection tokens; `None` trusts `?user=`.
     pub auth_secret: Option<Secret>,
+    /// How far ahead a token's `exp` may be. A leaked token cannot be
+    /// revoked (short of rotating `AUTH_SECRET`), so this bounds how long it
+    /// stays useful, whoever minted it.
+    pub max_token_lifetime: Duration,
     /// Open WebSocket connections on the whole server.
     pub max_connections: usize,
     /// Open WebSocket connections from one peer address; 0 is no cap.
@@ -76,6 +80,7 @@ impl Default for Config {
             client_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             auth_secret: None,
+            max_token_lifetime: Duration::from_secs(24 * 3600),
             max_connections: 20_000,
             max_connections_per_ip: 0,
             max_frame_bytes: 64 * 1024,
@@ -204,6 +209,9 @@ impl Config {
             Some(v) if !v.is_empty() => config.auth_secret = Some(Secret(v)),
             _ => {}
         }
+        if let Some(v) = get("MAX_TOKEN_LIFETIME") {
+            config.max_token_lifetime = duration("MAX_TOKEN_LIFETIME", &v)?;
+        }
         if let Some(v) = get("MAX_CONNECTIONS") {
             config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
         }
@@ -274,6 +282,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(number * seconds_per_unit).ok()
 }
 
+/// Writes a whole number of seconds in the largest unit that divides it,
+/// as [`parse_duration`] reads it back (`1d`, `2h`, `15m`, `90s`).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +356,7 @@ mod tests {
             ("MAX_CONNECTIONS_PER_IP", "3"),
             ("JOIN_RATE_LIMIT", "2.5"),
             ("JOIN_RATE_BURST", "40"),
+            ("MAX_TOKEN_LIFETIME", "7d"),
         ])
         .unwrap();
         assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
@@ -361,6 +383,7 @@ mod tests {
         assert_eq!(config.max_connections_per_ip, 3);
         assert_eq!(config.join_rate_limit, 2.5);
         assert_eq!(config.join_rate_burst, 40.0);
+        assert_eq!(config.max_token_lifetime, Duration::from_secs(7 * 86400));
     }
 
     #[test]
@@ -368,6 +391,16 @@ mod tests {
         let config = config_from(&[]).unwrap();
         assert_eq!(config.join_rate_limit, 5.0);
         assert_eq!(config.join_rate_burst, 100.0);
+    }
+
+    #[test]
+    fn tokens_live_at_most_a_day_unless_told_otherwise() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.max_token_lifetime, Duration::from_secs(86400));
+        assert_eq!(format_duration(config.max_token_lifetime), "1d");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(900)), "15m");
     }
 
     #[test]
@@ -402,6 +435,8 @@ mod tests {
             ("OUTBOX_LIMIT", "1.5"),
             ("JOIN_RATE_LIMIT", "0"),
             ("JOIN_RATE_BURST", "lots"),
+            ("MAX_TOKEN_LIFETIME", "forever"),
+            ("MAX_TOKEN_LIFETIME", "0s"),
         ] {
             let err = config_from(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);

@@ -13,6 +13,7 @@ use super::AppState;
 use crate::actors::session::ChatSession;
 use crate::auth;
 use crate::caps::CapReached;
+use crate::config::Config;
 use crate::metrics::Refusal;
 use crate::protocol::{is_valid_user, UserName};
 
@@ -37,11 +38,8 @@ pub async fn upgrade(
                 ApiError::BadRequest(format!("bad query string: {e}")),
             )
         })?;
-    let user = identify(
-        &query,
-        state.config.auth_secret.as_ref().map(|s| s.expose()),
-    )
-    .map_err(|(refusal, error)| refuse(refusal, error))?;
+    let user =
+        identify(&query, &state.config).map_err(|(refusal, error)| refuse(refusal, error))?;
     check_origin(&req, &state.config.allowed_origins)
         .map_err(|error| refuse(Refusal::Origin, error))?;
     ws::handshake(&req).map_err(|e| {
@@ -80,7 +78,7 @@ pub async fn upgrade(
 /// is configured, else the `user` parameter as given (development mode).
 fn identify(
     query: &HashMap<String, String>,
-    secret: Option<&str>,
+    config: &Config,
 ) -> Result<UserName, (Refusal, ApiError)> {
     let user = query.get("user");
     if let Some(user) = user {
@@ -93,7 +91,7 @@ fn identify(
             ));
         }
     }
-    let Some(secret) = secret else {
+    let Some(secret) = config.auth_secret.as_ref().map(|s| s.expose()) else {
         return user.cloned().ok_or_else(|| {
             (
                 Refusal::BadRequest,
@@ -101,12 +99,12 @@ fn identify(
             )
         });
     };
-    let token = query.get("token").ok_or((
-        Refusal::Unauthorized,
-        ApiError::Unauthorized(auth::AuthError::Missing.to_string()),
-    ))?;
-    let claims = auth::verify(secret, token)
-        .map_err(|e| (Refusal::Unauthorized, ApiError::Unauthorized(e.to_string())))?;
+    let unauthorized = |why: String| (Refusal::Unauthorized, ApiError::Unauthorized(why));
+    let token = query
+        .get("token")
+        .ok_or_else(|| unauthorized(auth::AuthError::Missing.to_string()))?;
+    let claims = auth::verify(secret, token, config.max_token_lifetime)
+        .map_err(|e| unauthorized(e.to_string()))?;
     match user {
         Some(user) if *user != claims.sub => Err((
             Refusal::UserMismatch,

@@ -168,13 +168,17 @@ fn claims_other_than_sub_and_exp_are_ignored() {
         Algorithm::HS256,
         SECRET,
     );
-    let claims: Claims = auth::verify(SECRET, &token).unwrap();
+    let claims: Claims = auth::verify(SECRET, &token, Duration::from_secs(86400)).unwrap();
     assert_eq!(claims.sub, "carol");
 }
 
 fn token_command(env_secret: Option<&str>, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"));
-    command.arg("token").args(args).env_remove("AUTH_SECRET");
+    command
+        .arg("token")
+        .args(args)
+        .env_remove("AUTH_SECRET")
+        .env_remove("MAX_TOKEN_LIFETIME");
     if let Some(secret) = env_secret {
         command.env("AUTH_SECRET", secret);
     }
@@ -186,7 +190,8 @@ fn the_token_subcommand_mints_a_token_the_server_accepts() {
     let out = token_command(Some(SECRET), &["--user", "alice", "--ttl", "1h"]);
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).expect("UTF-8");
-    let claims = auth::verify(SECRET, token.trim()).expect("a valid token");
+    let claims =
+        auth::verify(SECRET, token.trim(), Duration::from_secs(86400)).expect("a valid token");
     assert_eq!(claims.sub, "alice");
     let ttl = claims.exp as i64 - now() as i64;
     assert!(
@@ -281,4 +286,56 @@ fn an_auth_secret_of_only_white_space_stops_the_server_naming_the_variable() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn a_token_living_longer_than_the_maximum_lifetime_is_refused() {
+    // The default maximum is a day.
+    let app = secured().await;
+    let user = "alice".to_string();
+    let week = auth::mint(SECRET, &user, Duration::from_secs(7 * 86400)).unwrap();
+    let day = auth::mint(SECRET, &user, Duration::from_secs(86400)).unwrap();
+    Client::connect_query(app.port, &format!("token={day}"))
+        .await
+        .join("lobby")
+        .await;
+    let (status, body) = refused_upgrade(app.port, &format!("token={week}")).await;
+    assert_eq!(status, 401, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("MAX_TOKEN_LIFETIME") && error.contains("1d"),
+        "{error}"
+    );
+
+    // Configured shorter: an hour-long token is then too long.
+    let strict = spawn_app_with(|c| {
+        c.auth_secret = Some(SECRET.into());
+        c.max_token_lifetime = Duration::from_secs(1800);
+    })
+    .await;
+    let hour = auth::mint(SECRET, &user, Duration::from_secs(3600)).unwrap();
+    let (status, body) = refused_upgrade(strict.port, &format!("token={hour}")).await;
+    assert_eq!(status, 401);
+    assert!(body["error"].as_str().unwrap().contains("30m"), "{body}");
+}
+
+#[test]
+fn the_token_subcommand_refuses_a_ttl_past_the_maximum_lifetime() {
+    let out = token_command(Some(SECRET), &["--user", "alice", "--ttl", "7d"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MAX_TOKEN_LIFETIME"), "{stderr}");
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatterbox"));
+    let out = command
+        .args(["token", "--user", "alice", "--ttl", "7d"])
+        .env("AUTH_SECRET", SECRET)
+        .env("MAX_TOKEN_LIFETIME", "7d")
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let week = Duration::from_secs(7 * 86400);
+    assert!(auth::verify(SECRET, token.trim(), week).is_ok());
 }
