@@ -37,7 +37,10 @@ pub struct Claims {
 /// they never include the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("a token is required (AUTH_SECRET is set): pass token=JWT")]
+    #[error(
+        "a token is required (AUTH_SECRET is set): pass token=JWT or an Authorization: Bearer \
+         JWT header"
+    )]
     Missing,
     #[error("the token has expired")]
     Expired,

@@ -29,7 +29,8 @@ enum Command {
     Healthcheck,
     /// Print a signed connection token (HS256 JWT) for USER, made with the
     /// AUTH_SECRET of the environment (or .env). Connect with
-    /// `/ws?token=...`, or open the page at `/#token=...`.
+    /// `/ws?token=...` or an `Authorization: Bearer` header, or open the page
+    /// at `/#token=...`.
     Token {
         /// The user name the token vouches for (its `sub`).
         #[arg(long)]

@@ -288,6 +288,91 @@ fn an_auth_secret_of_only_white_space_stops_the_server_naming_the_variable() {
     assert!(!stderr.contains("listening on"), "{stderr}");
 }
 
+/// Opens `/ws?{query}` with `Authorization: {authorization}`: the client,
+/// or the refusal's status and JSON body.
+async fn connect_with_header(
+    port: u16,
+    query: &str,
+    authorization: &str,
+) -> Result<Client, (u16, serde_json::Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}/ws?{query}")
+        .into_client_request()
+        .expect("a request");
+    request.headers_mut().insert(
+        "Authorization",
+        authorization.parse().expect("a header value"),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(Client { ws }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            let json = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+            Err((response.status().as_u16(), json))
+        }
+        Err(e) => panic!("the upgrade failed without an HTTP answer: {e}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_bearer_header_is_accepted_like_the_token_parameter() {
+    let app = secured().await;
+    let alice = auth::mint(SECRET, &"alice".to_string(), Duration::from_secs(600)).unwrap();
+    let mut client = connect_with_header(app.port, "", &format!("Bearer {alice}"))
+        .await
+        .expect("a Bearer token connects");
+    client.join("lobby").await;
+    client.chat("lobby", "by header", "1").await;
+    assert_eq!(client.expect("chat").await["user"], "alice");
+    // The scheme is case-insensitive, and the same token in both places is fine.
+    connect_with_header(
+        app.port,
+        &format!("token={alice}"),
+        &format!("bearer {alice}"),
+    )
+    .await
+    .expect("the same token twice connects");
+
+    let expired = signed(
+        &json!({"sub": "alice", "exp": now() - 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let forged = signed(
+        &json!({"sub": "alice", "exp": now() + 600}),
+        Algorithm::HS256,
+        "another-secret",
+    );
+    let bob = auth::mint(SECRET, &"bob".to_string(), Duration::from_secs(600)).unwrap();
+    let cases = [
+        ("", format!("Bearer {expired}"), 401, "expired"),
+        ("", format!("Bearer {forged}"), 401, "signature"),
+        ("", "Bearer not-a-token".to_string(), 401, "malformed"),
+        ("", format!("Basic {alice}"), 401, "Bearer"),
+        ("", "Bearer ".to_string(), 401, "Bearer"),
+        ("user=mallory", format!("Bearer {alice}"), 403, "mallory"),
+        // Two different tokens: neither wins.
+        (
+            &*format!("token={alice}"),
+            format!("Bearer {bob}"),
+            400,
+            "same token",
+        ),
+    ];
+    for (query, authorization, status, reason) in &cases {
+        let Err((got, body)) = connect_with_header(app.port, query, authorization).await else {
+            panic!("{query} / {authorization}: accepted");
+        };
+        assert_eq!(got, *status, "{query} / {authorization}: {body}");
+        let error = body["error"].as_str().expect("a JSON error");
+        assert!(error.contains(reason), "{authorization}: {error}");
+        assert!(
+            !error.contains(&alice) && !error.contains(&expired),
+            "{error}"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn a_token_living_longer_than_the_maximum_lifetime_is_refused() {
     // The default maximum is a day.
@@ -306,6 +391,11 @@ async fn a_token_living_longer_than_the_maximum_lifetime_is_refused() {
         error.contains("MAX_TOKEN_LIFETIME") && error.contains("1d"),
         "{error}"
     );
+    let Err((status, body)) = connect_with_header(app.port, "", &format!("Bearer {week}")).await
+    else {
+        panic!("a week-long Bearer token was accepted");
+    };
+    assert_eq!(status, 401, "{body}");
 
     // Configured shorter: an hour-long token is then too long.
     let strict = spawn_app_with(|c| {
