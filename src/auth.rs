@@ -3,8 +3,9 @@
 //! With `AUTH_SECRET` set, `/ws` trusts a name only when it comes in a token
 //! signed with that secret. The cryptography and the claim checks are
 //! jsonwebtoken's (which compares signatures in constant time); this module
-//! only fixes the policy: HS256 and nothing else, `exp` required, a little
-//! leeway for clocks that disagree, and a `sub` that is a valid user name.
+//! only fixes the policy: HS256 and nothing else, `exp` required and not
+//! further ahead than `MAX_TOKEN_LIFETIME`, a little leeway for clocks that
+//! disagree, and a `sub` that is a valid user name.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::config::format_duration;
 use crate::protocol::{is_valid_user, UserName};
 
 /// How far apart the server's clock and the token issuer's may be.
@@ -35,10 +37,19 @@ pub struct Claims {
 /// they never include the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("a token is required (AUTH_SECRET is set): pass token=JWT")]
+    #[error(
+        "a token is required (AUTH_SECRET is set): pass token=JWT or an Authorization: Bearer \
+         JWT header"
+    )]
     Missing,
     #[error("the token has expired")]
     Expired,
+    #[error(
+        "the token's exp is more than {} ahead, longer than this server accepts \
+         (MAX_TOKEN_LIFETIME); ask for a shorter-lived token",
+        format_duration(*.0)
+    )]
+    LivesTooLong(Duration),
     #[error("the token is not valid yet (nbf)")]
     NotYetValid,
     #[error("the token's signature does not match")]
@@ -53,8 +64,10 @@ pub enum AuthError {
     Signing(String),
 }
 
-/// Checks `token` against `secret` and returns its claims.
-pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
+/// Checks `token` against `secret` and returns its claims. A token whose
+/// `exp` is more than `max_lifetime` (plus the leeway) from now is refused:
+/// it could not be revoked for too long.
+pub fn verify(secret: &str, token: &str, max_lifetime: Duration) -> Result<Claims, AuthError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY.as_secs();
     // Identity providers put their own `aud` in tokens; chatterbox has no
@@ -78,6 +91,12 @@ pub fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
     if !is_valid_user(&data.claims.sub) {
         return Err(AuthError::BadSubject);
     }
+    let latest = now_secs()
+        .saturating_add(max_lifetime.as_secs())
+        .saturating_add(LEEWAY.as_secs());
+    if data.claims.exp > latest {
+        return Err(AuthError::LivesTooLong(max_lifetime));
+    }
     Ok(data.claims)
 }
 
@@ -86,10 +105,7 @@ pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, Auth
     if !is_valid_user(user) {
         return Err(AuthError::BadSubject);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = now_secs();
     let claims = Claims {
         sub: user.clone(),
         exp: now.saturating_add(ttl.as_secs()),
@@ -103,11 +119,36 @@ pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, Auth
     .map_err(|e| AuthError::Signing(e.to_string()))
 }
 
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SECRET: &str = "a-test-secret-of-reasonable-length";
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn verify(secret: &str, token: &str) -> Result<Claims, AuthError> {
+        super::verify(secret, token, DAY)
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let user = "alice".to_string();
+        let week = mint(SECRET, &user, 7 * DAY).unwrap();
+        assert_eq!(verify(SECRET, &week), Err(AuthError::LivesTooLong(DAY)));
+        let message = AuthError::LivesTooLong(DAY).to_string();
+        assert!(message.contains("1d") && message.contains("MAX_TOKEN_LIFETIME"));
+        // Exactly the maximum is fine, and so is a longer one when allowed.
+        let day = mint(SECRET, &user, DAY).unwrap();
+        assert_eq!(verify(SECRET, &day).unwrap().sub, "alice");
+        assert!(super::verify(SECRET, &week, 7 * DAY).is_ok());
+    }
 
     #[test]
     fn a_minted_token_verifies_to_its_user() {

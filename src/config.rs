@@ -31,6 +31,12 @@ pub struct Config {
     pub rate_limit: f64,
     /// Chat messages a connection may send in one burst.
     pub rate_burst: f64,
+    /// Joins and leaves per second per connection, sustained: a budget of
+    /// its own, so presence churn cannot flood a room's members.
+    pub join_rate_limit: f64,
+    /// Joins and leaves a connection may send in one burst; enough for a
+    /// reconnecting client to rejoin every room it may be in.
+    pub join_rate_burst: f64,
     /// Queued outgoing frames after which a slow connection is closed (1008).
     pub outbox_limit: usize,
     /// How often the server pings each connection.
@@ -41,6 +47,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// HS256 secret for connection tokens; `None` trusts `?user=`.
     pub auth_secret: Option<Secret>,
+    /// How far ahead a token's `exp` may be. A leaked token cannot be
+    /// revoked (short of rotating `AUTH_SECRET`), so this bounds how long it
+    /// stays useful, whoever minted it.
+    pub max_token_lifetime: Duration,
     /// Open WebSocket connections on the whole server.
     pub max_connections: usize,
     /// Open WebSocket connections from one peer address; 0 is no cap.
@@ -68,11 +78,14 @@ impl Default for Config {
             max_message_len: 4096,
             rate_limit: 10.0,
             rate_burst: 20.0,
+            join_rate_limit: 5.0,
+            join_rate_burst: 100.0,
             outbox_limit: 1024,
             heartbeat_interval: Duration::from_secs(5),
             client_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             auth_secret: None,
+            max_token_lifetime: Duration::from_secs(24 * 3600),
             max_connections: 20_000,
             max_connections_per_ip: 0,
             max_pending_messages: 10_000,
@@ -165,6 +178,12 @@ impl Config {
         if let Some(v) = get("RATE_BURST") {
             config.rate_burst = rate("RATE_BURST", &v)?.max(1.0);
         }
+        if let Some(v) = get("JOIN_RATE_LIMIT") {
+            config.join_rate_limit = rate("JOIN_RATE_LIMIT", &v)?;
+        }
+        if let Some(v) = get("JOIN_RATE_BURST") {
+            config.join_rate_burst = rate("JOIN_RATE_BURST", &v)?.max(1.0);
+        }
         if let Some(v) = get("OUTBOX_LIMIT") {
             config.outbox_limit = count("OUTBOX_LIMIT", &v, 1)?;
         }
@@ -181,8 +200,24 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect();
         }
-        if let Some(v) = get("AUTH_SECRET") {
-            config.auth_secret = Some(Secret(v));
+        // Empty means unset (development mode), as documented; a value of
+        // only white space is a mistake (a stray space in `.env`), and
+        // reading it as unset would silently turn authentication off.
+        match lookup("AUTH_SECRET") {
+            Some(v) if !v.is_empty() && v.trim().is_empty() => {
+                return Err(ConfigError {
+                    variable: "AUTH_SECRET",
+                    value: v,
+                    reason: "it is only white space, which would turn authentication off; \
+                             leave it empty for development mode or set a real secret"
+                        .into(),
+                })
+            }
+            Some(v) if !v.is_empty() => config.auth_secret = Some(Secret(v)),
+            _ => {}
+        }
+        if let Some(v) = get("MAX_TOKEN_LIFETIME") {
+            config.max_token_lifetime = duration("MAX_TOKEN_LIFETIME", &v)?;
         }
         if let Some(v) = get("MAX_CONNECTIONS") {
             config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
@@ -260,6 +295,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(number * seconds_per_unit).ok()
 }
 
+/// Writes a whole number of seconds in the largest unit that divides it,
+/// as [`parse_duration`] reads it back (`1d`, `2h`, `15m`, `90s`).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +369,9 @@ mod tests {
             ("MAX_CONNECTIONS_PER_IP", "3"),
             ("MAX_PENDING_MESSAGES", "500"),
             ("MAX_PENDING_BYTES", "65536"),
+            ("JOIN_RATE_LIMIT", "2.5"),
+            ("JOIN_RATE_BURST", "40"),
+            ("MAX_TOKEN_LIFETIME", "7d"),
         ])
         .unwrap();
         assert_eq!(config.host, IpAddr::from([0, 0, 0, 0]));
@@ -347,6 +398,44 @@ mod tests {
         assert_eq!(config.max_connections_per_ip, 3);
         assert_eq!(config.max_pending_messages, 500);
         assert_eq!(config.max_pending_bytes, 65536);
+        assert_eq!(config.join_rate_limit, 2.5);
+        assert_eq!(config.join_rate_burst, 40.0);
+        assert_eq!(config.max_token_lifetime, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn the_join_budget_defaults_are_the_documented_ones() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.join_rate_limit, 5.0);
+        assert_eq!(config.join_rate_burst, 100.0);
+    }
+
+    #[test]
+    fn tokens_live_at_most_a_day_unless_told_otherwise() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.max_token_lifetime, Duration::from_secs(86400));
+        assert_eq!(format_duration(config.max_token_lifetime), "1d");
+        assert_eq!(format_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(900)), "15m");
+    }
+
+    #[test]
+    fn an_auth_secret_of_only_white_space_is_refused_naming_the_variable() {
+        for blank in [" ", "   ", "\t", " \n ", "\u{a0}"] {
+            let err = config_from(&[("AUTH_SECRET", blank)]).unwrap_err();
+            assert_eq!(err.variable, "AUTH_SECRET");
+            assert!(err.to_string().contains("AUTH_SECRET"), "{err}");
+            assert!(err.to_string().contains("white space"), "{err}");
+        }
+        // Empty still means unset: development mode, as documented.
+        assert_eq!(
+            config_from(&[("AUTH_SECRET", "")]).unwrap().auth_secret,
+            None
+        );
+        // A real secret is kept exactly, surrounding spaces included.
+        let config = config_from(&[("AUTH_SECRET", " s3cret ")]).unwrap();
+        assert_eq!(config.auth_secret.unwrap().expose(), " s3cret ");
     }
 
     #[test]
@@ -364,6 +453,10 @@ mod tests {
             ("MAX_PENDING_MESSAGES", "0"),
             ("MAX_PENDING_BYTES", "0"),
             ("MAX_PENDING_BYTES", "8MB"),
+            ("JOIN_RATE_LIMIT", "0"),
+            ("JOIN_RATE_BURST", "lots"),
+            ("MAX_TOKEN_LIFETIME", "forever"),
+            ("MAX_TOKEN_LIFETIME", "0s"),
         ] {
             let err = config_from(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);

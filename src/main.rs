@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use chatterbox::auth;
-use chatterbox::config::{parse_duration, Config};
+use chatterbox::config::{format_duration, parse_duration, Config};
 use chatterbox::startup::Application;
 
 /// A real-time WebSocket chat server. Without a subcommand it serves; it is
@@ -29,12 +29,14 @@ enum Command {
     Healthcheck,
     /// Print a signed connection token (HS256 JWT) for USER, made with the
     /// AUTH_SECRET of the environment (or .env). Connect with
-    /// `/ws?token=...`, or open the page at `/#token=...`.
+    /// `/ws?token=...` or an `Authorization: Bearer` header, or open the page
+    /// at `/#token=...`.
     Token {
         /// The user name the token vouches for (its `sub`).
         #[arg(long)]
         user: String,
-        /// How long the token is valid: a number with a unit (30s, 15m, 1h, 7d).
+        /// How long the token is valid: a number with a unit (30s, 15m, 1h, 7d),
+        /// at most MAX_TOKEN_LIFETIME (default 1d).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
     },
@@ -120,17 +122,33 @@ async fn wait_for_signal() {
 
 /// `chatterbox token`: prints a token on stdout, and nothing else there, so
 /// scripts can capture it.
+/// Read through [`Config`], so AUTH_SECRET and MAX_TOKEN_LIFETIME mean
+/// what they mean to the server: a token the server would refuse is not
+/// printed.
 fn token(user: &str, ttl: Duration) -> ExitCode {
-    let secret = match std::env::var("AUTH_SECRET") {
-        Ok(secret) if !secret.trim().is_empty() => secret,
-        _ => {
-            eprintln!(
-                "error: AUTH_SECRET is not set; the token must be signed with the server's secret"
-            );
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match auth::mint(&secret, &user.to_string(), ttl) {
+    let Some(secret) = config.auth_secret else {
+        eprintln!(
+            "error: AUTH_SECRET is not set; the token must be signed with the server's secret"
+        );
+        return ExitCode::FAILURE;
+    };
+    if ttl > config.max_token_lifetime {
+        eprintln!(
+            "error: --ttl {} is longer than MAX_TOKEN_LIFETIME ({}), so the server would refuse \
+             the token; use a shorter --ttl or raise MAX_TOKEN_LIFETIME (for the server too)",
+            format_duration(ttl),
+            format_duration(config.max_token_lifetime)
+        );
+        return ExitCode::FAILURE;
+    }
+    match auth::mint(secret.expose(), &user.to_string(), ttl) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -1,6 +1,7 @@
-//! The per-connection chat rate limit: a token bucket that starts full,
-//! refills at `rate` tokens a second up to `burst`, and is spent only by chat
-//! messages that pass every other check.
+//! The per-connection rate limits: a token bucket that starts full and
+//! refills at `rate` tokens a second up to `burst`. Each connection has two,
+//! one spent by chat messages and one by joins and leaves, each spent only
+//! by requests that pass every other check.
 
 use std::time::Instant;
 
@@ -26,6 +27,12 @@ impl TokenBucket {
     /// limit and must be dropped.
     pub fn try_take(&mut self) -> bool {
         self.try_take_at(Instant::now())
+    }
+
+    /// Returns a token taken for a request that was then refused for
+    /// another reason (the server's room cap, answered after the take).
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
     }
 
     fn try_take_at(&mut self, now: Instant) -> bool {
@@ -77,5 +84,25 @@ mod tests {
             (0..100).filter(|_| bucket.try_take_at(much_later)).count(),
             20
         );
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again_but_never_beyond_the_burst() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket {
+            refilled_at: start,
+            ..TokenBucket::new(0.001, 3.0)
+        };
+        while bucket.try_take_at(start) {}
+        bucket.give_back();
+        assert!(bucket.try_take_at(start));
+        assert!(!bucket.try_take_at(start));
+        // Giving back to a full bucket does not raise it past the burst.
+        let mut full = TokenBucket {
+            refilled_at: start,
+            ..TokenBucket::new(0.001, 3.0)
+        };
+        full.give_back();
+        assert_eq!((0..10).filter(|_| full.try_take_at(start)).count(), 3);
     }
 }

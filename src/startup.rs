@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_files::Files;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
@@ -17,7 +16,7 @@ use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
-use crate::http::{api, ws, AppState};
+use crate::http::{api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -114,9 +113,12 @@ impl Application {
             caps,
             backlog,
         });
-        let static_dir = config.static_dir.clone();
+        // Resolved once: files are served only from inside this real path.
+        let static_root = static_files::resolve(&config.static_dir)
+            .map_err(|_| StartupError::StaticDir(config.static_dir.display().to_string()))?;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(static_files::security_headers())
                 .app_data(state.clone())
                 .route("/ws", web::get().to(ws::upgrade))
                 .route("/health", web::get().to(api::health))
@@ -128,7 +130,7 @@ impl Application {
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
                         .default_service(web::to(api::not_found)),
                 )
-                .service(Files::new("/", &static_dir).index_file("index.html"))
+                .service(static_files::service(&static_root))
         })
         // Chat frames are small and latency matters: no Nagle delay.
         .on_connect(|conn, _| {

@@ -1069,6 +1069,61 @@
     try { return decodeURIComponent(match[1]); } catch (_) { return match[1]; }
   }
 
+  // A token handed over (a `#token=` link) while the page may already be
+  // signed in. Nobody signed in: sign in with it. The same user: a fresh
+  // token replaces the old one quietly (the open connection stays). Another
+  // user: ask first, and keep the current one unless the person agrees.
+  // A token that cannot work is said, and the current user stays.
+  function offerToken(token) {
+    if (!state.user) {
+      state.authMode = 'token';
+      signInWithToken(token);
+      return;
+    }
+    const problem = tokenProblem(token);
+    if (problem) {
+      showError(`The link's token was not used: ${problem}`, 'link-token');
+      return;
+    }
+    const user = tokenClaims(token).sub;
+    if (user === state.user && state.authMode === 'token') {
+      state.token = token;
+      store(sessionStorage, SS_TOKEN, token);
+      return;
+    }
+    if (user === state.user) { // signed in by name: now with a token, as the server asks
+      switchToToken(token);
+      return;
+    }
+    askToSwitch(token, user);
+  }
+
+  function switchToToken(token) {
+    signOut();
+    state.authMode = 'token';
+    signInWithToken(token);
+  }
+
+  function askToSwitch(token, user) {
+    const dialog = $('switch-user');
+    // A second link while asking replaces the first.
+    dialog.dataset.token = token;
+    $('switch-text').textContent =
+      `This link signs in as ${user}. You are signed in as ${state.user}. Switch to ${user}?`;
+    $('switch-keep').textContent = `Stay as ${state.user}`;
+    $('switch-accept').textContent = `Switch to ${user}`;
+    dialog.returnValue = '';
+    if (!dialog.open) dialog.showModal();
+    $('switch-keep').focus();
+  }
+
+  function answerSwitch() {
+    const dialog = $('switch-user');
+    const token = dialog.dataset.token;
+    delete dialog.dataset.token;
+    if (dialog.returnValue === 'switch' && token) switchToToken(token);
+  }
+
   // Signs in with `token`, or shows the token form with what is wrong.
   function signInWithToken(token) {
     const problem = tokenProblem(token);
@@ -1151,23 +1206,32 @@
     window.addEventListener('online', () => { if (state.user && !state.ws) { state.attempt = 0; connect(); } });
 
     // A token handed over while the page is already open (a second
-    // `#token=` link opened in this tab) replaces whoever is signed in.
+    // `#token=` link opened in this tab): see offerToken.
     window.addEventListener('hashchange', () => {
       const token = tokenFromFragment();
-      if (!token) return;
-      state.authMode = 'token';
-      if (state.user) signOut();
-      signInWithToken(token);
+      if (token) offerToken(token);
     });
+    $('switch-user').addEventListener('close', answerSwitch);
 
     const fragmentToken = tokenFromFragment();
     state.authMode = await detectAuthMode();
     // A token in the address means this server wants tokens, even when
     // /health could not be read just now (the server may be restarting).
     if (fragmentToken) state.authMode = 'token';
-    if (state.user) return; // a hashchange signed in meanwhile
+    if (state.user) { // a hashchange signed in meanwhile
+      if (fragmentToken) offerToken(fragmentToken);
+      return;
+    }
     if (state.authMode === 'token') {
-      const token = fragmentToken || load(sessionStorage, SS_TOKEN);
+      // This tab was signed in (its token is in sessionStorage) and is
+      // loaded again with a link: the link is offered, as in a running tab.
+      const saved = load(sessionStorage, SS_TOKEN);
+      if (saved && !tokenProblem(saved) && fragmentToken) {
+        signInWithToken(saved);
+        offerToken(fragmentToken);
+        return;
+      }
+      const token = fragmentToken || saved;
       if (token) { signInWithToken(token); return; }
       showLogin();
       return;

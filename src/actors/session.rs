@@ -1,7 +1,7 @@
 //! `ChatSession`: one actor per WebSocket connection. It turns client frames
 //! into typed requests (answering bad ones with the protocol's `error`),
-//! enforces the per-connection limits (rooms, chat rate, message size,
-//! outbox), keeps the connection alive with pings, and writes what rooms
+//! enforces the per-connection limits (rooms, chat rate, join/leave rate,
+//! message size, outbox), keeps the connection alive with pings, and writes what rooms
 //! send it.
 
 use std::collections::HashMap;
@@ -49,6 +49,9 @@ pub struct ChatSession {
     rate: TokenBucket,
     /// The server's bound on chat accepted and not yet stored.
     backlog: Arc<Backlog>,
+    /// Spent by joins and leaves: each one is broadcast to a whole room, so
+    /// presence churn has a budget of its own.
+    join_rate: TokenBucket,
     fragments: Option<Fragments>,
     metrics: Arc<Metrics>,
     /// This connection's place under the connection caps, given back when
@@ -71,6 +74,7 @@ impl ChatSession {
             server,
             rate: TokenBucket::new(config.rate_limit, config.rate_burst),
             backlog,
+            join_rate: TokenBucket::new(config.join_rate_limit, config.join_rate_burst),
             config,
             rooms: HashMap::new(),
             outbox: Arc::new(OutboxState::default()),
@@ -117,21 +121,7 @@ impl ChatSession {
                 since,
                 reference,
             } => self.join(room, since, reference, ctx),
-            ClientFrame::Leave { room, reference } => {
-                if self.rooms.remove(&room).is_some() {
-                    self.server.do_send(server::Leave {
-                        session: self.id,
-                        room,
-                    });
-                } else {
-                    self.send_error(
-                        ctx,
-                        ErrorCode::NotJoined,
-                        &format!("you are not in room {room}"),
-                        reference.as_deref(),
-                    );
-                }
-            }
+            ClientFrame::Leave { room, reference } => self.leave(room, reference, ctx),
             ClientFrame::Chat {
                 room,
                 text,
@@ -207,6 +197,9 @@ impl ChatSession {
                 reference.as_deref(),
             );
         }
+        if !self.join_rate.try_take() {
+            return self.join_rate_limited("join", &room, reference.as_deref(), ctx);
+        }
         let request = self.server.send(server::Join {
             session: self.id,
             user: self.user.clone(),
@@ -223,16 +216,65 @@ impl ChatSession {
                     Ok(Ok(addr)) => {
                         session.rooms.insert(room, addr);
                     }
-                    Ok(Err(e @ JoinError::TooManyRooms(_))) => session.send_error(
-                        ctx,
-                        ErrorCode::TooManyRooms,
-                        &e.to_string(),
-                        reference.as_deref(),
-                    ),
+                    Ok(Err(e @ JoinError::TooManyRooms(_))) => {
+                        // Refused for another reason than the budget: the
+                        // token taken above is not spent.
+                        session.join_rate.give_back();
+                        session.send_error(
+                            ctx,
+                            ErrorCode::TooManyRooms,
+                            &e.to_string(),
+                            reference.as_deref(),
+                        )
+                    }
                     Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
                         session.close(ctx, CloseCode::Away, "server shutting down")
                     }
                 }),
+        );
+    }
+
+    fn leave(
+        &mut self,
+        room: RoomName,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.rooms.contains_key(&room) {
+            return self.send_error(
+                ctx,
+                ErrorCode::NotJoined,
+                &format!("you are not in room {room}"),
+                reference.as_deref(),
+            );
+        }
+        if !self.join_rate.try_take() {
+            return self.join_rate_limited("leave", &room, reference.as_deref(), ctx);
+        }
+        self.rooms.remove(&room);
+        self.server.do_send(server::Leave {
+            session: self.id,
+            room,
+        });
+    }
+
+    /// A join or leave past the join/leave budget: refused, nothing changes.
+    fn join_rate_limited(
+        &self,
+        what: &str,
+        room: &str,
+        reference: Option<&str>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        self.send_error(
+            ctx,
+            ErrorCode::RateLimited,
+            &format!(
+                "more than {} joins and leaves a second (bursts of {}); this {what} of room \
+                 {room} was refused and changed nothing",
+                self.config.join_rate_limit, self.config.join_rate_burst
+            ),
+            reference,
         );
     }
 

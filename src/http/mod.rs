@@ -1,9 +1,11 @@
 //! The HTTP side: the `/ws` upgrade ([`ws`]), the REST API and health check
-//! ([`api`]), and their shared error type ([`error`]). Routes are put
+//! ([`api`]), the browser client's files and the security headers
+//! ([`static_files`]), and their shared error type ([`error`]). Routes are put
 //! together in [`crate::startup`].
 
 pub mod api;
 pub mod error;
+pub mod static_files;
 pub mod ws;
 
 use std::sync::Arc;

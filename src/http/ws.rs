@@ -1,11 +1,13 @@
-//! `GET /ws?user=NAME` (or `?token=JWT` when `AUTH_SECRET` is set): checks
+//! `GET /ws?user=NAME` (or `?token=JWT`, or `Authorization: Bearer JWT`,
+//! when `AUTH_SECRET` is set): checks
 //! who is asking, where from and whether there is room for them, then hands
 //! the connection to a [`ChatSession`]. Every refusal is a JSON error,
 //! counted in the metrics and logged (never with the token).
 
 use std::collections::HashMap;
 
-use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use super::error::ApiError;
@@ -13,6 +15,7 @@ use super::AppState;
 use crate::actors::session::ChatSession;
 use crate::auth;
 use crate::caps::CapReached;
+use crate::config::Config;
 use crate::metrics::Refusal;
 use crate::protocol::{is_valid_user, UserName};
 
@@ -37,11 +40,8 @@ pub async fn upgrade(
                 ApiError::BadRequest(format!("bad query string: {e}")),
             )
         })?;
-    let user = identify(
-        &query,
-        state.config.auth_secret.as_ref().map(|s| s.expose()),
-    )
-    .map_err(|(refusal, error)| refuse(refusal, error))?;
+    let user = identify(&query, req.headers(), &state.config)
+        .map_err(|(refusal, error)| refuse(refusal, error))?;
     check_origin(&req, &state.config.allowed_origins)
         .map_err(|error| refuse(Refusal::Origin, error))?;
     ws::handshake(&req).map_err(|e| {
@@ -79,9 +79,14 @@ pub async fn upgrade(
 
 /// The user this connection speaks as: from a verified token when a secret
 /// is configured, else the `user` parameter as given (development mode).
+/// The token comes in `?token=` (browsers cannot set headers on a
+/// WebSocket) or an `Authorization: Bearer` header (other clients, which
+/// keep it out of URLs and access logs); given both ways, the two must be
+/// the same token.
 fn identify(
     query: &HashMap<String, String>,
-    secret: Option<&str>,
+    headers: &HeaderMap,
+    config: &Config,
 ) -> Result<UserName, (Refusal, ApiError)> {
     let user = query.get("user");
     if let Some(user) = user {
@@ -94,7 +99,7 @@ fn identify(
             ));
         }
     }
-    let Some(secret) = secret else {
+    let Some(secret) = config.auth_secret.as_ref().map(|s| s.expose()) else {
         return user.cloned().ok_or_else(|| {
             (
                 Refusal::BadRequest,
@@ -102,12 +107,24 @@ fn identify(
             )
         });
     };
-    let token = query.get("token").ok_or((
-        Refusal::Unauthorized,
-        ApiError::Unauthorized(auth::AuthError::Missing.to_string()),
-    ))?;
-    let claims = auth::verify(secret, token)
-        .map_err(|e| (Refusal::Unauthorized, ApiError::Unauthorized(e.to_string())))?;
+    let unauthorized = |why: String| (Refusal::Unauthorized, ApiError::Unauthorized(why));
+    let token = match (query.get("token"), bearer(headers).map_err(unauthorized)?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err((
+                Refusal::BadRequest,
+                ApiError::BadRequest(
+                    "two different tokens: token= and the Authorization header must be the \
+                     same token (or give just one)"
+                        .into(),
+                ),
+            ))
+        }
+        (Some(token), _) => token.as_str(),
+        (None, Some(token)) => token,
+        (None, None) => return Err(unauthorized(auth::AuthError::Missing.to_string())),
+    };
+    let claims = auth::verify(secret, token, config.max_token_lifetime)
+        .map_err(|e| unauthorized(e.to_string()))?;
     match user {
         Some(user) if *user != claims.sub => Err((
             Refusal::UserMismatch,
@@ -117,6 +134,24 @@ fn identify(
             )),
         )),
         _ => Ok(claims.sub),
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, if there is one. Any
+/// other scheme is refused rather than ignored: the client meant to
+/// authenticate and would otherwise get a puzzling "token required".
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, String> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default().trim();
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err("the Authorization header must be \"Bearer JWT\"".into()),
     }
 }
 

@@ -135,30 +135,107 @@ async fn with_auth_on_the_page_signs_in_with_a_token_from_the_fragment() {
 /// A JWT whose payload is `{"sub":"bob"}`: no `exp`.
 const NO_EXP: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl";
 
+/// The switch-user dialog is open and asks about `from` and `to`.
+const ASKING: &str = "const d = document.getElementById('switch-user');
+     return d.open ? document.getElementById('switch-text').textContent : false;";
+
 #[actix_web::test]
-async fn a_token_opened_in_a_tab_already_showing_the_page_switches_user() {
+async fn a_token_link_for_another_user_asks_before_switching() {
     let Some(browser) =
-        browser_or_skip("a_token_opened_in_a_tab_already_showing_the_page_switches_user").await
+        browser_or_skip("a_token_link_for_another_user_asks_before_switching").await
     else {
         return;
     };
     let app = spawn_app_with(|c| c.auth_secret = Some(SECRET.into())).await;
-    let mint = |user: &str| {
-        auth::mint(SECRET, &user.to_string(), Duration::from_secs(600)).expect("a token")
+    let mint = |user: &str, ttl: u64| {
+        auth::mint(SECRET, &user.to_string(), Duration::from_secs(ttl)).expect("a token")
     };
     let online = "return document.getElementById('conn').dataset.state === 'online'";
     let me = "return document.getElementById('me-name').textContent";
+    let saved = "return sessionStorage.getItem('chatterbox.token')";
 
     // Signed in as alice, a link with bob's token is opened in the same tab.
     let page = browser.page().await;
-    page.open(&app.url(&format!("/#token={}", mint("alice"))))
-        .await;
+    let alice = mint("alice", 600);
+    page.open(&app.url(&format!("/#token={alice}"))).await;
     page.wait_for("alice's connection to open", online).await;
-    assert_eq!(page.js(me).await, json!("alice"));
+    let connects = "return document.getElementById('conn').dataset.connects";
+    let alice_connects = page.js(connects).await;
     page.client
-        .goto(&app.url(&format!("/#token={}", mint("bob"))))
+        .goto(&app.url(&format!("/#token={}", mint("bob", 600))))
         .await
         .expect("the fragment changes");
+    let question = page.wait_for("the page to ask", ASKING).await;
+    let question = question.as_str().unwrap_or_default();
+    assert!(
+        question.contains("bob") && question.contains("alice"),
+        "{question}"
+    );
+    assert_eq!(
+        page.js(me).await,
+        json!("alice"),
+        "nothing changes while asking"
+    );
+    assert_eq!(
+        page.js("return location.hash.includes('token')").await,
+        json!(false),
+        "the token leaves the address bar at once"
+    );
+    // Declining keeps alice, her token and her connection.
+    page.click("#switch-keep").await;
+    page.wait_for_value(
+        "the dialog to close",
+        "return document.getElementById('switch-user').open",
+        json!(false),
+    )
+    .await;
+    assert_eq!(page.js(me).await, json!("alice"));
+    assert_eq!(page.js(saved).await, json!(alice));
+    assert_eq!(page.js(online).await, json!(true));
+    assert_eq!(
+        page.js(connects).await,
+        alice_connects,
+        "alice was not reconnected"
+    );
+
+    // Alice's own fresh token replaces the old one without a question.
+    let fresh = mint("alice", 900);
+    page.client
+        .goto(&app.url(&format!("/#token={fresh}")))
+        .await
+        .expect("the fragment changes");
+    page.wait_for_value("the fresh token to be kept", saved, json!(fresh))
+        .await;
+    assert_eq!(
+        page.js(ASKING).await,
+        json!(false),
+        "no question for the same user"
+    );
+    assert_eq!(page.js(me).await, json!("alice"));
+
+    // Reloaded with a link for carol (the tab's token is alice's): asked too.
+    page.client
+        .goto(&app.url(&format!("/?again#token={}", mint("carol", 600))))
+        .await
+        .expect("the page loads");
+    let question = page.wait_for("the page to ask on load", ASKING).await;
+    assert!(
+        question.as_str().unwrap_or_default().contains("carol"),
+        "{question}"
+    );
+    assert_eq!(page.js(me).await, json!("alice"));
+    page.click("#switch-keep").await;
+    page.wait_for("alice's connection to open again", online)
+        .await;
+    assert_eq!(page.js(me).await, json!("alice"));
+
+    // Accepting switches.
+    page.client
+        .goto(&app.url(&format!("/?again#token={}", mint("bob", 600))))
+        .await
+        .expect("the fragment changes");
+    page.wait_for("the page to ask again", ASKING).await;
+    page.click("#switch-accept").await;
     page.wait_for_value("bob to be signed in", me, json!("bob"))
         .await;
     page.wait_for("bob's connection to open", online).await;
@@ -166,6 +243,13 @@ async fn a_token_opened_in_a_tab_already_showing_the_page_switches_user() {
         page.js("return location.hash.includes('token')").await,
         json!(false),
         "bob's token is taken out of the address bar"
+    );
+    assert_eq!(
+        page.js(saved)
+            .await
+            .as_str()
+            .map(|t| t != alice && t != fresh),
+        Some(true)
     );
     // The server sees bob, not alice.
     page.join("swapped").await;
@@ -182,10 +266,11 @@ async fn a_token_opened_in_a_tab_already_showing_the_page_switches_user() {
     )
     .await;
     page.client
-        .goto(&app.url(&format!("/#token={}", mint("carol"))))
+        .goto(&app.url(&format!("/#token={}", mint("carol", 600))))
         .await
         .expect("the fragment changes");
     page.wait_for("carol's connection to open", online).await;
+    assert_eq!(page.js(ASKING).await, json!(false), "nobody to ask about");
     assert_eq!(page.js(me).await, json!("carol"));
     assert_eq!(
         page.js("return location.hash.includes('token')").await,
