@@ -17,6 +17,8 @@
 //! * [`caps`]: the caps on open connections, in all and per address.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
+//! * [`cli`]: what the binary runs: the server until a signal, the health
+//!   probe and the token minter.
 //!
 //! The path of one chat message: session → room → history (stored, group
 //! commit) → room → every member's session.
@@ -24,6 +26,7 @@
 pub mod actors;
 pub mod auth;
 pub mod caps;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
