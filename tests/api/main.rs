@@ -8,7 +8,6 @@ mod errors;
 mod healthcheck;
 mod helpers;
 mod history;
-mod loadtest;
 mod metrics;
 mod presence;
 mod process;
