@@ -6,34 +6,50 @@
 # Three stages: `planner` reduces the sources to what dependency resolution
 # needs, `builder` compiles the dependencies in a layer of their own (reused
 # until Cargo.toml or Cargo.lock change) and then the crate, and the final
-# stage holds only the release binary and static/. Works with the classic
+# stage holds only the release binary and static/. Only the server is built:
+# none of the load tester's dependencies are compiled. Works with the classic
 # builder and with BuildKit; needs no registry beyond crates.io.
 
 # --- planner: the dependency skeleton, and the sources the binary needs -----
 FROM rust:1-bookworm AS planner
 WORKDIR /src
 COPY . .
-# Cargo refuses a manifest that names a target ([[bin]], [[bench]], ...)
-# whose source file is missing, so the dependency layer gets a stub at the
-# path cargo itself reports for the lib and for every target of a kind the
-# manifest declares; targets cargo only discovers (examples/*.rs, tests/*.rs
-# when there is no [[example]], [[test]]) need none, so adding one keeps the
-# cache. Whatever targets the manifest names after a merge, the stubs follow,
-# and a change to the sources alone leaves the skeleton byte-identical (so the
-# dependency layer below stays cached). Build scripts are copied as they are.
+# The workspace has two packages: the server (the root) and the load tester
+# (loadtest/), which the image does not build. Cargo needs every member's
+# manifest, and refuses a manifest whose package has no target or names one
+# ([[bin]], [[bench]], ...) whose source file is missing, so the dependency
+# layer gets each member's Cargo.toml and a stub at the path cargo itself
+# reports for every lib, every bin, and every target of a kind that its
+# package's manifest declares; targets cargo only discovers (examples/*.rs,
+# tests/*.rs when there is no [[example]], [[test]]) need none, so adding one
+# keeps the cache. Whatever targets the manifests name after a merge, the
+# stubs follow, and a change to the sources alone leaves the skeleton
+# byte-identical (so the dependency layer below stays cached). Build scripts
+# are copied as they are.
 RUN set -eu; \
     mkdir -p /skeleton; \
-    cp Cargo.toml Cargo.lock /skeleton/; \
-    cargo metadata --no-deps --offline --format-version 1 \
-      | sed 's/{"kind":/\n&/g' \
+    cp Cargo.lock /skeleton/; \
+    cargo metadata --no-deps --offline --format-version 1 > /tmp/metadata; \
+    grep -o '"manifest_path":"/src/[^"]*"' /tmp/metadata \
+      | sed 's/^"manifest_path":"\/src\///; s/"$//' > /tmp/manifests; \
+    grep -qx Cargo.toml /tmp/manifests; \
+    while read -r manifest; do \
+      mkdir -p "/skeleton/$(dirname "$manifest")"; \
+      cp "$manifest" "/skeleton/$manifest"; \
+      echo "manifest: $manifest"; \
+    done < /tmp/manifests; \
+    sed 's/{"kind":/\n&/g' /tmp/metadata \
       | sed -n 's/^{"kind":\["\([^"]*\)".*"src_path":"\/src\/\([^"]*\)".*/\1 \2/p' \
       > /tmp/targets; \
     test -s /tmp/targets; \
     while read -r kind path; do \
+      manifest=$(dirname "$path"); \
+      until [ -f "$manifest/Cargo.toml" ]; do manifest=$(dirname "$manifest"); done; \
       case "$kind" in \
         custom-build) stub=copy ;; \
         lib|rlib|dylib|cdylib|staticlib|proc-macro) stub=empty ;; \
-        *) if grep -q "^[[:space:]]*\[\[$kind\]\]" Cargo.toml; then stub=main; else continue; fi ;; \
+        bin) stub=main ;; \
+        *) if grep -q "^[[:space:]]*\[\[$kind\]\]" "$manifest/Cargo.toml"; then stub=main; else continue; fi ;; \
       esac; \
       mkdir -p "/skeleton/$(dirname "$path")"; \
       case "$stub" in \
@@ -43,11 +59,19 @@ RUN set -eu; \
       esac; \
       echo "stub ($stub): $path"; \
     done < /tmp/targets; \
+    while read -r manifest; do \
+      member=$(dirname "$manifest"); \
+      [ "$member" = . ] && continue; \
+      rm -rf "$member"; \
+      cp -a "/skeleton/$member" "$member"; \
+      echo "skeleton only: $member"; \
+    done < /tmp/manifests; \
     rm -rf static docs tests README.md
 # static/ goes into the image as files, not into the binary: the builder takes
 # the sources from here without it, so a change to the page alone reuses the
 # compiled binary. Docs and integration tests are not compiled into the
-# binary either, so editing them does not rebuild it.
+# binary either, so editing them does not rebuild it; nor is the load tester:
+# the builder gets only its skeleton, so editing it rebuilds nothing here.
 # (The stage labels let scripts/docker-smoke.sh prune its stale build stages.)
 LABEL chatterbox.build-stage=planner
 
@@ -57,12 +81,12 @@ WORKDIR /src
 ENV CARGO_TERM_COLOR=never \
     CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY --from=planner /skeleton/ ./
-RUN cargo build --release --locked --bin chatterbox
+RUN cargo build --release --locked -p chatterbox --bin chatterbox
 COPY --from=planner /src/ ./
 # The real sources may be older than the stub build: touch them so cargo
 # rebuilds the crate, and make sure the result is the server, not the stub.
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
- && cargo build --release --locked --bin chatterbox \
+ && cargo build --release --locked -p chatterbox --bin chatterbox \
  && ./target/release/chatterbox --version | grep -q '^chatterbox '
 LABEL chatterbox.build-stage=builder
 

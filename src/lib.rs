@@ -20,6 +20,8 @@
 //!   delivered (`overloaded` past it).
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
+//! * [`cli`]: what the binary runs: the server until a signal, the health
+//!   probe and the token minter.
 //!
 //! The path of one chat message: session → room → history (stored, group
 //! commit) → room → every member's session.
@@ -28,6 +30,7 @@ pub mod actors;
 pub mod auth;
 pub mod backlog;
 pub mod caps;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;

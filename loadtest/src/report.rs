@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{Outcome, Shared};
 use crate::scenarios::Plan;
@@ -268,41 +267,35 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// `GET /api/rooms/{room}` over plain HTTP/1.1: the room's stored count.
+/// `GET /api/rooms/{room}`: the room's stored count. ureq is blocking, so
+/// the request runs on tokio's blocking pool.
 pub async fn stored_count(ws_url: &str, room: &str) -> Result<u64, String> {
     let authority = ws_url.trim_start_matches("ws://");
-    let fetch = async {
-        let mut tcp = tokio::net::TcpStream::connect(authority)
-            .await
-            .map_err(|e| format!("REST: cannot connect: {e}"))?;
-        let request = format!(
-            "GET /api/rooms/{room} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-        );
-        tcp.write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("REST: {e}"))?;
-        let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer)
-            .await
-            .map_err(|e| format!("REST: {e}"))?;
-        let text = String::from_utf8_lossy(&answer);
-        // A room that is not active and stored nothing is a 404: it stored 0.
-        if text.split_whitespace().nth(1) == Some("404") {
-            return Ok(0);
-        }
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body)
-            .ok_or("REST: no HTTP body")?;
-        let json: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| format!("REST: body is not JSON: {e}"))?;
-        json.get("messages")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| format!("REST: no message count for room {room}: {body}"))
-    };
-    tokio::time::timeout(Duration::from_secs(10), fetch)
+    let url = format!("http://{authority}/api/rooms/{room}");
+    let room = room.to_owned();
+    tokio::task::spawn_blocking(move || fetch_stored_count(&url, &room))
         .await
-        .map_err(|_| "REST: no answer in 10 s".to_string())?
+        .map_err(|e| format!("REST: {e}"))?
+}
+
+fn fetch_stored_count(url: &str, room: &str) -> Result<u64, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let body = match agent.get(url).call() {
+        Ok(response) => response.into_string().map_err(|e| format!("REST: {e}"))?,
+        // A room that is not active and stored nothing is a 404: it stored 0.
+        Err(ureq::Error::Status(404, _)) => return Ok(0),
+        Err(ureq::Error::Status(status, _)) => {
+            return Err(format!("REST: {url} answered {status}"))
+        }
+        Err(ureq::Error::Transport(e)) => return Err(format!("REST: {e}")),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("REST: body is not JSON: {e}"))?;
+    json.get("messages")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| format!("REST: no message count for room {room}: {body}"))
 }
 
 #[derive(Debug, Serialize)]

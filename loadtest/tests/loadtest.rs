@@ -1,13 +1,15 @@
-//! The load tester (`loadtest`) against the real server binary: a small,
-//! short run of each kind that checks the tool's accounting end to end.
-//! Nothing here asserts speed.
+//! The load tester (`loadtest`) against the real server in a process of
+//! its own: a small, short run of each kind that checks the tool's
+//! accounting end to end. Nothing here asserts speed.
+
+mod server;
 
 use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::ServerProcess;
+use server::ServerProcess;
 
 /// Runs `loadtest --json` against `server` with `args`; its exit code and result.
 fn loadtest(server: &ServerProcess, args: &[&str]) -> (i32, Value) {
