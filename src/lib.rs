@@ -16,6 +16,8 @@
 //! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.
 //! * [`caps`]: the caps on open connections, in all and per address.
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
+//! * [`watchdog`]: closes WebSockets whose socket stopped taking data,
+//!   which nothing inside the session can do.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
 //!
 //! The path of one chat message: session → room → history (stored, group
@@ -31,3 +33,4 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod watchdog;

@@ -15,6 +15,7 @@ use crate::actors::server::ChatServer;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::watchdog::Watchdog;
 
 /// What every handler can reach, shared through `web::Data`.
 pub struct AppState {
@@ -23,4 +24,6 @@ pub struct AppState {
     pub history: History,
     pub metrics: Arc<Metrics>,
     pub caps: Arc<ConnectionCaps>,
+    /// Drops the TCP connection of a WebSocket whose socket froze.
+    pub watchdog: Watchdog,
 }

@@ -5,6 +5,7 @@ mod auth;
 mod caps;
 mod chat;
 mod errors;
+mod frozen;
 mod helpers;
 mod history;
 mod loadtest;
