@@ -173,12 +173,18 @@ impl Watchdog {
         let weak = Arc::downgrade(&registry);
         std::thread::Builder::new()
             .name("chatterbox-watchdog".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(registry) = weak.upgrade() else {
-                    return;
-                };
-                scan(&registry, rule, &metrics);
+            .spawn(move || {
+                // On a fixed schedule, so the time a scan takes does not
+                // add up into a later look.
+                let mut next = std::time::Instant::now();
+                loop {
+                    next += interval;
+                    std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+                    let Some(registry) = weak.upgrade() else {
+                        return;
+                    };
+                    scan(&registry, rule, &metrics);
+                }
             })?;
         Ok(Watchdog { registry })
     }
