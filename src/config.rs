@@ -231,7 +231,28 @@ impl Config {
         if let Some(v) = get("MAX_PENDING_BYTES") {
             config.max_pending_bytes = count("MAX_PENDING_BYTES", &v, 1)?;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks what no single variable can: CLIENT_TIMEOUT must be longer
+    /// than HEARTBEAT_INTERVAL. A healthy idle client is heard from (its
+    /// pong) and its socket polled (the ping) once a heartbeat, so with a
+    /// shorter timeout every idle connection would be dropped as silent, or
+    /// as frozen by the watchdog.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_timeout <= self.heartbeat_interval {
+            return Err(ConfigError {
+                variable: "CLIENT_TIMEOUT",
+                value: format!("{:?}", self.client_timeout),
+                reason: format!(
+                    "must be longer than HEARTBEAT_INTERVAL ({:?}): a healthy idle connection \
+                     is heard from only once a heartbeat",
+                    self.heartbeat_interval
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -457,11 +478,28 @@ mod tests {
             ("JOIN_RATE_BURST", "lots"),
             ("MAX_TOKEN_LIFETIME", "forever"),
             ("MAX_TOKEN_LIFETIME", "0s"),
+            ("CLIENT_TIMEOUT", "5s"),
+            ("CLIENT_TIMEOUT", "4s"),
         ] {
             let err = config_from(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);
             assert!(err.to_string().contains(name), "{err}");
             assert!(err.to_string().contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn a_client_timeout_not_longer_than_the_heartbeat_is_refused() {
+        for (heartbeat, timeout) in [("5s", "5s"), ("2s", "1s"), ("250ms", "250ms")] {
+            let err = config_from(&[
+                ("HEARTBEAT_INTERVAL", heartbeat),
+                ("CLIENT_TIMEOUT", timeout),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "CLIENT_TIMEOUT");
+            assert!(err.to_string().contains("HEARTBEAT_INTERVAL"), "{err}");
+        }
+        let ok = config_from(&[("HEARTBEAT_INTERVAL", "1s"), ("CLIENT_TIMEOUT", "1100ms")]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

@@ -19,6 +19,8 @@
 //! * [`backlog`]: the bound on chat accepted but not yet stored and
 //!   delivered (`overloaded` past it).
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
+//! * [`watchdog`]: closes WebSockets whose socket stopped taking data,
+//!   which nothing inside the session can do.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
 //! * [`cli`]: what the binary runs: the server until a signal, the health
 //!   probe and the token minter.
@@ -38,3 +40,4 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod startup;
 pub mod store;
+pub mod watchdog;

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub slow_client_closes: IntCounter,
     /// Connections dropped because nothing arrived for CLIENT_TIMEOUT.
     pub heartbeat_timeouts: IntCounter,
+    /// Connections whose socket stopped taking data, dropped by the
+    /// watchdog (their session could no longer run to close them).
+    pub frozen_closes: IntCounter,
     /// Refused `/ws` upgrades, by reason.
     pub upgrades_refused: IntCounterVec,
     /// Time of one group commit attempt (the transaction and its fsync; a
@@ -147,6 +150,11 @@ impl Metrics {
                 "Connections dropped after CLIENT_TIMEOUT of silence.",
             )
             .expect("valid metric"),
+            frozen_closes: IntCounter::new(
+                "chatterbox_frozen_closes_total",
+                "Connections whose socket stopped taking data, dropped by the watchdog.",
+            )
+            .expect("valid metric"),
             upgrades_refused: IntCounterVec::new(
                 Opts::new(
                     "chatterbox_upgrades_refused_total",
@@ -220,7 +228,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -232,6 +240,7 @@ impl Metrics {
             Box::new(self.rate_limited.clone()),
             Box::new(self.slow_client_closes.clone()),
             Box::new(self.heartbeat_timeouts.clone()),
+            Box::new(self.frozen_closes.clone()),
             Box::new(self.upgrades_refused.clone()),
             Box::new(self.store_commit_seconds.clone()),
             Box::new(self.store_batch_size.clone()),

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::http::{api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
 
 /// Connections the kernel queues before they are accepted. A listener from
 /// `std::net::TcpListener::bind` gets 128 (and `HttpServer::backlog` does not
@@ -52,6 +53,10 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("STATIC_DIR {0} is not a folder")]
     StaticDir(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the connection watchdog: {0}")]
+    Watchdog(io::Error),
 }
 
 /// A built server, bound and ready to run.
@@ -74,6 +79,7 @@ impl Application {
     /// Must run inside an actix `System` (`#[actix_web::main]` or
     /// `#[actix_web::test]`).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        config.validate()?;
         if !config.static_dir.is_dir() {
             return Err(StartupError::StaticDir(
                 config.static_dir.display().to_string(),
@@ -94,6 +100,14 @@ impl Application {
             config.max_pending_bytes,
             metrics.clone(),
         );
+        let watchdog = Watchdog::start(
+            FrozenRule {
+                client_timeout: config.client_timeout,
+            },
+            config.heartbeat_interval,
+            metrics.clone(),
+        )
+        .map_err(StartupError::Watchdog)?;
 
         let address = format!("{}:{}", config.host, config.port);
         let listener = bind(config.host, config.port).map_err(|source| StartupError::Bind {
@@ -112,6 +126,7 @@ impl Application {
             metrics,
             caps,
             backlog,
+            watchdog,
         });
         // Resolved once: files are served only from inside this real path.
         let static_root = static_files::resolve(&config.static_dir)
@@ -132,10 +147,12 @@ impl Application {
                 )
                 .service(static_files::service(&static_root))
         })
-        // Chat frames are small and latency matters: no Nagle delay.
-        .on_connect(|conn, _| {
+        // Chat frames are small and latency matters: no Nagle delay. The
+        // socket is noted for the watchdog, should this become a WebSocket.
+        .on_connect(|conn, data| {
             if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
                 let _ = tcp.set_nodelay(true);
+                data.insert(ConnectionSocket::new(tcp));
             }
         })
         .disable_signals()

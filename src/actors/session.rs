@@ -14,7 +14,7 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
-use super::outbox::{Outbox, OutboxState, Outgoing};
+use super::outbox::{Outbox, OutboxState, Outgoing, Reserve};
 use super::room::{self, RoomActor};
 use super::server::{self, ChatServer, GoingAway, JoinError};
 use super::SessionId;
@@ -85,6 +85,12 @@ impl ChatSession {
         }
     }
 
+    /// What this connection queues for the HTTP dispatcher; the stream that
+    /// hands the frames over and the watchdog share it.
+    pub fn outbox(&self) -> Arc<OutboxState> {
+        self.outbox.clone()
+    }
+
     fn send_error(
         &self,
         ctx: &mut ws::WebsocketContext<Self>,
@@ -98,7 +104,38 @@ impl ChatSession {
             message,
             reference,
         };
-        ctx.text(frame.encode());
+        self.send_own(ctx, |ctx| ctx.text(frame.encode()));
+    }
+
+    /// Writes one of the session's own frames (an error, a ping, a pong):
+    /// they count against OUTBOX_LIMIT like the rooms' frames, so a client
+    /// that sends without reading cannot pile up answers. Past the bound
+    /// the connection is closed with 1008.
+    fn send_own(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        write: impl FnOnce(&mut ws::WebsocketContext<Self>),
+    ) {
+        match self.outbox.reserve(1, self.config.outbox_limit) {
+            Reserve::Queued => {
+                self.outbox.written(1);
+                write(ctx);
+            }
+            Reserve::Overflowed => self.overflowed(ctx),
+            Reserve::Closed => {}
+        }
+    }
+
+    /// The outbox passed OUTBOX_LIMIT: close with 1008.
+    fn overflowed(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.metrics.slow_client_closes.inc();
+        log::info!(
+            "connection {} of {}: outbox passed {} frames, closing (1008)",
+            self.id,
+            self.user,
+            self.config.outbox_limit
+        );
+        self.close(ctx, CloseCode::Policy, "reading too slowly");
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
@@ -340,9 +377,12 @@ impl Actor for ChatSession {
                     session.user
                 );
                 session.metrics.heartbeat_timeouts.inc();
+                // No close frame: it would not be read. The TCP connection
+                // ends as the session does.
+                session.outbox.abort();
                 ctx.stop();
             } else {
-                ctx.ping(b"");
+                session.send_own(ctx, |ctx| ctx.ping(b""));
             }
         });
         log::debug!("connection {} of {} opened", self.id, self.user);
@@ -374,9 +414,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ChatSession {
             ws::Message::Text(text) => self.on_text(&text, ctx),
             ws::Message::Binary(data) => self.on_message(false, data, ctx),
             ws::Message::Continuation(item) => self.on_fragment(item, ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Ping(payload) => self.send_own(ctx, |ctx| ctx.pong(&payload)),
             ws::Message::Pong(_) | ws::Message::Nop => {}
             ws::Message::Close(reason) => {
+                // The closing handshake is the client's: once the answer is
+                // out the TCP connection ends at once (see `watchdog`).
+                self.outbox.peer_closed();
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -389,17 +432,23 @@ impl Handler<Outgoing> for ChatSession {
 
     fn handle(&mut self, outgoing: Outgoing, ctx: &mut Self::Context) {
         match outgoing {
+            // The frames stay counted in the outbox until the dispatcher
+            // takes them off the context.
             Outgoing::Frame(frame) => {
-                self.outbox.taken(1);
                 // After an overflow, what is still queued is dropped: the
                 // close follows the data already written.
-                if !self.outbox.is_closed() {
+                if self.outbox.is_closed() {
+                    self.outbox.dropped(1);
+                } else {
+                    self.outbox.written(1);
                     ctx.text(frame);
                 }
             }
             Outgoing::Frames(frames) => {
-                self.outbox.taken(frames.len());
-                if !self.outbox.is_closed() {
+                if self.outbox.is_closed() {
+                    self.outbox.dropped(frames.len());
+                } else {
+                    self.outbox.written(frames.len());
                     // Encoded into the context's buffer back to back: one
                     // socket write for the whole batch.
                     for frame in frames.iter() {
@@ -407,16 +456,7 @@ impl Handler<Outgoing> for ChatSession {
                     }
                 }
             }
-            Outgoing::Overflowed => {
-                self.metrics.slow_client_closes.inc();
-                log::info!(
-                    "connection {} of {}: outbox passed {} frames, closing (1008)",
-                    self.id,
-                    self.user,
-                    self.config.outbox_limit
-                );
-                self.close(ctx, CloseCode::Policy, "reading too slowly");
-            }
+            Outgoing::Overflowed => self.overflowed(ctx),
         }
     }
 }

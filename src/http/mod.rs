@@ -18,6 +18,7 @@ use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::watchdog::Watchdog;
 
 /// What every handler can reach, shared through `web::Data`.
 pub struct AppState {
@@ -28,4 +29,6 @@ pub struct AppState {
     pub caps: Arc<ConnectionCaps>,
     /// Chat accepted and not yet stored: sessions admit each chat here.
     pub backlog: Arc<Backlog>,
+    /// Drops the TCP connection of a WebSocket whose socket froze.
+    pub watchdog: Watchdog,
 }

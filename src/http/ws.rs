@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use actix_http::ws::Codec;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
@@ -18,6 +19,7 @@ use crate::caps::CapReached;
 use crate::config::Config;
 use crate::metrics::Refusal;
 use crate::protocol::{is_valid_user, UserName};
+use crate::watchdog::{ConnectionSocket, Watched};
 
 pub async fn upgrade(
     req: HttpRequest,
@@ -44,7 +46,7 @@ pub async fn upgrade(
         .map_err(|(refusal, error)| refuse(refusal, error))?;
     check_origin(&req, &state.config.allowed_origins)
         .map_err(|error| refuse(Refusal::Origin, error))?;
-    ws::handshake(&req).map_err(|e| {
+    let mut response = ws::handshake(&req).map_err(|e| {
         refuse(
             Refusal::BadRequest,
             ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")),
@@ -71,10 +73,15 @@ pub async fn upgrade(
         state.backlog.clone(),
         Some(slot),
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.config.max_frame_bytes)
-        .start()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
+    // As `WsResponseBuilder::start` does, with the session's frames passed
+    // through `Watched` and the connection handed to the watchdog: once the
+    // socket stops taking data nothing inside the session runs any more.
+    let outbox = session.outbox();
+    let socket = req.conn_data::<ConnectionSocket>();
+    state.watchdog.watch(socket, outbox.clone());
+    let codec = Codec::new().max_size(state.config.max_frame_bytes);
+    let frames = ws::WebsocketContext::with_codec(session, stream, codec);
+    Ok(response.streaming(Watched::new(frames, outbox, socket)))
 }
 
 /// The user this connection speaks as: from a verified token when a secret

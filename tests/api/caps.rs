@@ -114,13 +114,25 @@ async fn slots_do_not_leak_over_thousands_of_connections() {
 
 /// A peer that stops reading and never sends again, with its socket full
 /// and its outbox past the limit: the room drops it at once, and within
-/// CLIENT_TIMEOUT the heartbeat ends the connection and frees its slot.
+/// CLIENT_TIMEOUT + HEARTBEAT_INTERVAL the server lets go of its TCP
+/// connection and its slot is free, while the peer that flooded it (reading
+/// all along) stays.
+///
+/// This used to pass without the stuck peer ever losing its slot: the
+/// flooder, which the test stopped reading, was the one the heartbeat
+/// dropped, and the count of open connections fell to one because of it.
+/// The stuck peer's session never ran again (its socket was full, so the
+/// HTTP dispatcher stopped polling it), until the test dropped it.
 #[actix_web::test]
 async fn a_peer_that_stops_reading_for_good_loses_its_slot() {
+    let heartbeat = Duration::from_millis(200);
+    // Long enough for the flood to fill the socket first: the stuck peer
+    // answers no ping, so the heartbeat would otherwise end it while its
+    // session can still run.
+    let timeout = Duration::from_secs(3);
     let app = spawn_app_with(|c| {
-        // Long enough for the flood to fill the socket first.
-        c.heartbeat_interval = Duration::from_millis(200);
-        c.client_timeout = Duration::from_secs(3);
+        c.heartbeat_interval = heartbeat;
+        c.client_timeout = timeout;
         c.outbox_limit = 16;
         c.max_message_len = 16_000;
         c.rate_limit = 1_000_000.0;
@@ -140,12 +152,14 @@ async fn a_peer_that_stops_reading_for_good_loses_its_slot() {
             sent < 5_000,
             "the stuck peer was never dropped from the room"
         );
-        for i in 0..20 {
+        // Half the outbox at a time: the flooder, which reads, never
+        // holds more than that.
+        for i in 0..8 {
             flooder.chat("flood", &big, &format!("f{sent}-{i}")).await;
         }
-        sent += 20;
+        sent += 8;
         let mut echoes = 0;
-        while echoes < 20 {
+        while echoes < 8 {
             let frame = flooder.recv().await;
             match frame["type"].as_str() {
                 Some("chat") => echoes += 1,
@@ -154,9 +168,28 @@ async fn a_peer_that_stops_reading_for_good_loses_its_slot() {
             }
         }
     }
-    wait_for_open(&app, 1.0).await;
-    // It went silent, so the heartbeat ended it.
-    let metrics = scrape(app.port).await;
-    assert_eq!(metrics.value("chatterbox_heartbeat_timeouts_total"), 1.0);
-    drop(stuck);
+
+    let start = tokio::time::Instant::now();
+    // How often the test looks: its resolution, allowed on top of the bound.
+    let mut resolution = Duration::ZERO;
+    let mut look = tokio::time::Instant::now();
+    loop {
+        resolution = resolution.max(look.elapsed());
+        look = tokio::time::Instant::now();
+        let open = scrape(app.port).await.value("chatterbox_connections");
+        if open == 1.0 && !crate::helpers::server_holds(app.port, &stuck) {
+            break;
+        }
+        assert!(
+            start.elapsed() <= timeout + heartbeat + resolution,
+            "{open} connections open and the server still holds the stuck peer's TCP \
+             connection after {:?}",
+            start.elapsed()
+        );
+        // Reading keeps the flooder answering pings, so it stays.
+        flooder.expect_silence(Duration::from_millis(20)).await;
+    }
+    // The flooder, which kept reading, is still there.
+    flooder.chat("flood", "still here", "last").await;
+    assert_eq!(flooder.expect("chat").await["ref"], "last");
 }

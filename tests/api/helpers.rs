@@ -402,3 +402,77 @@ impl Metrics {
         self.get(name, None)
     }
 }
+
+impl Client {
+    /// The TCP stream under the WebSocket, to look at or write to the socket
+    /// without going through the WebSocket layer.
+    pub fn tcp(&self) -> &TcpStream {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(stream) => stream,
+            _ => panic!("the tests connect without TLS"),
+        }
+    }
+}
+
+/// Whether the server process still holds its end of `client`'s TCP
+/// connection, from the kernel's table of TCP sockets (Linux): the server's
+/// socket is gone (reset) or orphaned (closed by the server, the kernel
+/// still delivering what it queued, which a client that does not read
+/// never takes) once the server has let go. Nothing is read from the
+/// client's socket: a client that stopped reading must stay stopped.
+pub fn server_holds(server_port: u16, client: &Client) -> bool {
+    let client_port = client.tcp().local_addr().expect("a local address").port();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp is readable");
+    let port = |address: &str| {
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 9
+            && port(fields[1]) == Some(server_port)
+            && port(fields[2]) == Some(client_port)
+            && fields[9] != "0"
+    })
+}
+
+/// One masked text frame of one byte: not JSON, so each earns an `error`.
+pub const ONE_BYTE_FRAME: [u8; 7] = [0x81, 0x81, 1, 2, 3, 4, b'x' ^ 1];
+
+/// Writes one-byte text frames straight to `stream` (back to back, as one
+/// byte stream) until `frames` are written or the socket has taken nothing
+/// for `stuck`. Returns the bytes written; `from` is where in the stream of
+/// frames to go on from.
+pub async fn flood_one_byte_frames(
+    stream: &TcpStream,
+    from: usize,
+    frames: usize,
+    stuck: Duration,
+) -> usize {
+    let chunk: Vec<u8> = ONE_BYTE_FRAME
+        .iter()
+        .copied()
+        .cycle()
+        .take(7 * 512)
+        .collect();
+    let end = from + frames * ONE_BYTE_FRAME.len();
+    let mut written = from;
+    let mut last_progress = tokio::time::Instant::now();
+    while written < end && last_progress.elapsed() < stuck {
+        let offset = written % ONE_BYTE_FRAME.len();
+        let n = (end - written).min(chunk.len() - offset);
+        match stream.try_write(&chunk[offset..offset + n]) {
+            Ok(n) => {
+                written += n;
+                last_progress = tokio::time::Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(_) => break,
+        }
+    }
+    written - from
+}

@@ -6,6 +6,7 @@ mod caps;
 mod chat;
 mod database_files;
 mod errors;
+mod frozen;
 mod healthcheck;
 mod helpers;
 mod history;

@@ -192,6 +192,7 @@ async fn every_metric_is_documented_and_prefixed() {
         "chatterbox_rate_limited_total",
         "chatterbox_slow_client_closes_total",
         "chatterbox_heartbeat_timeouts_total",
+        "chatterbox_frozen_closes_total",
         "chatterbox_upgrades_refused_total",
         "chatterbox_store_commit_seconds",
         "chatterbox_store_batch_size",
