@@ -216,3 +216,48 @@ async fn a_clean_close_ends_the_tcp_connection_at_once() {
         times[times.len() / 2]
     );
 }
+
+/// Every frame of a delivered batch counts against OUTBOX_LIMIT: a batch
+/// of chats larger than the outbox closes a member with 1008 even though
+/// it reads as fast as it can (a batch used to count as one frame).
+#[actix_web::test]
+async fn a_batch_larger_than_the_outbox_is_refused() {
+    let app = spawn_app_with(|c| {
+        c.outbox_limit = 4;
+        c.rate_limit = 1_000_000.0;
+        c.rate_burst = 1_000_000.0;
+    })
+    .await;
+    let mut reader = app.connect("reader").await;
+    reader.join("busy").await;
+    let mut sender = app.connect("sender").await;
+    sender.join("busy").await;
+    reader.expect("join").await;
+    // Sent back to back: what arrives while one group commit runs is
+    // stored, and delivered, as one batch.
+    for i in 0..200 {
+        sender.chat("busy", "hi", &i.to_string()).await;
+    }
+    let mut chats = 0;
+    let read = async {
+        loop {
+            match reader.next_frame().await {
+                Some(Message::Text(_)) => chats += 1,
+                Some(Message::Close(Some(close))) => return close.code,
+                other => panic!("after {chats} frames: expected chats then a close, got {other:?}"),
+            }
+        }
+    };
+    // Pings keep `next_frame` waiting: the deadline is for the whole read.
+    let code = tokio::time::timeout(WAIT, read)
+        .await
+        .unwrap_or_else(|_| panic!("the reader was never closed"));
+    assert_eq!(u16::from(code), 1008, "after {chats} frames");
+    assert!(
+        chats < 200,
+        "the reader got every chat: no batch was refused"
+    );
+    let metrics = scrape(app.port).await;
+    assert!(metrics.value("chatterbox_slow_client_closes_total") >= 1.0);
+    assert!(metrics.value("chatterbox_store_batch_size_count") < 200.0);
+}
