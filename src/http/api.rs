@@ -13,6 +13,7 @@ use super::AppState;
 use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore};
 use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
 use crate::protocol::{is_valid_room, MessageId};
+use crate::store::StoreError;
 
 /// Page size of `/messages` when `limit` is absent, and its largest value.
 const DEFAULT_PAGE: usize = 50;
@@ -23,6 +24,13 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn unavailable(what: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("service unavailable: {what}"))
+}
+
+/// A failed read of the store: the detail (SQLite's text, the file's path)
+/// goes to the log, the client gets the plain reason, as `/health` does.
+fn store_unavailable(e: StoreError) -> ApiError {
+    log::error!("REST read failed: {e}");
+    unavailable(e.reason())
 }
 
 /// `GET /api/rooms`
@@ -48,7 +56,7 @@ pub async fn room_details(
         .send(MessageCount { room: room.clone() })
         .await
         .map_err(unavailable)?
-        .map_err(unavailable)?;
+        .map_err(store_unavailable)?;
     if users.is_none() && count == 0 {
         return Err(ApiError::NotFound(format!(
             "room {room} is not active and has no stored messages"
@@ -112,7 +120,7 @@ pub async fn room_messages(
                 .await
         }
     };
-    let (messages, more) = page.map_err(unavailable)?.map_err(unavailable)?;
+    let (messages, more) = page.map_err(unavailable)?.map_err(store_unavailable)?;
     Ok(HttpResponse::Ok().json(json!({ "room": room, "messages": messages, "more": more })))
 }
 

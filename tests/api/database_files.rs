@@ -136,6 +136,17 @@ async fn unlinked_database_files_refuse_chats_turn_health_503_and_lose_nothing_e
     );
     // No new, empty database appeared in the old one's place.
     assert!(!db.exists(), "a database file was created at DB_PATH");
+    // REST reads fail with a plain reason, also when an empty file without
+    // the schema is put at DB_PATH: no SQLite text, no path.
+    std::fs::write(&db, b"").expect("an empty file at DB_PATH");
+    let (status, _, body) = get_json(server.port, "/api/rooms/r/messages").await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().expect("a JSON error");
+    let folder = dir.path().to_string_lossy().to_string();
+    assert!(
+        !error.contains(&folder) && !error.contains("no such table"),
+        "{error}"
+    );
     assert_alive(&mut server);
     drop(server);
 
