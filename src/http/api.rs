@@ -126,7 +126,8 @@ pub async fn room_messages(
 
 /// `GET /health`: 200 when the server's actors answer and the database
 /// takes writes (the last commit attempt succeeded, or a check write made
-/// now does). 503 with a plain `reason` otherwise.
+/// now does), with the server's `limits`. 503 with a plain `reason`
+/// otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let db = state.history.write_health(HEALTH_TIMEOUT).await;
     let stats = state.chat.send(Stats).await;
@@ -138,6 +139,13 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": stats.rooms,
             // Tells the browser client whether to ask for a token.
             "auth": if state.config.auth_secret.is_some() { "token" } else { "none" },
+            // Tells clients the configured limits, so the page checks text
+            // against the server's `MAX_MESSAGE_LEN` instead of a constant.
+            "limits": {
+                "max_message_len": state.config.max_message_len,
+                "max_rooms_per_connection": state.config.max_rooms_per_connection,
+                "max_history": state.config.max_history,
+            },
         })),
         (db, _) => {
             let reason = db

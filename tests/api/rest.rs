@@ -209,3 +209,37 @@ async fn health_reports_the_live_counts() {
     assert_eq!(body["connections"], 1);
     assert_eq!(body["rooms"], 1);
 }
+
+#[actix_web::test]
+async fn health_reports_the_configured_limits() {
+    let app = spawn_app_with(|c| {
+        c.max_message_len = 10;
+        c.max_rooms_per_connection = 3;
+        c.max_history = 7;
+    })
+    .await;
+    let (status, _, body) = app.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["limits"],
+        json!({"max_message_len": 10, "max_rooms_per_connection": 3, "max_history": 7})
+    );
+
+    // The limit reported is the one the server enforces: 11 characters
+    // are refused as too long, 10 are accepted.
+    let mut alice = app.connect("alice").await;
+    alice.join("r").await;
+    alice.chat("r", &"x".repeat(11), "long").await;
+    alice.expect_error("invalid_text").await;
+    alice.chat("r", &"x".repeat(10), "fits").await;
+    assert_eq!(alice.expect("chat").await["text"], "x".repeat(10));
+}
+
+#[actix_web::test]
+async fn health_reports_the_default_limits() {
+    let app = spawn_app().await;
+    let (_, _, body) = app.get("/health").await;
+    assert_eq!(body["limits"]["max_message_len"], 4096);
+    assert_eq!(body["limits"]["max_rooms_per_connection"], 32);
+    assert_eq!(body["limits"]["max_history"], 50);
+}
