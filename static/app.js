@@ -6,7 +6,8 @@
 (() => {
   const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
-  const MAX_TEXT_CHARS = 4096;
+  // The server's MAX_MESSAGE_LEN when /health does not say it (its default).
+  const DEFAULT_MAX_TEXT_CHARS = 4096;
   // Text made only of these (Unicode White_Space, as the server's Rust
   // char::is_whitespace) is refused as blank. Not JS \s or trim(): those
   // also take U+FEFF, which the server accepts, and miss U+0085.
@@ -55,6 +56,7 @@
 
   const state = {
     authMode: 'none', // 'token' when /health says so
+    maxTextChars: DEFAULT_MAX_TEXT_CHARS, // /health's limits.max_message_len
     user: null,
     token: null,
     ws: null,
@@ -741,8 +743,8 @@
       return;
     }
     const chars = [...text].length;
-    if (chars > MAX_TEXT_CHARS) {
-      showError(`Messages are at most ${MAX_TEXT_CHARS} characters; this one has ${chars}.`, 'too_long');
+    if (chars > state.maxTextChars) {
+      showError(`Messages are at most ${state.maxTextChars} characters; this one has ${chars}.`, 'too_long');
       return;
     }
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
@@ -1051,10 +1053,14 @@
     start(name);
   }
 
-  // /health says whether the server wants signed tokens (`"auth": "token"`).
-  async function detectAuthMode() {
+  // Reads /health once on load: answers the auth mode (`"auth": "token"`
+  // when the server wants signed tokens) and takes the server's message
+  // length from `limits`. Without them: names, and the default length.
+  async function readHealth() {
     try {
       const health = await getJson('/health');
+      const max = health && health.limits && health.limits.max_message_len;
+      if (Number.isSafeInteger(max) && max > 0) state.maxTextChars = max;
       if (health && health.auth === 'token') return 'token';
     } catch (_) { /* server away: assume names; the connection line will show it */ }
     return 'none';
@@ -1214,7 +1220,7 @@
     $('switch-user').addEventListener('close', answerSwitch);
 
     const fragmentToken = tokenFromFragment();
-    state.authMode = await detectAuthMode();
+    state.authMode = await readHealth();
     // A token in the address means this server wants tokens, even when
     // /health could not be read just now (the server may be restarting).
     if (fragmentToken) state.authMode = 'token';

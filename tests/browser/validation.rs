@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 /// Clears the field `css` (select all, delete) and types `keys`.
 const CLEAR: &str = "\u{E009}a\u{E000}\u{E017}";
@@ -162,6 +162,56 @@ async fn text_the_server_would_refuse_is_kept_on_the_page_and_not_sent() {
         "a zero-width no-break space is sent"
     );
     page.wait_for_texts("the U+FEFF message", &["\u{feff}"])
+        .await;
+    page.close().await;
+}
+
+#[actix_web::test]
+async fn the_page_checks_length_against_the_servers_limit() {
+    let Some(browser) = browser_or_skip("the_page_checks_length_against_the_servers_limit").await
+    else {
+        return;
+    };
+    let app = spawn_app_with(|c| c.max_message_len = 10).await;
+    let page = browser.page().await;
+    page.open(&app.url("/")).await;
+    page.sign_in("ivo").await;
+    page.join("short").await;
+
+    // Puts `text` in the message box, presses Send and answers [pending
+    // messages right after, the box still holds the text].
+    let attempt = |text: &str| {
+        format!(
+            "const box = document.getElementById('composer-input');
+             box.value = '{text}';
+             document.getElementById('send').click();
+             return [document.querySelectorAll('#messages li.pending').length,
+                     box.value === '{text}'];"
+        )
+    };
+
+    // 11 characters: over the server's 10, refused on the page with the
+    // server's number, not sent, and the text stays in the box.
+    assert_eq!(
+        page.js(&attempt("elevenchars")).await,
+        json!([0, true]),
+        "11 characters are not sent"
+    );
+    page.wait_for(
+        "a message naming the server's limit",
+        "const t = document.querySelector('#errors [data-code=too_long]');
+         return !!t && t.textContent.includes('at most 10 characters')
+             && t.textContent.includes('this one has 11');",
+    )
+    .await;
+
+    // 10 characters fit: sent, and the server echoes it.
+    assert_eq!(
+        page.js(&attempt("tenletters")).await,
+        json!([1, false]),
+        "10 characters are sent"
+    );
+    page.wait_for_texts("the 10-character message", &["tenletters"])
         .await;
     page.close().await;
 }
