@@ -1,10 +1,19 @@
 //! The per-message hot path of a chat, without sockets or actors: decode the
 //! client's frame, encode the broadcast once (and the sender's own copy with
-//! its `ref`), and fan the encoded bytes out to every member's queue. A
-//! change that slows any step shows up here; the load tester measures the
-//! whole server (docs/BENCHMARKS.md).
+//! its `ref`), and fan the encoded bytes out to every member's queue, with
+//! the room's own delivery code (`actors::room::delivery`) over members
+//! whose outbox is a plain queue. A change that slows any step shows up
+//! here; the load tester measures the whole server (docs/BENCHMARKS.md).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytestring::ByteString;
+use chatterbox::actors::outbox::Overflow;
+use chatterbox::actors::room::delivery::{fan_out, InFlight, StoredChat};
+use chatterbox::actors::room::members::{Members, Outlet};
+use chatterbox::actors::SessionId;
 use chatterbox::protocol::{decode_client_frame, ChatMessage, ClientFrame, ServerFrame};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -33,13 +42,39 @@ fn encode(c: &mut Criterion) {
     });
 }
 
-/// Decode, encode once plus the sender's copy, and queue for every member.
-fn fan_out(c: &mut Criterion) {
+/// An outbox that keeps each batch it is given, bounded like the real one
+/// (by frames queued), and emptied every 64 chats so memory stays flat.
+#[derive(Default)]
+struct Queue(RefCell<Vec<ByteString>>);
+
+impl Outlet for Queue {
+    fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
+        self.push_all(Arc::from(vec![frame]), limit)
+    }
+
+    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+        let mut queue = self.0.borrow_mut();
+        if queue.len() + frames.len() > limit {
+            return Err(Overflow);
+        }
+        queue.extend(frames.iter().cloned());
+        Ok(())
+    }
+}
+
+/// Decode, encode once plus the sender's copy (the room's
+/// [`StoredChat::answer`]), and hand every member its frames (the room's
+/// [`fan_out`]).
+fn fan_out_to_room(c: &mut Criterion) {
     let mut group = c.benchmark_group("chat to a room");
-    for members in [10usize, 1000] {
-        let mut queues: Vec<Vec<ByteString>> = vec![Vec::with_capacity(64); members];
-        group.throughput(Throughput::Elements(members as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(members), &members, |b, _| {
+    for size in [10usize, 1000] {
+        let mut members = Members::default();
+        for n in 0..size as u64 {
+            members.insert(SessionId(n), format!("user{n}"), Queue::default());
+        }
+        let sender = SessionId(0);
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {
                 let ClientFrame::Chat {
                     text, reference, ..
@@ -47,24 +82,28 @@ fn fan_out(c: &mut Criterion) {
                 else {
                     unreachable!("FRAME is a chat")
                 };
-                let message = stored(text);
-                let frame: ByteString = ServerFrame::chat(&message, None).encode().into();
-                let own: ByteString = ServerFrame::chat(&message, reference.as_deref())
-                    .encode()
-                    .into();
-                let (first, rest) = queues.split_first_mut().expect("at least one member");
-                first.push(own);
-                for queue in rest {
-                    queue.push(frame.clone());
+                let chat = InFlight {
+                    sender,
+                    reference,
+                    received: Instant::now(),
+                };
+                let batch = [StoredChat::answer::<()>(chat, Ok(stored(text)))];
+                let result = fan_out(&batch, &members, 64);
+                debug_assert!(result.overflowed.is_empty());
+                if members
+                    .get(sender)
+                    .is_some_and(|m| m.outbox.0.borrow().len() >= 64)
+                {
+                    for (_, member) in members.iter() {
+                        member.outbox.0.borrow_mut().clear();
+                    }
                 }
-                if queues[0].len() >= 64 {
-                    queues.iter_mut().for_each(Vec::clear);
-                }
+                result.delivered
             })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, fan_out);
+criterion_group!(benches, decode, encode, fan_out_to_room);
 criterion_main!(benches);

@@ -1,0 +1,546 @@
+//! A room's chats from storage to its members, with no actix in it.
+//!
+//! A chat goes to storage first ([`Delivery::sent`]) and is delivered only
+//! once stored. The writer answers in the order chats were queued, and the
+//! room queues them in the order it received them, so the answers are
+//! matched to the chats in flight by position ([`Delivery::stored`]).
+//! Stored chats then wait for the next delivery ([`Delivery::next`], the
+//! pacing rule), which hands every member the whole batch in one outbox push
+//! ([`fan_out`]). The chats' places in the server's backlog travel with them
+//! and are given back once the batch is handed to the members (when the
+//! [`Batch`] is dropped).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use super::members::{Members, Outlet};
+use crate::actors::SessionId;
+use crate::backlog::Admitted;
+use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
+
+/// How long a room waits between two deliveries, per member. Each delivery
+/// costs one socket write per member, and a write costs about 10 us here,
+/// whether it carries one frame or twenty. So a room of 1000 waits 20 ms
+/// between deliveries: at most 50 writes a second per member however fast
+/// messages come, and what arrives meanwhile shares those writes. An idle
+/// room delivers at once, and a room of 10 waits 0.2 ms, so small rooms
+/// see no delay.
+pub const DELIVERY_SPACING_PER_MEMBER: Duration = Duration::from_micros(20);
+
+/// What the sender of a chat that could not be stored reads.
+const STORE_FAILED_MESSAGE: &str = "the message could not be stored; try again later";
+
+/// A chat handed to storage, waiting for its answer.
+pub struct InFlight {
+    pub sender: SessionId,
+    pub reference: Option<String>,
+    /// When the session read it, for the delivery latency metric.
+    pub received: Instant,
+}
+
+/// One answered chat, encoded.
+pub struct StoredChat {
+    sender: SessionId,
+    /// When the session read it.
+    received: Instant,
+    /// The stored message, remembered for `history` once delivered.
+    message: Option<ChatMessage>,
+    /// What every member gets (`None` when the message was not stored).
+    shared: Option<ByteString>,
+    /// What the sender gets instead: its copy with its `ref`, or the error.
+    own: Option<ByteString>,
+}
+
+impl StoredChat {
+    /// Encodes storage's answer to `chat`: a stored message once for
+    /// everyone, plus the sender's copy when it carries a `ref`; or, when it
+    /// could not be stored, the error for its sender alone. The writer has
+    /// logged why, once for the batch; the client gets no SQLite detail.
+    pub fn answer<E>(chat: InFlight, answer: Result<ChatMessage, E>) -> StoredChat {
+        let InFlight {
+            sender,
+            reference,
+            received,
+        } = chat;
+        match answer {
+            // Everyone's copy is the same bytes, encoded once; the sender's
+            // carries its ref.
+            Ok(message) => StoredChat {
+                sender,
+                received,
+                shared: Some(ServerFrame::chat(&message, None).encode().into()),
+                own: reference.map(|reference| {
+                    ServerFrame::chat(&message, Some(&reference))
+                        .encode()
+                        .into()
+                }),
+                message: Some(message),
+            },
+            Err(_) => StoredChat {
+                sender,
+                received,
+                message: None,
+                shared: None,
+                own: Some(
+                    ServerFrame::Error {
+                        code: ErrorCode::StoreFailed,
+                        message: STORE_FAILED_MESSAGE,
+                        reference: reference.as_deref(),
+                    }
+                    .encode()
+                    .into(),
+                ),
+            },
+        }
+    }
+
+    /// The stored message (`None`: it could not be stored).
+    pub fn message(&self) -> Option<&ChatMessage> {
+        self.message.as_ref()
+    }
+
+    /// When the sender's session read it.
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+}
+
+/// What [`Delivery::stored`] made of a batch of answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    /// Answers that were errors: their senders get `store_failed`.
+    pub failed: usize,
+    /// Answers with no chat in flight left to match (a bug; dropped).
+    pub unmatched: usize,
+}
+
+/// When the pending chats are to go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing is pending, or a timer is already set.
+    Nothing,
+    Now,
+    /// The room delivered too recently; set a timer.
+    After(Duration),
+}
+
+/// Stored chats handed out for delivery, with their backlog places, which
+/// are released when the batch is dropped: once it is in the outboxes,
+/// which bound it from there.
+pub struct Batch {
+    chats: Vec<StoredChat>,
+    _admitted: Option<Admitted>,
+}
+
+impl Batch {
+    pub fn chats(&self) -> &[StoredChat] {
+        &self.chats
+    }
+
+    /// The stored messages, in order.
+    pub fn messages(&self) -> impl Iterator<Item = &ChatMessage> {
+        self.chats.iter().filter_map(StoredChat::message)
+    }
+}
+
+/// The chats of one room between storage and its members.
+#[derive(Default)]
+pub struct Delivery {
+    in_flight: VecDeque<InFlight>,
+    /// Stored chats waiting for the next delivery.
+    pending: Vec<StoredChat>,
+    /// Their places in the backlog, given back once they are delivered.
+    pending_admitted: Option<Admitted>,
+    /// When the last batch went out.
+    last_delivery: Option<Instant>,
+    /// A timer will deliver `pending`.
+    scheduled: bool,
+}
+
+impl Delivery {
+    /// A chat was handed to storage.
+    pub fn sent(&mut self, chat: InFlight) {
+        self.in_flight.push_back(chat);
+    }
+
+    /// Storage answered the oldest chats in flight, in order: each answer
+    /// is matched to the chat at the same position and waits for delivery,
+    /// and `admitted` (their backlog places) with them.
+    pub fn stored<E>(
+        &mut self,
+        answers: Vec<Result<ChatMessage, E>>,
+        admitted: Admitted,
+    ) -> Matched {
+        match &mut self.pending_admitted {
+            Some(places) => places.merge(admitted),
+            None => self.pending_admitted = Some(admitted),
+        }
+        let total = answers.len();
+        let mut matched = Matched {
+            failed: 0,
+            unmatched: 0,
+        };
+        self.pending.reserve(total);
+        for (n, answer) in answers.into_iter().enumerate() {
+            let Some(chat) = self.in_flight.pop_front() else {
+                matched.unmatched = total - n;
+                break;
+            };
+            let stored = StoredChat::answer(chat, answer);
+            if stored.message.is_none() {
+                matched.failed += 1;
+            }
+            self.pending.push(stored);
+        }
+        matched
+    }
+
+    /// The pacing rule: pending chats go out at once unless the room
+    /// delivered less than [`DELIVERY_SPACING_PER_MEMBER`] per member ago.
+    pub fn next(&self, now: Instant, members: usize) -> Next {
+        if self.scheduled || self.pending.is_empty() {
+            return Next::Nothing;
+        }
+        let spacing = DELIVERY_SPACING_PER_MEMBER * members as u32;
+        match self.last_delivery.map(|last| last + spacing) {
+            Some(due) if due > now => Next::After(due - now),
+            _ => Next::Now,
+        }
+    }
+
+    /// A timer is set (`true`) or has fired (`false`).
+    pub fn set_scheduled(&mut self, scheduled: bool) {
+        self.scheduled = scheduled;
+    }
+
+    /// Takes every pending chat for delivery at `now`; `None` (and the
+    /// backlog places of answers that matched nothing released) when none
+    /// is pending.
+    pub fn take(&mut self, now: Instant) -> Option<Batch> {
+        if self.pending.is_empty() {
+            self.pending_admitted = None;
+            return None;
+        }
+        self.last_delivery = Some(now);
+        Some(Batch {
+            chats: std::mem::take(&mut self.pending),
+            _admitted: self.pending_admitted.take(),
+        })
+    }
+}
+
+/// What [`fan_out`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FanOut {
+    /// Members whose outbox refused the batch, for the room to drop.
+    pub overflowed: Vec<SessionId>,
+    /// Stored chats handed to members, counting each member's copy.
+    pub delivered: usize,
+}
+
+/// Hands every member the whole batch in one outbox push, in stored order:
+/// the frames encoded once and shared, except for the batch's senders,
+/// whose own copies carry their `ref` (or their `store_failed`).
+pub fn fan_out<O: Outlet>(chats: &[StoredChat], members: &Members<O>, limit: usize) -> FanOut {
+    let shared: Arc<[ByteString]> = chats.iter().filter_map(|o| o.shared.clone()).collect();
+    // A set: in a big busy room a batch may come from many senders.
+    let personal: HashSet<SessionId> = chats
+        .iter()
+        .filter(|o| o.own.is_some())
+        .map(|o| o.sender)
+        .collect();
+    let mut result = FanOut::default();
+    for (session, member) in members.iter() {
+        let frames = if personal.contains(&session) {
+            chats
+                .iter()
+                .filter_map(|o| match &o.own {
+                    Some(own) if o.sender == session => Some(own.clone()),
+                    _ => o.shared.clone(),
+                })
+                .collect()
+        } else if shared.is_empty() {
+            continue;
+        } else {
+            shared.clone()
+        };
+        if member.outbox.push_all(frames, limit).is_err() {
+            result.overflowed.push(session);
+        } else {
+            // Every member that takes the batch gets each stored chat
+            // once: the shared copy, or its own with its ref.
+            result.delivered += shared.len();
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::room::members::tests::Queue;
+    use crate::backlog::Backlog;
+    use crate::metrics::Metrics;
+    use serde_json::Value;
+
+    fn message(id: i64, text: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: "general".into(),
+            user: "alice".into(),
+            text: text.into(),
+            timestamp: "2026-11-26T01:00:00.000Z".into(),
+        }
+    }
+
+    fn chat(sender: u64, reference: Option<&str>) -> InFlight {
+        InFlight {
+            sender: SessionId(sender),
+            reference: reference.map(String::from),
+            received: Instant::now(),
+        }
+    }
+
+    fn backlog() -> Arc<Backlog> {
+        Backlog::new(100, 100_000, Arc::new(Metrics::new()))
+    }
+
+    fn places(backlog: &Arc<Backlog>, n: usize) -> Admitted {
+        let mut all = backlog.admit(10).expect("room in the backlog");
+        for _ in 1..n {
+            all.merge(backlog.admit(10).expect("room in the backlog"));
+        }
+        all
+    }
+
+    fn json(frame: &ByteString) -> Value {
+        serde_json::from_str(frame).expect("a JSON frame")
+    }
+
+    /// `(type, id or code, ref)` of each frame, for comparing.
+    fn summary(frames: &[ByteString]) -> Vec<(String, String, Option<String>)> {
+        frames
+            .iter()
+            .map(|f| {
+                let v = json(f);
+                let what = match v["type"].as_str() {
+                    Some("chat") => v["id"].to_string(),
+                    _ => v["code"].as_str().unwrap_or_default().to_string(),
+                };
+                (
+                    v["type"].as_str().unwrap_or_default().to_string(),
+                    what,
+                    v["ref"].as_str().map(String::from),
+                )
+            })
+            .collect()
+    }
+
+    fn entry(kind: &str, what: &str, reference: Option<&str>) -> (String, String, Option<String>) {
+        (kind.into(), what.into(), reference.map(String::from))
+    }
+
+    #[test]
+    fn answers_are_matched_to_chats_by_position() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        delivery.sent(chat(1, Some("a")));
+        delivery.sent(chat(2, None));
+        delivery.sent(chat(3, Some("c")));
+        let matched = delivery.stored(
+            vec![
+                Ok(message(10, "one")),
+                Err("disk full"),
+                Ok(message(11, "three")),
+            ],
+            places(&backlog, 3),
+        );
+        assert_eq!(
+            matched,
+            Matched {
+                failed: 1,
+                unmatched: 0
+            }
+        );
+        let batch = delivery.take(Instant::now()).expect("a batch");
+        let senders: Vec<_> = batch.chats().iter().map(|c| c.sender).collect();
+        assert_eq!(senders, [SessionId(1), SessionId(2), SessionId(3)]);
+        let ids: Vec<_> = batch.messages().map(|m| m.id).collect();
+        assert_eq!(ids, [10, 11], "the failed chat is not remembered");
+        let own: Vec<_> = batch.chats().iter().map(|c| c.own.as_ref()).collect();
+        assert_eq!(json(own[0].expect("a ref"))["ref"], "a");
+        assert_eq!(json(own[1].expect("an error"))["code"], "store_failed");
+        assert_eq!(json(own[2].expect("a ref"))["ref"], "c");
+    }
+
+    #[test]
+    fn answers_split_over_batches_keep_their_order() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        for sender in 1..=3 {
+            delivery.sent(chat(sender, None));
+        }
+        delivery.stored::<()>(vec![Ok(message(1, "a"))], places(&backlog, 1));
+        delivery.stored::<()>(
+            vec![Ok(message(2, "b")), Ok(message(3, "c"))],
+            places(&backlog, 2),
+        );
+        let batch = delivery.take(Instant::now()).expect("a batch");
+        let senders: Vec<_> = batch.chats().iter().map(|c| c.sender.0).collect();
+        assert_eq!(senders, [1, 2, 3]);
+    }
+
+    #[test]
+    fn an_answer_nobody_waits_for_is_counted_and_dropped() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        delivery.sent(chat(1, None));
+        let matched = delivery.stored::<()>(
+            vec![
+                Ok(message(1, "a")),
+                Ok(message(2, "b")),
+                Ok(message(3, "c")),
+            ],
+            places(&backlog, 3),
+        );
+        assert_eq!(matched.unmatched, 2);
+        let batch = delivery.take(Instant::now()).expect("a batch");
+        assert_eq!(batch.chats().len(), 1);
+    }
+
+    #[test]
+    fn backlog_places_are_released_once_the_batch_is_delivered() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        delivery.sent(chat(1, None));
+        delivery.sent(chat(2, None));
+        delivery.stored::<()>(vec![Ok(message(1, "a"))], places(&backlog, 1));
+        delivery.stored::<()>(vec![Ok(message(2, "b"))], places(&backlog, 1));
+        assert_eq!(backlog.pending().0, 2, "held while waiting for delivery");
+        let batch = delivery.take(Instant::now()).expect("a batch");
+        assert_eq!(backlog.pending().0, 2, "held until handed to the members");
+        drop(batch);
+        assert_eq!(backlog.pending(), (0, 0));
+    }
+
+    #[test]
+    fn places_of_answers_that_matched_nothing_are_released_at_the_next_take() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        delivery.stored::<()>(vec![Ok(message(1, "a"))], places(&backlog, 1));
+        assert_eq!(backlog.pending().0, 1);
+        assert!(delivery.take(Instant::now()).is_none());
+        assert_eq!(backlog.pending(), (0, 0));
+    }
+
+    #[test]
+    fn an_idle_room_delivers_at_once_and_a_busy_one_waits_per_member() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        let start = Instant::now();
+        assert_eq!(delivery.next(start, 1000), Next::Nothing, "nothing pending");
+
+        delivery.sent(chat(1, None));
+        delivery.stored::<()>(vec![Ok(message(1, "a"))], places(&backlog, 1));
+        assert_eq!(delivery.next(start, 1000), Next::Now, "first delivery");
+        drop(delivery.take(start));
+
+        delivery.sent(chat(1, None));
+        delivery.stored::<()>(vec![Ok(message(2, "b"))], places(&backlog, 1));
+        let later = start + Duration::from_millis(5);
+        assert_eq!(
+            delivery.next(later, 1000),
+            Next::After(Duration::from_millis(15)),
+            "1000 members: 20 ms between deliveries"
+        );
+        assert_eq!(
+            delivery.next(later, 10),
+            Next::Now,
+            "10 members: 0.2 ms, long past"
+        );
+        assert_eq!(
+            delivery.next(start + Duration::from_millis(20), 1000),
+            Next::Now
+        );
+
+        delivery.set_scheduled(true);
+        assert_eq!(delivery.next(later, 1000), Next::Nothing, "a timer is set");
+        delivery.set_scheduled(false);
+        assert_eq!(
+            delivery.next(later, 1000),
+            Next::After(Duration::from_millis(15))
+        );
+    }
+
+    fn room(senders: &[(u64, &str)]) -> (Members<Queue>, Vec<Queue>) {
+        let mut members = Members::default();
+        let mut queues = Vec::new();
+        for &(id, user) in senders {
+            let queue = Queue::default();
+            members.insert(SessionId(id), user.into(), queue.clone());
+            queues.push(queue);
+        }
+        (members, queues)
+    }
+
+    #[test]
+    fn each_member_gets_the_batch_in_order_and_senders_their_own_copies() {
+        let (members, queues) = room(&[(1, "alice"), (2, "bob"), (3, "carol")]);
+        let chats = vec![
+            StoredChat::answer::<()>(chat(1, Some("r1")), Ok(message(10, "hi"))),
+            StoredChat::answer::<()>(chat(2, None), Ok(message(11, "hello"))),
+            StoredChat::answer(chat(2, Some("r3")), Err(())),
+        ];
+        let result = fan_out(&chats, &members, 100);
+        assert!(result.overflowed.is_empty());
+        assert_eq!(result.delivered, 6, "two stored chats to three members");
+        assert_eq!(
+            summary(&queues[0].frames()),
+            [entry("chat", "10", Some("r1")), entry("chat", "11", None)]
+        );
+        assert_eq!(
+            summary(&queues[1].frames()),
+            [
+                entry("chat", "10", None),
+                entry("chat", "11", None),
+                entry("error", "store_failed", Some("r3")),
+            ]
+        );
+        assert_eq!(
+            summary(&queues[2].frames()),
+            [entry("chat", "10", None), entry("chat", "11", None)]
+        );
+    }
+
+    #[test]
+    fn a_batch_that_only_failed_reaches_only_its_sender() {
+        let (members, queues) = room(&[(1, "alice"), (2, "bob")]);
+        let chats = vec![StoredChat::answer(chat(1, Some("x")), Err(()))];
+        let result = fan_out(&chats, &members, 100);
+        assert_eq!(result, FanOut::default());
+        assert_eq!(
+            summary(&queues[0].frames()),
+            [entry("error", "store_failed", Some("x"))]
+        );
+        assert!(queues[1].frames().is_empty());
+    }
+
+    #[test]
+    fn a_member_whose_outbox_cannot_take_the_whole_batch_gets_none_of_it() {
+        let (members, queues) = room(&[(1, "alice"), (2, "bob")]);
+        queues[1]
+            .push(ByteString::from("earlier"), 3)
+            .expect("room for one");
+        let chats: Vec<_> = (1..=3)
+            .map(|id| StoredChat::answer::<()>(chat(1, None), Ok(message(id, "m"))))
+            .collect();
+        let result = fan_out(&chats, &members, 3);
+        assert_eq!(result.overflowed, [SessionId(2)]);
+        assert_eq!(result.delivered, 3, "only alice took the batch");
+        assert_eq!(queues[0].frames().len(), 3);
+        assert_eq!(queues[1].frames(), [ByteString::from("earlier")]);
+    }
+}

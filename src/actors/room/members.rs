@@ -1,0 +1,228 @@
+//! A room's members and per-user presence, with no actix in it: which
+//! connection belongs to which user, the outbox the room feeds it, and how
+//! many connections each user has here. Presence and `join`/`leave` are per
+//! user, so a user with two tabs open joins with the first and leaves with
+//! the last.
+//!
+//! Generic over the outbox ([`Outlet`]) so the rules are tested, and the
+//! fan-out benchmarked, without a session behind each member.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use crate::actors::outbox::{Outbox, Overflow};
+use crate::actors::SessionId;
+use crate::protocol::UserName;
+
+/// Where a room puts a member's frames: an [`Outbox`] in the server. Both
+/// calls refuse what would pass `limit`, a batch whole.
+pub trait Outlet {
+    fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow>;
+    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow>;
+}
+
+impl Outlet for Outbox {
+    fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
+        Outbox::push(self, frame, limit)
+    }
+
+    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+        Outbox::push_all(self, frames, limit)
+    }
+}
+
+/// One connection in the room.
+pub struct Member<O> {
+    pub user: UserName,
+    pub outbox: O,
+}
+
+/// The room's connections and, per user, how many of them it has.
+pub struct Members<O> {
+    sessions: HashMap<SessionId, Member<O>>,
+    /// Connections per user. A BTreeMap because presence is sorted by code
+    /// point, which is byte order for UTF-8 strings.
+    users: BTreeMap<UserName, usize>,
+}
+
+impl<O> Default for Members<O> {
+    fn default() -> Self {
+        Members {
+            sessions: HashMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+impl<O> Members<O> {
+    /// Adds a connection; true when it is the user's first in the room
+    /// (the others are to hear `join`).
+    pub fn insert(&mut self, session: SessionId, user: UserName, outbox: O) -> bool {
+        let count = self.users.entry(user.clone()).or_default();
+        *count += 1;
+        let first = *count == 1;
+        self.sessions.insert(session, Member { user, outbox });
+        first
+    }
+
+    /// Removes a connection; returns it and whether it was its user's last
+    /// in the room (the others are to hear `leave`).
+    pub fn remove(&mut self, session: SessionId) -> Option<(Member<O>, bool)> {
+        let member = self.sessions.remove(&session)?;
+        let last = match self.users.get_mut(&member.user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            _ => {
+                self.users.remove(&member.user);
+                true
+            }
+        };
+        Some((member, last))
+    }
+
+    pub fn get(&self, session: SessionId) -> Option<&Member<O>> {
+        self.sessions.get(&session)
+    }
+
+    /// How many connections the room has.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Member<O>)> {
+        self.sessions
+            .iter()
+            .map(|(&session, member)| (session, member))
+    }
+
+    /// The room's distinct users, sorted by code point: its presence.
+    pub fn users(&self) -> impl Iterator<Item = &UserName> {
+        self.users.keys()
+    }
+}
+
+impl<O: Outlet> Members<O> {
+    /// Pushes `frame` to every member but `except`; returns the members
+    /// whose outbox overflowed, for the room to drop.
+    pub fn push_each(
+        &self,
+        frame: &ByteString,
+        except: Option<SessionId>,
+        limit: usize,
+    ) -> Vec<SessionId> {
+        let mut overflowed = Vec::new();
+        for (session, member) in self.iter() {
+            if Some(session) != except && member.outbox.push(frame.clone(), limit).is_err() {
+                overflowed.push(session);
+            }
+        }
+        overflowed
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// An outbox that keeps what it is given, bounded like the real one
+    /// (by frames queued, a batch refused whole) but never drained.
+    #[derive(Clone, Default)]
+    pub(crate) struct Queue(Rc<RefCell<Vec<ByteString>>>);
+
+    impl Queue {
+        pub(crate) fn frames(&self) -> Vec<ByteString> {
+            self.0.borrow().clone()
+        }
+    }
+
+    impl Outlet for Queue {
+        fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
+            self.push_all(Arc::from(vec![frame]), limit)
+        }
+
+        fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+            let mut queue = self.0.borrow_mut();
+            if queue.len() + frames.len() > limit {
+                return Err(Overflow);
+            }
+            queue.extend(frames.iter().cloned());
+            Ok(())
+        }
+    }
+
+    fn presence(members: &Members<Queue>) -> Vec<&str> {
+        members.users().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_second_tab_does_not_join_again_and_the_last_tab_leaves() {
+        let mut members = Members::default();
+        assert!(members.insert(SessionId(1), "alice".into(), Queue::default()));
+        assert!(
+            !members.insert(SessionId(2), "alice".into(), Queue::default()),
+            "alice's second tab is not a new join"
+        );
+        assert_eq!(presence(&members), ["alice"]);
+        assert_eq!(members.len(), 2);
+
+        let (member, last) = members.remove(SessionId(1)).expect("a member");
+        assert_eq!((member.user.as_str(), last), ("alice", false));
+        assert_eq!(presence(&members), ["alice"], "one tab is still open");
+
+        let (_, last) = members.remove(SessionId(2)).expect("a member");
+        assert!(last, "closing the last tab is alice's leave");
+        assert!(presence(&members).is_empty());
+        assert!(members.is_empty());
+    }
+
+    #[test]
+    fn presence_is_sorted_by_code_point() {
+        let mut members = Members::default();
+        for (id, user) in [
+            (1, "bob"),
+            (2, "alice"),
+            (3, "Carol"),
+            (4, "bob"),
+            (5, "_x"),
+        ] {
+            members.insert(SessionId(id), user.into(), Queue::default());
+        }
+        assert_eq!(presence(&members), ["Carol", "_x", "alice", "bob"]);
+    }
+
+    #[test]
+    fn removing_an_unknown_connection_changes_nothing() {
+        let mut members = Members::default();
+        members.insert(SessionId(1), "alice".into(), Queue::default());
+        assert!(members.remove(SessionId(9)).is_none());
+        assert_eq!(presence(&members), ["alice"]);
+        assert!(members.get(SessionId(1)).is_some());
+    }
+
+    #[test]
+    fn push_each_skips_the_excepted_member_and_reports_full_outboxes() {
+        let mut members = Members::default();
+        let (a, b, c) = (Queue::default(), Queue::default(), Queue::default());
+        members.insert(SessionId(1), "alice".into(), a.clone());
+        members.insert(SessionId(2), "bob".into(), b.clone());
+        members.insert(SessionId(3), "carol".into(), c.clone());
+        c.push(ByteString::from("old"), 1).expect("room for one");
+
+        let overflowed = members.push_each(&ByteString::from("join"), Some(SessionId(1)), 1);
+        assert_eq!(overflowed, [SessionId(3)], "carol's outbox was full");
+        assert!(a.frames().is_empty(), "the joiner hears no join of its own");
+        assert_eq!(b.frames(), [ByteString::from("join")]);
+        assert_eq!(c.frames(), [ByteString::from("old")]);
+    }
+}

@@ -1,0 +1,406 @@
+//! `RoomActor`: one per active room, started and stopped by
+//! [`ChatServer`](super::server::ChatServer). It owns the room's members,
+//! the order of its messages and their fan-out; the rules live in plain
+//! structs beside it, each tested on its own:
+//! * [`members`]: connections and per-user presence;
+//! * [`recent`]: the recent-history window, and where a joiner's `history`
+//!   comes from;
+//! * [`delivery`]: chats in flight matched to their stored answers, the
+//!   pacing of deliveries, and the fan-out of each batch.
+//!
+//! A chat message goes to [`History`] first and is broadcast only when
+//! [`MessagesStored`] comes back. The writer answers in the order messages were
+//! queued, and this actor queues them in the order it received them, so ids
+//! rise in broadcast order and each connection's messages reach everyone in
+//! the order sent.
+//!
+//! The room keeps its last `MAX_HISTORY` broadcast messages in memory. A join
+//! is answered from there without touching the database, and, because the
+//! cache and the live stream are updated in the same handler, a joiner gets
+//! every message exactly once: in `history` or live, never both.
+
+pub mod delivery;
+pub mod members;
+pub mod recent;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use self::delivery::{fan_out, Delivery, InFlight, Next};
+use self::members::Members;
+use self::recent::{HistorySource, Recent};
+use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, RecentMessages};
+use super::outbox::Outbox;
+use super::server::{ChatServer, MemberDropped};
+use super::SessionId;
+use crate::backlog::Admitted;
+use crate::metrics::Metrics;
+use crate::protocol::{
+    format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
+    UserName,
+};
+
+pub struct RoomActor {
+    name: RoomName,
+    history: History,
+    server: Addr<ChatServer>,
+    outbox_limit: usize,
+    members: Members<Outbox>,
+    recent: Recent,
+    delivery: Delivery,
+    /// Kept so each write does not build a new recipient.
+    stored_recipient: Option<Recipient<MessagesStored>>,
+    metrics: Arc<Metrics>,
+}
+
+impl RoomActor {
+    pub fn new(
+        name: RoomName,
+        history: History,
+        server: Addr<ChatServer>,
+        max_history: usize,
+        outbox_limit: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        RoomActor {
+            name,
+            history,
+            server,
+            outbox_limit,
+            members: Members::default(),
+            recent: Recent::new(max_history),
+            delivery: Delivery::default(),
+            stored_recipient: None,
+            metrics,
+        }
+    }
+
+    /// Sends `frame` to every member but `except`, then drops the members
+    /// whose outbox overflowed (which may broadcast their `leave`).
+    fn broadcast(&mut self, frame: &ByteString, except: Option<SessionId>) {
+        let overflowed = self.members.push_each(frame, except, self.outbox_limit);
+        self.drop_members(overflowed);
+    }
+
+    /// Sends `frame` to one member, dropping it if its outbox overflowed.
+    fn send_to(&mut self, session: SessionId, frame: ByteString) {
+        let overflowed = match self.members.get(session) {
+            Some(member) => member.outbox.push(frame, self.outbox_limit).is_err(),
+            None => false,
+        };
+        if overflowed {
+            self.drop_members(vec![session]);
+        }
+    }
+
+    /// Removes slow members as if they had disconnected and tells the
+    /// server, which owns the room's lifetime.
+    fn drop_members(&mut self, mut sessions: Vec<SessionId>) {
+        while let Some(session) = sessions.pop() {
+            if let Some((member, last)) = self.members.remove(session) {
+                let user = member.user;
+                log::info!(
+                    "room {}: dropping slow connection {session} of {user}",
+                    self.name
+                );
+                self.server.do_send(MemberDropped {
+                    room: self.name.clone(),
+                    session,
+                });
+                if last {
+                    let frame = self.leave_frame(&user);
+                    sessions.extend(self.members.push_each(&frame, None, self.outbox_limit));
+                }
+            }
+        }
+    }
+
+    fn leave_frame(&self, user: &str) -> ByteString {
+        ServerFrame::Leave {
+            room: &self.name,
+            user,
+            timestamp: &format_timestamp(now_millis()),
+        }
+        .encode()
+        .into()
+    }
+
+    /// Admits a joiner once its history is known.
+    fn admit(&mut self, join: Join, messages: Vec<ChatMessage>, more: bool) {
+        let history: ByteString = ServerFrame::History {
+            room: &self.name,
+            messages: &messages,
+            more,
+        }
+        .encode()
+        .into();
+        if join.outbox.push(history, self.outbox_limit).is_err() {
+            return;
+        }
+        let first = self
+            .members
+            .insert(join.session, join.user.clone(), join.outbox);
+        let presence: ByteString = ServerFrame::Presence {
+            room: &self.name,
+            users: self.members.users().map(String::as_str).collect(),
+        }
+        .encode()
+        .into();
+        self.send_to(join.session, presence);
+        if first {
+            let frame: ByteString = ServerFrame::Join {
+                room: &self.name,
+                user: &join.user,
+                timestamp: &format_timestamp(now_millis()),
+            }
+            .encode()
+            .into();
+            self.broadcast(&frame, Some(join.session));
+        }
+    }
+
+    /// Delivers the pending stored chats now if the room has waited long
+    /// enough since its last delivery, or sets a timer for when it has.
+    fn schedule_delivery(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        match self.delivery.next(now, self.members.len()) {
+            Next::Nothing => {}
+            Next::Now => self.deliver_pending(),
+            Next::After(wait) => {
+                self.delivery.set_scheduled(true);
+                ctx.run_later(wait, |room, _| {
+                    room.delivery.set_scheduled(false);
+                    room.deliver_pending();
+                });
+            }
+        }
+    }
+
+    /// Delivers every stored chat still waiting. Called before anything
+    /// that reads or changes membership or the recent history, so a joiner's
+    /// `history` and the live stream still meet exactly.
+    fn deliver_pending(&mut self) {
+        let Some(batch) = self.delivery.take(Instant::now()) else {
+            return;
+        };
+        for message in batch.messages() {
+            self.recent.remember(message);
+        }
+        let result = fan_out(batch.chats(), &self.members, self.outbox_limit);
+        self.drop_members(result.overflowed);
+        self.metrics
+            .messages_delivered
+            .inc_by(result.delivered as u64);
+        for chat in batch.chats().iter().filter(|c| c.message().is_some()) {
+            self.metrics
+                .delivery_seconds
+                .observe(chat.received().elapsed().as_secs_f64());
+        }
+        // Handed to the members: their outboxes bound them from here, so
+        // the batch's backlog places are given back.
+        drop(batch);
+    }
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.stored_recipient = Some(ctx.address().recipient());
+        // Nothing else is handled until the recent history is loaded, so
+        // the first joiners get it too.
+        let load = self.history.writer.send(RecentMessages {
+            room: self.name.clone(),
+            limit: self.recent.max(),
+        });
+        ctx.wait(load.into_actor(self).map(|result, room, _| match result {
+            Ok(Ok((messages, more))) => room.recent.loaded(messages, more),
+            Ok(Err(e)) => {
+                log::error!("room {}: cannot load history: {e}", room.name);
+                room.recent.load_failed();
+            }
+            Err(e) => {
+                log::error!("room {}: history actor unavailable: {e}", room.name);
+                room.recent.load_failed();
+            }
+        }));
+        log::debug!("room {} started", self.name);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        log::debug!("room {} stopped", self.name);
+    }
+}
+
+/// Add a connection to the room. It receives `history`, then `presence`;
+/// the others hear `join` if this is the user's first connection here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub session: SessionId,
+    pub user: UserName,
+    pub outbox: Outbox,
+    /// Recover messages with `id > since` instead of the latest ones.
+    pub since: Option<MessageId>,
+}
+
+impl Handler<Join> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, join: Join, ctx: &mut Self::Context) {
+        self.deliver_pending();
+        match self.recent.source(join.since) {
+            HistorySource::Cache { messages, more } => self.admit(join, messages, more),
+            HistorySource::Database { after, up_to } => {
+                // Rare: a client recovering more than the cache holds. The
+                // room waits for the read so the joiner's history and the
+                // live stream meet exactly at `up_to`.
+                let read = self.history.writer.send(MessagesAfter {
+                    room: self.name.clone(),
+                    after,
+                    up_to,
+                    limit: self.recent.max(),
+                });
+                ctx.wait(read.into_actor(self).map(move |result, room, _| {
+                    match result {
+                        Ok(Ok((messages, more))) => room.admit(join, messages, more),
+                        failed => {
+                            log::error!("room {}: cannot read history: {failed:?}", room.name);
+                            // `more: true` tells the client to fetch what it
+                            // missed over REST.
+                            room.admit(join, Vec::new(), true)
+                        }
+                    }
+                }));
+            }
+        }
+    }
+}
+
+/// Remove a connection from the room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub session: SessionId,
+    /// Send the leaver its own `leave` (an explicit leave, not a disconnect).
+    pub acknowledge: bool,
+}
+
+impl Handler<Leave> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, leave: Leave, _: &mut Self::Context) {
+        self.deliver_pending();
+        let Some((member, last)) = self.members.remove(leave.session) else {
+            return;
+        };
+        let frame = self.leave_frame(&member.user);
+        if last {
+            self.broadcast(&frame, None);
+        }
+        if leave.acknowledge {
+            let _ = member.outbox.push(frame, self.outbox_limit);
+        }
+    }
+}
+
+/// Say something in the room. Sent straight from the session, which has
+/// already validated it and applied the rate limit.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Chat {
+    pub session: SessionId,
+    pub text: String,
+    pub reference: Option<String>,
+    /// When the session read it, for the delivery latency metric.
+    pub received: Instant,
+    /// Its place in the server's backlog, held until the room has handed
+    /// the stored chat to its members.
+    pub admitted: Admitted,
+}
+
+impl Handler<Chat> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, chat: Chat, _: &mut Self::Context) {
+        let Some(member) = self.members.get(chat.session) else {
+            // The session was dropped as a slow reader and is closing.
+            return;
+        };
+        let Some(reply) = self.stored_recipient.clone() else {
+            return;
+        };
+        self.history.store(PendingWrite {
+            room: self.name.clone(),
+            user: member.user.clone(),
+            text: chat.text,
+            reply,
+            admitted: chat.admitted,
+        });
+        self.delivery.sent(InFlight {
+            sender: chat.session,
+            reference: chat.reference,
+            received: chat.received,
+        });
+    }
+}
+
+impl Handler<MessagesStored> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, stored: MessagesStored, ctx: &mut Self::Context) {
+        let matched = self.delivery.stored(stored.0, stored.1);
+        if matched.unmatched > 0 {
+            log::error!(
+                "room {}: a stored message nobody was waiting for",
+                self.name
+            );
+        }
+        self.metrics
+            .errors_sent(ErrorCode::StoreFailed, matched.failed as u64);
+        self.schedule_delivery(ctx);
+    }
+}
+
+/// The room's distinct users, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<UserName>")]
+pub struct RoomUsers;
+
+impl Handler<RoomUsers> for RoomActor {
+    type Result = Vec<UserName>;
+
+    fn handle(&mut self, _: RoomUsers, _: &mut Self::Context) -> Vec<UserName> {
+        self.members.users().cloned().collect()
+    }
+}
+
+/// Process everything received so far, then answer (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Sync;
+
+impl Handler<Sync> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Sync, _: &mut Self::Context) {
+        self.deliver_pending();
+    }
+}
+
+/// The room has no members left and is no longer routed to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopRoom;
+
+impl Handler<StopRoom> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopRoom, ctx: &mut Self::Context) {
+        self.deliver_pending();
+        ctx.stop();
+    }
+}
