@@ -12,7 +12,7 @@ use diesel::{Connection, SqliteConnection};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{get_json, scrape, Client, ServerProcess};
+use crate::helpers::{get_json, scrape, stored_texts, Client, ServerProcess};
 
 const FAST: &[(&str, &str)] = &[("RATE_LIMIT", "100000"), ("RATE_BURST", "100000")];
 
@@ -21,28 +21,6 @@ fn db_files(dir: &Path) -> [PathBuf; 3] {
     let main = dir.join("chat.db");
     let with = |suffix: &str| PathBuf::from(format!("{}{suffix}", main.display()));
     [main.clone(), with("-wal"), with("-shm")]
-}
-
-/// Every stored message of `room`, oldest first, through REST.
-async fn stored_texts(port: u16, room: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    let mut after = 0;
-    loop {
-        let (status, _, page) = get_json(
-            port,
-            &format!("/api/rooms/{room}/messages?after={after}&limit=200"),
-        )
-        .await;
-        assert_eq!(status, 200, "{page}");
-        let messages = page["messages"].as_array().expect("a messages array");
-        for m in messages {
-            texts.push(m["text"].as_str().expect("a text").to_string());
-            after = m["id"].as_i64().expect("an id");
-        }
-        if page["more"] == false {
-            return texts;
-        }
-    }
 }
 
 /// Polls `/health` until it answers `status`; returns its body. Each

@@ -115,6 +115,28 @@ pub async fn get_json(port: u16, path: &str) -> (u16, String, Value) {
     (status, content_type, json)
 }
 
+/// Every stored message of `room`, oldest first, through REST.
+pub async fn stored_texts(port: u16, room: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, _, page) = get_json(
+            port,
+            &format!("/api/rooms/{room}/messages?after={after}&limit=200"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().expect("a messages array");
+        for m in messages {
+            texts.push(m["text"].as_str().expect("a text").to_string());
+            after = m["id"].as_i64().expect("an id");
+        }
+        if page["more"] == false {
+            return texts;
+        }
+    }
+}
+
 /// A WebSocket client speaking the chat protocol.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

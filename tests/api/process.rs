@@ -9,29 +9,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{get_json, static_dir, Client, ServerProcess};
-
-/// Every stored message of `room`, oldest first, through REST.
-async fn stored_texts(port: u16, room: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    let mut after = 0;
-    loop {
-        let (status, _, page) = get_json(
-            port,
-            &format!("/api/rooms/{room}/messages?after={after}&limit=200"),
-        )
-        .await;
-        assert_eq!(status, 200);
-        let messages = page["messages"].as_array().unwrap();
-        for m in messages {
-            texts.push(m["text"].as_str().unwrap().to_string());
-            after = m["id"].as_i64().unwrap();
-        }
-        if page["more"] == false {
-            return texts;
-        }
-    }
-}
+use crate::helpers::{get_json, static_dir, stored_texts, Client, ServerProcess};
 
 const FAST: &[(&str, &str)] = &[("RATE_LIMIT", "100000"), ("RATE_BURST", "100000")];
 
