@@ -8,10 +8,13 @@
 //! * [`protocol`]: the wire format; client frames decoded and validated,
 //!   server frames encoded. Shared with the load tester and the tests.
 //! * [`actors`]: `ChatSession` (one per connection), `ChatServer` (the
-//!   registry of rooms), `RoomActor` (one per active room) and
-//!   `HistoryActor` (SQLite on sync threads, with group commit).
-//! * [`store`]: diesel schema, migrations and queries, and the checks on
-//!   the database's files under a running server.
+//!   registry of rooms) and `RoomActor` (one per active room; a room's
+//!   delivery is in `actors/room/delivery.rs`).
+//! * [`history`]: the one door to storage, [`history::History`]; behind it
+//!   the `HistoryActor` threads (group commit) and a backend. SQLite's is
+//!   [`history::sqlite`] (schema, migrations, queries, the checks on its
+//!   files); a new backend implements [`history::backend::Backend`] and is
+//!   chosen in [`history::History::start`].
 //! * [`http`]: the `/ws` upgrade, the REST API and `/health`.
 //! * [`rate_limit`]: the per-connection token bucket.
 //! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.
@@ -34,10 +37,10 @@ pub mod backlog;
 pub mod caps;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;
 pub mod startup;
-pub mod store;
 pub mod watchdog;

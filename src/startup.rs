@@ -11,14 +11,13 @@ use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::history::History;
 use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
+use crate::history::{History, Storage, StoreError};
 use crate::http::{api, static_files, ws, AppState};
 use crate::metrics::Metrics;
-use crate::store::StoreError;
 use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
 
 /// Connections the kernel queues before they are accepted. A listener from
@@ -86,7 +85,8 @@ impl Application {
             ));
         }
         let metrics = Arc::new(Metrics::new());
-        let history = History::start(&config.db_path, metrics.clone())?;
+        let storage = Storage::Sqlite(config.db_path.clone());
+        let history = History::start(&storage, metrics.clone())?;
         let config = Arc::new(config);
         let chat = ChatServer::new(config.clone(), history.clone(), metrics.clone()).start();
         let caps = ConnectionCaps::new(

@@ -2,11 +2,8 @@
 //! * [`session::ChatSession`]: one per WebSocket connection.
 //! * [`server::ChatServer`]: the registry of connections and active rooms.
 //! * [`room::RoomActor`]: one per active room; members, order, fan-out.
-//! * [`history::HistoryActor`]: SQLite on `SyncArbiter` threads, with
-//!   group commit for chat messages.
 //! * [`outbox`]: the bounded queue between rooms and a session.
 
-pub mod history;
 pub mod outbox;
 pub mod room;
 pub mod server;

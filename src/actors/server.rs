@@ -11,11 +11,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::history::History;
 use super::outbox::Outbox;
 use super::room::{self, RoomActor, RoomUsers, StopRoom};
 use super::SessionId;
 use crate::config::Config;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{MessageId, RoomName, UserName};
 

@@ -10,10 +10,9 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore};
 use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
+use crate::history::{Cursor, StoreError};
 use crate::protocol::{is_valid_room, MessageId};
-use crate::store::StoreError;
 
 /// Page size of `/messages` when `limit` is absent, and its largest value.
 const DEFAULT_PAGE: usize = 50;
@@ -52,10 +51,8 @@ pub async fn room_details(
         .map_err(unavailable)?;
     let count = state
         .history
-        .readers
-        .send(MessageCount { room: room.clone() })
+        .count(&room)
         .await
-        .map_err(unavailable)?
         .map_err(store_unavailable)?;
     if users.is_none() && count == 0 {
         return Err(ApiError::NotFound(format!(
@@ -90,37 +87,20 @@ pub async fn room_messages(
             )))
         }
     };
-    let page = match (before, after) {
+    let cursor = match (before, after) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
                 "give before or after, not both".into(),
             ))
         }
-        (before, None) => {
-            state
-                .history
-                .readers
-                .send(MessagesBefore {
-                    room: room.clone(),
-                    before,
-                    limit,
-                })
-                .await
-        }
-        (None, Some(after)) => {
-            state
-                .history
-                .readers
-                .send(MessagesAfter {
-                    room: room.clone(),
-                    after,
-                    up_to: None,
-                    limit,
-                })
-                .await
-        }
+        (before, None) => Cursor::Before(before),
+        (None, Some(after)) => Cursor::After(after),
     };
-    let (messages, more) = page.map_err(unavailable)?.map_err(store_unavailable)?;
+    let (messages, more) = state
+        .history
+        .page(&room, cursor, limit)
+        .await
+        .map_err(store_unavailable)?;
     Ok(HttpResponse::Ok().json(json!({ "room": room, "messages": messages, "more": more })))
 }
 

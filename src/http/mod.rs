@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use actix::Addr;
 
-use crate::actors::history::History;
 use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::watchdog::Watchdog;
 

@@ -32,11 +32,11 @@ use bytestring::ByteString;
 use self::delivery::{fan_out, Delivery, InFlight, Next};
 use self::members::Members;
 use self::recent::{HistorySource, Recent};
-use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, RecentMessages};
 use super::outbox::Outbox;
 use super::server::{ChatServer, MemberDropped};
 use super::SessionId;
 use crate::backlog::Admitted;
+use crate::history::{History, MessagesStored, PendingWrite};
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
@@ -212,18 +212,12 @@ impl Actor for RoomActor {
         self.stored_recipient = Some(ctx.address().recipient());
         // Nothing else is handled until the recent history is loaded, so
         // the first joiners get it too.
-        let load = self.history.writer.send(RecentMessages {
-            room: self.name.clone(),
-            limit: self.recent.max(),
-        });
+        let (history, name, limit) = (self.history.clone(), self.name.clone(), self.recent.max());
+        let load = async move { history.recent(&name, limit).await };
         ctx.wait(load.into_actor(self).map(|result, room, _| match result {
-            Ok(Ok((messages, more))) => room.recent.loaded(messages, more),
-            Ok(Err(e)) => {
-                log::error!("room {}: cannot load history: {e}", room.name);
-                room.recent.load_failed();
-            }
+            Ok((messages, more)) => room.recent.loaded(messages, more),
             Err(e) => {
-                log::error!("room {}: history actor unavailable: {e}", room.name);
+                log::error!("room {}: cannot load history: {e}", room.name);
                 room.recent.load_failed();
             }
         }));
@@ -258,17 +252,14 @@ impl Handler<Join> for RoomActor {
                 // Rare: a client recovering more than the cache holds. The
                 // room waits for the read so the joiner's history and the
                 // live stream meet exactly at `up_to`.
-                let read = self.history.writer.send(MessagesAfter {
-                    room: self.name.clone(),
-                    after,
-                    up_to,
-                    limit: self.recent.max(),
-                });
+                let (history, name) = (self.history.clone(), self.name.clone());
+                let limit = self.recent.max();
+                let read = async move { history.after(&name, after, up_to, limit).await };
                 ctx.wait(read.into_actor(self).map(move |result, room, _| {
                     match result {
-                        Ok(Ok((messages, more))) => room.admit(join, messages, more),
-                        failed => {
-                            log::error!("room {}: cannot read history: {failed:?}", room.name);
+                        Ok((messages, more)) => room.admit(join, messages, more),
+                        Err(e) => {
+                            log::error!("room {}: cannot read history: {e}", room.name);
                             // `more: true` tells the client to fetch what it
                             // missed over REST.
                             room.admit(join, Vec::new(), true)

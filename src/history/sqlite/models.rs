@@ -18,8 +18,7 @@ pub struct StoredMessage {
     pub created_at: i64,
 }
 
-/// A row to insert; borrowed, because the room keeps owning the text until
-/// the row is stored.
+/// A row to insert; borrowed from the worker's batch.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = messages)]
 pub struct NewMessage<'a> {

@@ -1,0 +1,271 @@
+//! Chat history: the one door to storage.
+//!
+//! Everything the server stores or reads goes through a [`History`] handle:
+//! rooms [`store`](History::store) chats and read their
+//! [`recent`](History::recent) window and what a reconnecting client missed
+//! ([`after`](History::after)); REST reads [`page`](History::page)s and
+//! [`count`](History::count)s; `/health` asks
+//! [`write_health`](History::write_health); shutdown
+//! [`flush`](History::flush)es and [`checkpoint`](History::checkpoint)s.
+//!
+//! Behind the handle, [`worker::HistoryActor`] threads do the blocking work
+//! (group commit on one writer, reads on others) against a
+//! [`backend::Backend`]: which one is decided in [`History::start`] from a
+//! [`Storage`], and nowhere else. To add a database, implement `Backend`
+//! in a module beside [`sqlite`] and add its `Storage` variant.
+
+pub mod backend;
+mod error;
+pub mod sqlite;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+pub use error::StoreError;
+
+use crate::backlog::Admitted;
+use crate::metrics::Metrics;
+use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
+use sqlite::SqliteBackend;
+use worker::{
+    CheckWrite, Checkpoint, Flush, HistoryActor, MessageCount, MessagesAfter, MessagesBefore,
+    Nudge, RecentMessages, Shared, WriteHealth, WriteQueue,
+};
+
+/// Where the history lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// An SQLite file (`DB_PATH`), created when missing.
+    Sqlite(PathBuf),
+}
+
+/// Messages of one room in id order, and whether more exist beyond them
+/// (older ones for [`History::recent`] and [`Cursor::Before`], newer ones
+/// for [`History::after`] and [`Cursor::After`]).
+pub type Page = (Vec<ChatMessage>, bool);
+
+/// A chat message on its way to storage, with the room to tell once stored.
+pub struct PendingWrite {
+    pub room: RoomName,
+    pub user: UserName,
+    pub text: String,
+    pub reply: Recipient<MessagesStored>,
+    /// Its place in the backlog, handed back to the room with the answer.
+    pub admitted: Admitted,
+}
+
+/// The answer to consecutive [`PendingWrite`]s of one room, in the order
+/// they were queued: each stored message with its id and timestamp, or why
+/// it could not be stored; and their places in the backlog, which the room
+/// keeps until it has handed the messages to its members. Handled by the
+/// room; sent by the history writer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MessagesStored(pub Answers, pub Admitted);
+
+/// One room's answers to a run of its consecutive writes.
+pub type Answers = Vec<Result<ChatMessage, StoreError>>;
+
+/// Which page of a room's history REST asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// The newest messages, or those with `id <` the given one.
+    Before(Option<MessageId>),
+    /// The oldest messages with `id >` the given one.
+    After(MessageId),
+}
+
+/// The handle the rest of the server holds. Cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    /// The one writer thread. Reads that must see every accepted message
+    /// (a room starting, `since` recovery) go here too.
+    writer: Addr<HistoryActor>,
+    /// Reader threads for REST.
+    readers: Addr<HistoryActor>,
+    queue: Arc<WriteQueue>,
+    health: Arc<Mutex<WriteHealth>>,
+    /// One [`CheckWrite`] at a time from `/health`; the others wait for
+    /// its outcome instead of queueing more.
+    checking: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Reader threads: REST reads are short, two keep one slow query from
+/// holding up the rest.
+const READER_THREADS: usize = 2;
+
+/// A worker's answer, or [`StoreError::Stopped`] if the worker is gone.
+fn answer<T>(sent: Result<Result<T, StoreError>, MailboxError>) -> Result<T, StoreError> {
+    sent.unwrap_or(Err(StoreError::Stopped))
+}
+
+impl History {
+    /// Prepares the database (creates it if it is an SQLite file that does
+    /// not exist yet, runs pending migrations) and starts the writer and
+    /// reader threads. Must run inside an actix `System`.
+    pub fn start(storage: &Storage, metrics: Arc<Metrics>) -> Result<History, StoreError> {
+        let queue = Arc::new(WriteQueue::default());
+        let shared = Shared {
+            health: Arc::new(Mutex::new(WriteHealth::default())),
+            metrics,
+        };
+        let (writer, readers) = match storage {
+            Storage::Sqlite(path) => {
+                sqlite::prepare(path)?;
+                let writer = {
+                    let (path, queue, shared) = (path.clone(), queue.clone(), shared.clone());
+                    SyncArbiter::start(1, move || {
+                        let backend = Box::new(SqliteBackend::writer(&path));
+                        HistoryActor::writer(backend, queue.clone(), &shared)
+                    })
+                };
+                let readers = {
+                    let (path, shared) = (path.clone(), shared.clone());
+                    SyncArbiter::start(READER_THREADS, move || {
+                        HistoryActor::reader(Box::new(SqliteBackend::reader(&path)), &shared)
+                    })
+                };
+                (writer, readers)
+            }
+        };
+        // Start-up just opened and migrated the database: it takes writes.
+        shared.metrics.store_writable.set(1);
+        Ok(History {
+            writer,
+            readers,
+            queue,
+            health: shared.health,
+            checking: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Queues a chat message for the next transaction. Its room hears
+    /// [`MessagesStored`] when it is durable.
+    pub fn store(&self, write: PendingWrite) {
+        self.queue
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(write);
+        if !self.queue.nudged.swap(true, Ordering::SeqCst) {
+            self.writer.do_send(Nudge);
+        }
+    }
+
+    /// The newest `limit` messages of `room`, oldest first, and whether
+    /// older ones exist; including every message accepted before the call
+    /// (it commits what is queued first), so a room that starts sees them.
+    pub async fn recent(&self, room: &RoomName, limit: usize) -> Result<Page, StoreError> {
+        let read = RecentMessages {
+            room: room.clone(),
+            limit,
+        };
+        answer(self.writer.send(read).await)
+    }
+
+    /// The oldest `limit` messages of `room` with `after < id <= up_to`,
+    /// oldest first, and whether more exist in that range; like
+    /// [`History::recent`], including every message accepted before the
+    /// call. What a room reads for a client recovering with `since`.
+    pub async fn after(
+        &self,
+        room: &RoomName,
+        after: MessageId,
+        up_to: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let read = MessagesAfter {
+            room: room.clone(),
+            after,
+            up_to,
+            limit,
+        };
+        answer(self.writer.send(read).await)
+    }
+
+    /// A page of `room`'s committed messages, for REST. Read on the reader
+    /// threads, so it never waits behind a commit.
+    pub async fn page(
+        &self,
+        room: &RoomName,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let room = room.clone();
+        let sent = match cursor {
+            Cursor::Before(before) => {
+                let read = MessagesBefore {
+                    room,
+                    before,
+                    limit,
+                };
+                self.readers.send(read).await
+            }
+            Cursor::After(after) => {
+                let read = MessagesAfter {
+                    room,
+                    after,
+                    up_to: None,
+                    limit,
+                };
+                self.readers.send(read).await
+            }
+        };
+        answer(sent)
+    }
+
+    /// How many messages `room` has stored.
+    pub async fn count(&self, room: &RoomName) -> Result<i64, StoreError> {
+        let read = MessageCount { room: room.clone() };
+        answer(self.readers.send(read).await)
+    }
+
+    /// Whether the database takes writes: `Err` with a plain reason while
+    /// the last commit attempt failed or the file is gone, or when the
+    /// writer does not answer within `wait` (a lock held elsewhere, a
+    /// stuck disk). Answers from the last attempt when it is under a
+    /// second old, else has the writer make a small real write.
+    pub async fn write_health(&self, wait: Duration) -> Result<(), String> {
+        let fresh = || {
+            self.health
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .fresh(Instant::now())
+        };
+        if let Some(outcome) = fresh() {
+            return outcome;
+        }
+        let check = async {
+            let _turn = self.checking.lock().await;
+            if let Some(outcome) = fresh() {
+                return outcome;
+            }
+            self.writer
+                .send(CheckWrite)
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Stopped.reason()))
+        };
+        tokio::time::timeout(wait, check).await.unwrap_or_else(|_| {
+            Err(format!(
+                "the database did not answer within {} s",
+                wait.as_secs_f64()
+            ))
+        })
+    }
+
+    /// Waits until everything queued so far is committed (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        answer(self.writer.send(Flush).await)
+    }
+
+    /// Leaves the database complete in its own files (used at shutdown,
+    /// after [`History::flush`]), when they are sound.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        answer(self.writer.send(Checkpoint).await)
+    }
+}
