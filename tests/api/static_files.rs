@@ -98,7 +98,7 @@ async fn the_page_its_assets_and_the_api_carry_the_security_headers() {
     let app = spawn_app_with(|_| {}).await;
     for path in [
         "/",
-        "/app.js",
+        "/js/main.js",
         "/app.css",
         "/health",
         "/api/rooms",
