@@ -23,7 +23,9 @@ use super::error::ApiError;
 const INDEX: &str = "index.html";
 
 /// Only the page's own files run and load (no inline script, no other
-/// origins), and no other site may frame it (`frame-ancestors` works only
+/// origins; its ES modules and their imports are same-origin files, which
+/// `script-src`, falling back to `default-src 'self'`, allows), and no
+/// other site may frame it (`frame-ancestors` works only
 /// as a header, never in a `<meta>` tag).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";

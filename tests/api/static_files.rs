@@ -3,6 +3,7 @@
 //! security headers.
 
 use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,7 +99,7 @@ async fn the_page_its_assets_and_the_api_carry_the_security_headers() {
     let app = spawn_app_with(|_| {}).await;
     for path in [
         "/",
-        "/app.js",
+        "/js/main.js",
         "/app.css",
         "/health",
         "/api/rooms",
@@ -121,5 +122,58 @@ async fn the_page_its_assets_and_the_api_carry_the_security_headers() {
             Some("no-referrer"),
             "{path}"
         );
+    }
+}
+
+/// The files under `dir` whose names end in `.{ext}`, in every subfolder.
+fn files_ending(dir: &Path, ext: &str, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("a readable folder") {
+        let path = entry.expect("a folder entry").path();
+        if path.is_dir() {
+            files_ending(&path, ext, found);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            found.push(path);
+        }
+    }
+}
+
+/// The page's script is ES modules in a subfolder. A browser refuses a
+/// module whose type is not JavaScript (and `nosniff` forbids guessing),
+/// and one module that does not load leaves a blank page: every script in
+/// `static/` is served as it is with a JavaScript type, and every file the
+/// page names (its script, the modules it preloads, its stylesheet) is there.
+#[actix_web::test]
+async fn every_script_of_the_page_is_served_as_javascript() {
+    let app = spawn_app_with(|_| {}).await;
+    let root = crate::helpers::static_dir();
+    let mut scripts = Vec::new();
+    files_ending(&root, "js", &mut scripts);
+    assert!(
+        scripts.iter().any(|p| p.ends_with("js/main.js")),
+        "{scripts:?}"
+    );
+    for file in &scripts {
+        let path = format!("/{}", file.strip_prefix(&root).unwrap().display());
+        let (status, headers, body) = raw_get(app.port, &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let kind = header(&headers, "content-type").unwrap_or("none");
+        assert!(
+            kind.starts_with("text/javascript") || kind.starts_with("application/javascript"),
+            "{path} is served as {kind}, which a browser refuses to run as a module"
+        );
+        assert_eq!(body, std::fs::read_to_string(file).unwrap(), "{path}");
+    }
+
+    let page = std::fs::read_to_string(root.join("index.html")).unwrap();
+    let named: Vec<&str> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attr| page.split(attr).skip(1))
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|target| !target.starts_with("data:"))
+        .collect();
+    assert!(named.contains(&"js/main.js"), "{named:?}");
+    for target in named {
+        let (status, _, body) = raw_get(app.port, &format!("/{target}")).await;
+        assert_eq!(status, 200, "index.html names {target}: {body}");
     }
 }

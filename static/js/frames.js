@@ -1,0 +1,138 @@
+// What each frame from the server does to the rooms and the page
+// (protocol.js says what a frame is): a join's history, presence, members
+// coming and going, chat messages (the reader's own echo settles its
+// pending message) and errors (a refused join, a refused message, or a
+// toast). Frames about rooms the reader is not in are ignored.
+
+import { session } from './session.js';
+import { rooms, joinRefs, isCurrent } from './rooms.js';
+import { FRIENDLY } from './protocol.js';
+import { insertMessage, catchUp } from './history.js';
+import { dropRoom, pollRooms } from './membership.js';
+import { pendingWithRef, removePending, failPending, settlePending } from './composer.js';
+import {
+  atBottom, scrollToBottom, showNewMarker, renderEmptyNote, renderOlderControls, renderMembers,
+  renderJoined, refreshComposer,
+} from './render.js';
+import { showError, announce } from './notices.js';
+
+export function handleFrame(frame) {
+  switch (frame.type) {
+    case 'history': return onHistory(frame);
+    case 'presence': return onPresence(frame);
+    case 'join': return onMemberJoin(frame);
+    case 'leave': return onMemberLeave(frame);
+    case 'chat': return onChat(frame);
+    case 'error': return onError(frame);
+    default: return undefined;
+  }
+}
+
+function byCodePoint(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+
+function onHistory(frame) {
+  const room = rooms.get(frame.room);
+  if (!room || !Array.isArray(frame.messages)) return;
+  for (const [ref, name] of joinRefs) if (name === room.name) joinRefs.delete(ref);
+  const rejoin = room.sentSince !== null && room.sentSince !== undefined;
+  const stick = isCurrent(room) && atBottom();
+  let cursor = rejoin ? room.sentSince : 0;
+  let added = 0;
+  for (const m of frame.messages) {
+    if (insertMessage(room, m)) {
+      added += 1;
+      if (rejoin && !isCurrent(room) && m.user !== session.user) room.unread += 1;
+    }
+    if (m.id > cursor) cursor = m.id;
+  }
+  room.status = 'joined';
+  if (!rejoin) {
+    room.moreOlder = frame.more === true;
+    room.joinedOnce = true;
+  }
+  if (isCurrent(room)) {
+    renderOlderControls(room);
+    renderEmptyNote(room);
+    if (!rejoin || stick) scrollToBottom();
+    else if (added) showNewMarker();
+  }
+  if (rejoin && frame.more === true) catchUp(room, cursor);
+  else settlePending(room);
+  renderJoined();
+  refreshComposer();
+  if (!rejoin) pollRooms(); // the room list shows the new member count now
+}
+
+function onPresence(frame) {
+  const room = rooms.get(frame.room);
+  if (!room || !Array.isArray(frame.users)) return;
+  room.members = frame.users.filter((u) => typeof u === 'string');
+  if (isCurrent(room)) renderMembers();
+}
+
+function onMemberJoin(frame) {
+  const room = rooms.get(frame.room);
+  if (!room || typeof frame.user !== 'string') return;
+  if (!room.members.includes(frame.user)) {
+    room.members.push(frame.user);
+    room.members.sort(byCodePoint);
+  }
+  if (isCurrent(room)) renderMembers();
+}
+
+function onMemberLeave(frame) {
+  const room = rooms.get(frame.room);
+  if (!room) return;
+  if (frame.user === session.user && room.leaving) {
+    dropRoom(room);
+    return;
+  }
+  room.members = room.members.filter((u) => u !== frame.user);
+  if (isCurrent(room)) renderMembers();
+}
+
+function onChat(frame) {
+  const room = rooms.get(frame.room);
+  if (!room || typeof frame.id !== 'number') return;
+  if (typeof frame.ref === 'string') {
+    const p = pendingWithRef(room, frame.ref);
+    if (p) removePending(room, p);
+  }
+  const stick = isCurrent(room) && atBottom();
+  const added = insertMessage(room, frame);
+  if (!added) return;
+  if (isCurrent(room)) {
+    if (stick || frame.user === session.user) scrollToBottom();
+    else showNewMarker();
+    if (frame.user !== session.user) announce(`${frame.user} in ${room.name}: ${frame.text}`);
+  } else if (frame.user !== session.user) {
+    room.unread += 1;
+    renderJoined();
+  }
+}
+
+function onError(frame) {
+  const code = typeof frame.code === 'string' ? frame.code : 'error';
+  const serverText = typeof frame.message === 'string' ? frame.message : '';
+  const ref = typeof frame.ref === 'string' ? frame.ref : null;
+  if (ref && joinRefs.has(ref)) {
+    const name = joinRefs.get(ref);
+    joinRefs.delete(ref);
+    const room = rooms.get(name);
+    if (code === 'already_joined') return; // harmless: we are in it
+    if (room) dropRoom(room);
+    showError(`Could not join ${name}: ${FRIENDLY[code] || serverText}`, code);
+    return;
+  }
+  if (ref) {
+    for (const room of rooms.values()) {
+      const p = pendingWithRef(room, ref);
+      if (p) {
+        removePending(room, p);
+        failPending(p, FRIENDLY[code] || serverText);
+        return;
+      }
+    }
+  }
+  showError(FRIENDLY[code] || serverText || `Error: ${code}`, code);
+}

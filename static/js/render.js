@@ -1,0 +1,301 @@
+// The chat's DOM: the shown room's messages (grouped by author, own ones
+// marked, pending ones until their echo), its members, the joined and
+// active room lists with their counts, the "load older" controls, the
+// scroll position, and the message box's state. It reads rooms.js and
+// session.js and changes nothing in them but a pending message's node.
+
+import { $, el } from './dom.js';
+import { session } from './session.js';
+import { rooms, currentRoom, isCurrent, activeRooms } from './rooms.js';
+
+const STICK_PX = 48; // closer than this to the bottom counts as "at the bottom"
+const GROUP_MS = 5 * 60 * 1000; // same author within this: one group
+
+// What a click on a room in the sidebar does (membership.js, wired by main.js).
+const actions = { select: () => {}, join: () => {} };
+
+export function onRoomClicks({ select, join }) {
+  actions.select = select;
+  actions.join = join;
+}
+
+// ---- scrolling -------------------------------------------------------------
+
+export function atBottom() {
+  const s = $('scroller');
+  return s.scrollHeight - s.scrollTop - s.clientHeight < STICK_PX;
+}
+
+export function scrollToBottom() {
+  const s = $('scroller');
+  s.scrollTop = s.scrollHeight;
+  $('new-marker').hidden = true;
+}
+
+// The "New messages" button, for a reader scrolled up.
+export function showNewMarker() {
+  $('new-marker').hidden = false;
+}
+
+// Notes the distance from the bottom of the message pane; the function
+// returned scrolls back to it (messages put in above stay out of sight).
+export function holdScroll() {
+  const scroller = $('scroller');
+  const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+  return () => { scroller.scrollTop = scroller.scrollHeight - fromBottom; };
+}
+
+// ---- messages ----------------------------------------------------------------
+
+function sameGroup(prev, msg) {
+  if (!prev || prev.user !== msg.user) return false;
+  return Math.abs(Date.parse(msg.timestamp) - Date.parse(prev.timestamp)) < GROUP_MS;
+}
+
+function groupWith(node, prev, msg) {
+  node.classList.toggle('cont', sameGroup(prev, msg));
+}
+
+// Distinct, readable-under-white-text colours; a name always gets the same one.
+const AVATAR_COLORS = ['#1971c2', '#9c36b5', '#0c8599', '#e8590c', '#c2255c', '#5f3dc4', '#2f9e44', '#862e9c'];
+
+function avatarColor(name) {
+  let h = 7;
+  for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
+  return AVATAR_COLORS[h % AVATAR_COLORS.length];
+}
+
+function formatTime(ts) {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return '';
+  const now = new Date();
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
+}
+
+function messageNode(msg, prev, pending) {
+  const own = msg.user === session.user;
+  const li = el('li', 'msg');
+  if (own) li.classList.add('own');
+  if (msg.id !== undefined) li.dataset.id = String(msg.id);
+  li.dataset.user = msg.user;
+  if (!pending && sameGroup(prev, msg)) li.classList.add('cont');
+  const avatar = el('span', 'avatar', [...msg.user][0].toUpperCase());
+  avatar.style.background = avatarColor(msg.user);
+  avatar.setAttribute('aria-hidden', 'true');
+  const body = el('div', 'bubble');
+  const meta = el('div', 'meta');
+  meta.appendChild(el('span', 'msg-user', msg.user));
+  if (pending) {
+    li.classList.add('pending');
+    li.dataset.pending = 'true';
+    meta.appendChild(el('span', 'msg-time', 'sending…'));
+  } else {
+    const time = el('time', 'msg-time', formatTime(msg.timestamp));
+    time.dateTime = msg.timestamp;
+    const d = new Date(msg.timestamp);
+    if (!Number.isNaN(d.getTime())) time.title = d.toLocaleString();
+    meta.appendChild(time);
+  }
+  body.appendChild(meta);
+  body.appendChild(el('div', 'msg-text', msg.text));
+  li.appendChild(avatar);
+  li.appendChild(body);
+  return li;
+}
+
+// The node of a message of the reader's on its way (its `ref` awaits the echo).
+function pendingNode(text, ref) {
+  const node = messageNode({ user: session.user, text }, null, true);
+  node.dataset.ref = ref;
+  return node;
+}
+
+// Shows pending message `p` at the end of the shown room.
+export function showPending(p) {
+  p.node = pendingNode(p.text, p.ref);
+  $('messages').appendChild(p.node);
+}
+
+// Shows room.messages[i], just added to the shown room, in its place.
+export function showInserted(room, i) {
+  const msg = room.messages[i];
+  const list = $('messages');
+  const next = room.messages[i + 1];
+  const before = next ? list.querySelector(`li[data-id="${next.id}"]`) : list.querySelector('li.pending');
+  const node = messageNode(msg, room.messages[i - 1]);
+  list.insertBefore(node, before);
+  if (next && before) groupWith(before, msg, next);
+  $('empty-room').hidden = true;
+}
+
+// "No messages yet" while a joined room shows none.
+export function renderEmptyNote(room) {
+  $('empty-room').hidden = room.messages.length + room.pending.length > 0 || room.status !== 'joined';
+}
+
+export function renderOlderControls(room) {
+  const button = $('load-older');
+  const status = $('older-status');
+  button.hidden = !room.moreOlder || room.loadingOlder;
+  status.hidden = !room.loadingOlder && (room.moreOlder || room.messages.length === 0);
+  status.textContent = room.loadingOlder ? 'Loading older messages…' : 'This is the start of the room.';
+}
+
+// ---- the shown room ------------------------------------------------------------
+
+export function renderRoom() {
+  const room = currentRoom();
+  const list = $('messages');
+  list.replaceChildren();
+  $('new-marker').hidden = true;
+  $('leave-room').hidden = !room;
+  $('leave-room').disabled = !!room && room.leaving;
+  $('current-room').textContent = room ? `# ${room.name}` : 'No room';
+  if (!room) {
+    $('empty-room').hidden = true;
+    $('load-older').hidden = true;
+    $('older-status').hidden = true;
+    $('room-users').textContent = '';
+    renderMembers();
+    refreshComposer();
+    return;
+  }
+  let prev = null;
+  for (const m of room.messages) {
+    list.appendChild(messageNode(m, prev));
+    prev = m;
+  }
+  for (const p of room.pending) {
+    p.node = pendingNode(p.text, p.ref);
+    list.appendChild(p.node);
+  }
+  renderEmptyNote(room);
+  renderOlderControls(room);
+  renderMembers();
+  refreshComposer();
+  scrollToBottom();
+}
+
+// A second click on "Leave room" before the server answers does nothing.
+export function showLeaving() {
+  $('leave-room').disabled = true;
+}
+
+export function renderMembers() {
+  const room = currentRoom();
+  const list = $('members');
+  list.replaceChildren();
+  const members = room ? room.members : [];
+  for (const user of members) {
+    const li = el('li', 'member');
+    li.dataset.user = user;
+    const dot = el('span', 'avatar small');
+    dot.textContent = [...user][0].toUpperCase();
+    dot.style.background = avatarColor(user);
+    dot.setAttribute('aria-hidden', 'true');
+    li.appendChild(dot);
+    li.appendChild(el('span', 'member-name', user));
+    if (user === session.user) li.appendChild(el('span', 'muted small', '(you)'));
+    list.appendChild(li);
+  }
+  $('member-count').textContent = room ? `(${members.length})` : '';
+  $('room-users').textContent = room
+    ? `${members.length} ${members.length === 1 ? 'member' : 'members'}` : '';
+}
+
+// ---- the room lists --------------------------------------------------------------
+
+export function renderJoined() {
+  const list = $('joined-rooms');
+  list.replaceChildren();
+  let total = 0;
+  for (const room of rooms.values()) {
+    const li = el('li');
+    li.dataset.room = room.name;
+    const button = el('button', 'room-btn');
+    button.type = 'button';
+    if (isCurrent(room)) {
+      button.classList.add('current');
+      button.setAttribute('aria-current', 'true');
+    }
+    button.appendChild(el('span', 'room-name', `# ${room.name}`));
+    if (room.status === 'joining') button.appendChild(el('span', 'muted small', 'joining…'));
+    if (room.unread > 0) {
+      const badge = el('span', 'badge', room.unread > 99 ? '99+' : room.unread);
+      badge.dataset.unread = String(room.unread);
+      badge.setAttribute('aria-label', `${room.unread} unread`);
+      button.appendChild(badge);
+    }
+    button.addEventListener('click', () => actions.select(room.name));
+    li.appendChild(button);
+    list.appendChild(li);
+    total += room.unread;
+  }
+  $('joined-empty').hidden = rooms.size > 0;
+  document.title = total > 0 ? `(${total}) chatterbox` : 'chatterbox';
+  renderRoomList();
+}
+
+export function renderRoomList() {
+  const list = $('room-list');
+  list.replaceChildren();
+  for (const entry of activeRooms()) {
+    if (!entry || typeof entry.name !== 'string') continue;
+    const li = el('li');
+    li.dataset.room = entry.name;
+    li.dataset.users = String(entry.users);
+    const button = el('button', 'room-btn');
+    button.type = 'button';
+    button.appendChild(el('span', 'room-name', `# ${entry.name}`));
+    const count = el('span', 'count', entry.users);
+    count.setAttribute('aria-label', `${entry.users} ${entry.users === 1 ? 'user' : 'users'}`);
+    button.appendChild(count);
+    if (rooms.has(entry.name)) button.classList.add('joined');
+    button.addEventListener('click', () => actions.join(entry.name, true));
+    li.appendChild(button);
+    list.appendChild(li);
+  }
+  $('room-list-empty').hidden = list.children.length > 0;
+}
+
+// ---- the message box ---------------------------------------------------------------
+
+export function refreshComposer() {
+  const room = currentRoom();
+  const box = $('composer-input');
+  box.disabled = !room;
+  $('send').disabled = !room;
+  box.placeholder = fitOneLine(box, room ? `Message # ${room.name}` : 'Join a room to chat');
+}
+
+// `text`, cut with an ellipsis so that it fits on one line of `box`
+// (a long room name would otherwise wrap the placeholder over lines).
+let measureCanvas = null;
+function fitOneLine(box, text) {
+  const style = getComputedStyle(box);
+  const width = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 2;
+  if (!(width > 0)) return text;
+  measureCanvas = measureCanvas || document.createElement('canvas');
+  const ctx = measureCanvas.getContext('2d');
+  if (!ctx) return text;
+  ctx.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  if (ctx.measureText(text).width <= width) return text;
+  const chars = [...text];
+  let lo = 0;
+  let hi = chars.length;
+  while (lo < hi) { // the longest prefix that fits with the ellipsis
+    const mid = Math.ceil((lo + hi) / 2);
+    if (ctx.measureText(`${chars.slice(0, mid).join('')}…`).width <= width) lo = mid;
+    else hi = mid - 1;
+  }
+  return `${chars.slice(0, lo).join('')}…`;
+}
+
+// The message box grows with its text, up to 200 px.
+export function autosize() {
+  const box = $('composer-input');
+  box.style.height = 'auto';
+  box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
+}
