@@ -26,6 +26,7 @@ fn stored(text: String) -> ChatMessage {
         user: "alice".into(),
         text,
         timestamp: "2026-11-26T01:00:00.000Z".into(),
+        seq: None,
     }
 }
 

@@ -17,6 +17,15 @@ pub struct Config {
     pub port: u16,
     /// SQLite file, created with its schema when missing.
     pub db_path: PathBuf,
+    /// PostgreSQL instead of SQLite (`postgres://...`): cluster mode, where
+    /// every node with the same URL serves the same rooms.
+    pub database_url: Option<Secret>,
+    /// This node's name in the cluster; `None` makes one at start (host
+    /// name, process id and start time).
+    pub node_id: Option<String>,
+    /// Silence after which the other nodes consider a node gone, and its
+    /// users leave every room.
+    pub node_timeout: Duration,
     /// Folder served at `/` (the browser client).
     pub static_dir: PathBuf,
     /// Active rooms on the whole server.
@@ -71,6 +80,9 @@ impl Default for Config {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 8080,
             db_path: PathBuf::from("chatterbox.db"),
+            database_url: None,
+            node_id: None,
+            node_timeout: Duration::from_secs(10),
             static_dir: PathBuf::from("static"),
             max_rooms: 1000,
             max_rooms_per_connection: 32,
@@ -156,6 +168,22 @@ impl Config {
         }
         if let Some(v) = get("DB_PATH") {
             config.db_path = PathBuf::from(v);
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            config.database_url = Some(database_url(&v)?);
+        }
+        if let Some(v) = get("NODE_ID") {
+            config.node_id = Some(node_id(&v)?);
+        }
+        if let Some(v) = get("NODE_TIMEOUT") {
+            config.node_timeout = duration("NODE_TIMEOUT", &v)?;
+            if config.node_timeout < Duration::from_secs(1) {
+                return Err(ConfigError {
+                    variable: "NODE_TIMEOUT",
+                    value: v,
+                    reason: "must be at least 1s: nodes beat three times per timeout".into(),
+                });
+            }
         }
         if let Some(v) = get("STATIC_DIR") {
             config.static_dir = PathBuf::from(v);
@@ -253,6 +281,60 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+/// A PostgreSQL URL, checked for its form here (whether the server answers
+/// is checked at start). The value in an error has its password hidden.
+fn database_url(value: &str) -> Result<Secret, ConfigError> {
+    let value = value.trim();
+    let error = |reason: String| ConfigError {
+        variable: "DATABASE_URL",
+        value: redact_password(value),
+        reason,
+    };
+    if !(value.starts_with("postgres://") || value.starts_with("postgresql://")) {
+        return Err(error(
+            "expected a PostgreSQL URL such as postgres://user:password@host:5432/chat              (leave it unset to use the SQLite file at DB_PATH)"
+                .into(),
+        ));
+    }
+    value
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| error(format!("not a valid PostgreSQL URL: {e}")))?;
+    Ok(Secret(value.to_string()))
+}
+
+/// `value` with the password of `scheme://user:password@host` replaced.
+fn redact_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return value.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => value.to_string(),
+    }
+}
+
+/// A node's name: what `/health` reports and the database keys presence
+/// by. Short and plain, so it reads well in logs and SQL.
+fn node_id(value: &str) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(ConfigError {
+            variable: "NODE_ID",
+            value: value.to_string(),
+            reason: "expected 1 to 64 characters from A-Z, a-z, 0-9, '-', '_' and '.'".into(),
+        })
     }
 }
 
@@ -501,5 +583,45 @@ mod tests {
         }
         let ok = config_from(&[("HEARTBEAT_INTERVAL", "1s"), ("CLIENT_TIMEOUT", "1100ms")]);
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_a_bad_one_names_the_variable_without_its_password() {
+        let config = config_from(&[("DATABASE_URL", "postgres://chat:pw@db:5432/chat")]).unwrap();
+        assert_eq!(
+            config.database_url.as_ref().map(Secret::expose),
+            Some("postgres://chat:pw@db:5432/chat")
+        );
+        assert!(!format!("{config:?}").contains("pw@"));
+        assert!(config_from(&[]).unwrap().database_url.is_none());
+
+        let err = config_from(&[("DATABASE_URL", "mysql://chat:hunter2@db/chat")]).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err =
+            config_from(&[("DATABASE_URL", "postgres://chat:hunter2@db:notaport/x")]).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn node_id_and_node_timeout_are_checked() {
+        let config = config_from(&[("NODE_ID", "node-a.1"), ("NODE_TIMEOUT", "3s")]).unwrap();
+        assert_eq!(config.node_id.as_deref(), Some("node-a.1"));
+        assert_eq!(config.node_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config_from(&[]).unwrap().node_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            config_from(&[("NODE_ID", "a b")]).unwrap_err().variable,
+            "NODE_ID"
+        );
+        assert_eq!(
+            config_from(&[("NODE_TIMEOUT", "100ms")])
+                .unwrap_err()
+                .variable,
+            "NODE_TIMEOUT"
+        );
     }
 }

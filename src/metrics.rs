@@ -88,6 +88,19 @@ pub struct Metrics {
     /// 1 while the last write attempt to SQLite (a batch, or `/health`'s
     /// check write) succeeded, 0 while it failed or the file is gone.
     pub store_writable: IntGauge,
+    /// Cluster mode: notifications this node's commits sent (one per room
+    /// per batch).
+    pub cluster_notifications_sent: IntCounter,
+    /// Cluster mode: notifications this node's listener received.
+    pub cluster_notifications_received: IntCounter,
+    /// Cluster mode: reads of messages other nodes stored, and how long
+    /// each took.
+    pub cluster_catch_up_reads: IntCounter,
+    pub cluster_catch_up_seconds: Histogram,
+    /// Cluster mode: 1 while the listener's connection is up.
+    pub cluster_listener_up: IntGauge,
+    /// Cluster mode: nodes with a recent heartbeat, this one included.
+    pub cluster_nodes: IntGauge,
 }
 
 impl Metrics {
@@ -196,12 +209,45 @@ impl Metrics {
                     "chatterbox_delivery_seconds",
                     "From receiving a chat to handing it to the last member's queue.",
                 )
-                .buckets(latency),
+                .buckets(latency.clone()),
             )
             .expect("valid metric"),
             store_writable: IntGauge::new(
                 "chatterbox_store_writable",
                 "1 while the last write to SQLite succeeded, 0 while writes fail or the file is gone.",
+            )
+            .expect("valid metric"),
+            cluster_notifications_sent: IntCounter::new(
+                "chatterbox_cluster_notifications_sent_total",
+                "Cluster mode: notifications sent by this node's commits, one per room per batch.",
+            )
+            .expect("valid metric"),
+            cluster_notifications_received: IntCounter::new(
+                "chatterbox_cluster_notifications_received_total",
+                "Cluster mode: notifications received by this node's listener.",
+            )
+            .expect("valid metric"),
+            cluster_catch_up_reads: IntCounter::new(
+                "chatterbox_cluster_catch_up_reads_total",
+                "Cluster mode: reads of messages stored by other nodes.",
+            )
+            .expect("valid metric"),
+            cluster_catch_up_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "chatterbox_cluster_catch_up_seconds",
+                    "Cluster mode: how long a read of messages stored by other nodes took.",
+                )
+                .buckets(latency.clone()),
+            )
+            .expect("valid metric"),
+            cluster_listener_up: IntGauge::new(
+                "chatterbox_cluster_listener_up",
+                "Cluster mode: 1 while the notification listener's connection is up.",
+            )
+            .expect("valid metric"),
+            cluster_nodes: IntGauge::new(
+                "chatterbox_cluster_nodes",
+                "Cluster mode: nodes with a recent heartbeat, this one included.",
             )
             .expect("valid metric"),
             registry,
@@ -228,7 +274,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -248,6 +294,12 @@ impl Metrics {
             Box::new(self.pending_bytes.clone()),
             Box::new(self.delivery_seconds.clone()),
             Box::new(self.store_writable.clone()),
+            Box::new(self.cluster_notifications_sent.clone()),
+            Box::new(self.cluster_notifications_received.clone()),
+            Box::new(self.cluster_catch_up_reads.clone()),
+            Box::new(self.cluster_catch_up_seconds.clone()),
+            Box::new(self.cluster_listener_up.clone()),
+            Box::new(self.cluster_nodes.clone()),
         ];
         for collector in collectors {
             self.registry

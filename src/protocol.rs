@@ -266,6 +266,11 @@ pub struct ChatMessage {
     pub text: String,
     /// RFC 3339, UTC, milliseconds; see [`format_timestamp`].
     pub timestamp: String,
+    /// Its place in its room, 1, 2, 3, ... with no gap: set in cluster
+    /// mode only, where it lets a node see that it missed a message
+    /// another node stored. Never sent to clients.
+    #[serde(skip)]
+    pub seq: Option<i64>,
 }
 
 /// A frame the server sends. Borrowed fields: a frame is encoded once and
@@ -508,6 +513,7 @@ mod tests {
             user: "u".into(),
             text: "t".into(),
             timestamp: format_timestamp(0),
+            seq: None,
         };
         let plain = ServerFrame::chat(&message, None).encode();
         assert!(!plain.contains("ref"), "{plain}");

@@ -16,6 +16,18 @@ pub struct NewChat<'a> {
     pub created_at: i64,
 }
 
+/// What the database made of one inserted chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: MessageId,
+    /// Its place in its room, where the backend numbers them (see
+    /// [`crate::protocol::ChatMessage::seq`]).
+    pub seq: Option<i64>,
+    /// Milliseconds since the Unix epoch, UTC: the batch's time, or later
+    /// when the backend keeps a room's timestamps rising across nodes.
+    pub created_at: i64,
+}
+
 /// One worker thread's access to the database. Every method blocks; each
 /// is called on a [`super::worker::HistoryActor`] thread only.
 ///
@@ -23,9 +35,9 @@ pub struct NewChat<'a> {
 /// transaction, durable when it returns `Ok`; within a room, ids rise in
 /// the order messages are committed; reads see every committed message.
 pub trait Backend: Send + 'static {
-    /// Inserts `batch` in one transaction, in order, and returns the new
-    /// ids in the same order.
-    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<MessageId>, StoreError>;
+    /// Inserts `batch` in one transaction, in order, and returns what each
+    /// row became, in the same order.
+    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<Inserted>, StoreError>;
 
     /// The newest `limit` messages of `room` with `id < before` (any id
     /// when `None`), oldest first, and whether older ones exist.

@@ -16,6 +16,7 @@
 
 pub mod backend;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod worker;
 
@@ -28,9 +29,12 @@ use actix::prelude::*;
 
 pub use error::StoreError;
 
+use backend::Backend;
+
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
+use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
 use worker::{
     CheckWrite, Checkpoint, Flush, HistoryActor, MessageCount, MessagesAfter, MessagesBefore,
@@ -42,6 +46,9 @@ use worker::{
 pub enum Storage {
     /// An SQLite file (`DB_PATH`), created when missing.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`DATABASE_URL`), shared by the nodes of a
+    /// cluster.
+    Postgres(String),
 }
 
 /// Messages of one room in id order, and whether more exist beyond them
@@ -95,6 +102,9 @@ pub struct History {
     checking: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Makes one worker thread's backend.
+type Connect = Box<dyn Fn() -> Box<dyn Backend> + Send + Sync>;
+
 /// Reader threads: REST reads are short, two keep one slow query from
 /// holding up the rest.
 const READER_THREADS: usize = 2;
@@ -114,24 +124,37 @@ impl History {
             health: Arc::new(Mutex::new(WriteHealth::default())),
             metrics,
         };
-        let (writer, readers) = match storage {
+        // The one place that knows which backend serves: how to make the
+        // writer's and a reader's connection to it.
+        let (writer_backend, reader_backend): (Connect, Connect) = match storage {
             Storage::Sqlite(path) => {
                 sqlite::prepare(path)?;
-                let writer = {
-                    let (path, queue, shared) = (path.clone(), queue.clone(), shared.clone());
-                    SyncArbiter::start(1, move || {
-                        let backend = Box::new(SqliteBackend::writer(&path));
-                        HistoryActor::writer(backend, queue.clone(), &shared)
-                    })
-                };
-                let readers = {
-                    let (path, shared) = (path.clone(), shared.clone());
-                    SyncArbiter::start(READER_THREADS, move || {
-                        HistoryActor::reader(Box::new(SqliteBackend::reader(&path)), &shared)
-                    })
-                };
-                (writer, readers)
+                let (w, r) = (path.clone(), path.clone());
+                (
+                    Box::new(move || Box::new(SqliteBackend::writer(&w))),
+                    Box::new(move || Box::new(SqliteBackend::reader(&r))),
+                )
             }
+            Storage::Postgres(url) => {
+                postgres::prepare(url)?;
+                let (w, r, metrics) = (url.clone(), url.clone(), shared.metrics.clone());
+                (
+                    Box::new(move || Box::new(PostgresBackend::writer(&w, metrics.clone()))),
+                    Box::new(move || Box::new(PostgresBackend::reader(&r))),
+                )
+            }
+        };
+        let writer = {
+            let (queue, shared) = (queue.clone(), shared.clone());
+            SyncArbiter::start(1, move || {
+                HistoryActor::writer(writer_backend(), queue.clone(), &shared)
+            })
+        };
+        let readers = {
+            let shared = shared.clone();
+            SyncArbiter::start(READER_THREADS, move || {
+                HistoryActor::reader(reader_backend(), &shared)
+            })
         };
         // Start-up just opened and migrated the database: it takes writes.
         shared.metrics.store_writable.set(1);

@@ -271,16 +271,21 @@ impl HistoryActor {
             result.is_ok()
         );
         let result = match result {
-            Ok(ids) => {
-                self.metrics.messages_stored.inc_by(ids.len() as u64);
+            Ok(inserted) => {
+                self.metrics.messages_stored.inc_by(inserted.len() as u64);
                 let timestamp = crate::protocol::format_timestamp(millis);
-                reply_in_runs(batch.into_iter().zip(ids).map(|(write, id)| {
+                reply_in_runs(batch.into_iter().zip(inserted).map(|(write, row)| {
                     let message = ChatMessage {
-                        id,
+                        id: row.id,
                         room: write.room,
                         user: write.user,
                         text: write.text,
-                        timestamp: timestamp.clone(),
+                        timestamp: if row.created_at == millis {
+                            timestamp.clone()
+                        } else {
+                            crate::protocol::format_timestamp(row.created_at)
+                        },
+                        seq: row.seq,
                     };
                     (write.reply, Ok(message), write.admitted)
                 }));

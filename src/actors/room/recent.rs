@@ -124,6 +124,7 @@ mod tests {
             user: "alice".into(),
             text: format!("message {id}"),
             timestamp: "2026-11-26T01:00:00.000Z".into(),
+            seq: None,
         }
     }
 

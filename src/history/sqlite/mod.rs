@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use diesel::sqlite::SqliteConnection;
 
-use super::backend::{Backend, NewChat};
+use super::backend::{Backend, Inserted, NewChat};
 use super::{Page, StoreError};
 use crate::protocol::MessageId;
 use files::{DbFiles, Snapshot};
@@ -157,7 +157,7 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<MessageId>, StoreError> {
+    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<Inserted>, StoreError> {
         let rows: Vec<NewMessage<'_>> = batch
             .iter()
             .map(|chat| NewMessage {
@@ -167,7 +167,16 @@ impl Backend for SqliteBackend {
                 created_at: chat.created_at,
             })
             .collect();
-        self.with_conn(|conn| queries::insert_batch(conn, &rows))
+        let ids = self.with_conn(|conn| queries::insert_batch(conn, &rows))?;
+        Ok(ids
+            .into_iter()
+            .zip(batch)
+            .map(|(id, chat)| Inserted {
+                id,
+                seq: None,
+                created_at: chat.created_at,
+            })
+            .collect())
     }
 
     fn messages_before(

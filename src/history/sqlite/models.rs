@@ -36,6 +36,7 @@ impl From<StoredMessage> for ChatMessage {
             user: row.user_name,
             text: row.text,
             timestamp: format_timestamp(row.created_at),
+            seq: None,
         }
     }
 }
