@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 
 use super::members::{Members, Outlet};
+use super::sequence::Sequence;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
 use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
@@ -41,11 +42,13 @@ pub struct InFlight {
     pub received: Instant,
 }
 
-/// One answered chat, encoded.
+/// One answered chat, encoded: this node's (with its sender), or, in
+/// cluster mode, another node's.
 pub struct StoredChat {
-    sender: SessionId,
-    /// When the session read it.
-    received: Instant,
+    /// `None`: stored by another node.
+    sender: Option<SessionId>,
+    /// When the session read it (`None`: another node's).
+    received: Option<Instant>,
     /// The stored message, remembered for `history` once delivered.
     message: Option<ChatMessage>,
     /// What every member gets (`None` when the message was not stored).
@@ -69,8 +72,8 @@ impl StoredChat {
             // Everyone's copy is the same bytes, encoded once; the sender's
             // carries its ref.
             Ok(message) => StoredChat {
-                sender,
-                received,
+                sender: Some(sender),
+                received: Some(received),
                 shared: Some(ServerFrame::chat(&message, None).encode().into()),
                 own: reference.map(|reference| {
                     ServerFrame::chat(&message, Some(&reference))
@@ -80,8 +83,8 @@ impl StoredChat {
                 message: Some(message),
             },
             Err(_) => StoredChat {
-                sender,
-                received,
+                sender: Some(sender),
+                received: Some(received),
                 message: None,
                 shared: None,
                 own: Some(
@@ -97,14 +100,30 @@ impl StoredChat {
         }
     }
 
+    /// A message another node stored, for every member alike.
+    pub fn remote(message: ChatMessage) -> StoredChat {
+        StoredChat {
+            sender: None,
+            received: None,
+            shared: Some(ServerFrame::chat(&message, None).encode().into()),
+            own: None,
+            message: Some(message),
+        }
+    }
+
     /// The stored message (`None`: it could not be stored).
     pub fn message(&self) -> Option<&ChatMessage> {
         self.message.as_ref()
     }
 
-    /// When the sender's session read it.
-    pub fn received(&self) -> Instant {
+    /// When the sender's session read it (`None`: another node's).
+    pub fn received(&self) -> Option<Instant> {
         self.received
+    }
+
+    /// Whether this is this node's answer to one of its chats.
+    pub fn is_own(&self) -> bool {
+        self.sender.is_some()
     }
 }
 
@@ -150,6 +169,9 @@ impl Batch {
 #[derive(Default)]
 pub struct Delivery {
     in_flight: VecDeque<InFlight>,
+    /// Cluster mode: answers and other nodes' messages put in `seq` order
+    /// before they are pending.
+    sequence: Option<Sequence>,
     /// Stored chats waiting for the next delivery.
     pending: Vec<StoredChat>,
     /// Their places in the backlog, given back once they are delivered.
@@ -161,6 +183,33 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Cluster mode: deliver in the room's `seq` order, from `sequence`.
+    pub fn in_sequence(sequence: Sequence) -> Delivery {
+        Delivery {
+            sequence: Some(sequence),
+            ..Delivery::default()
+        }
+    }
+
+    /// The room's order, in cluster mode.
+    pub fn sequence(&mut self) -> Option<&mut Sequence> {
+        self.sequence.as_mut()
+    }
+
+    /// Chats handed to storage and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Cluster mode: what the room read from the database, then whatever
+    /// it let through, pending.
+    pub fn read(&mut self, messages: Vec<ChatMessage>, more: bool) {
+        if let Some(sequence) = &mut self.sequence {
+            sequence.read(messages, more);
+            sequence.release(&mut self.pending);
+        }
+    }
+
     /// A chat was handed to storage.
     pub fn sent(&mut self, chat: InFlight) {
         self.in_flight.push_back(chat);
@@ -193,7 +242,13 @@ impl Delivery {
             if stored.message.is_none() {
                 matched.failed += 1;
             }
-            self.pending.push(stored);
+            match &mut self.sequence {
+                Some(sequence) => sequence.answered(stored),
+                None => self.pending.push(stored),
+            }
+        }
+        if let Some(sequence) = &mut self.sequence {
+            sequence.release(&mut self.pending);
         }
         matched
     }
@@ -250,7 +305,7 @@ pub fn fan_out<O: Outlet>(chats: &[StoredChat], members: &Members<O>, limit: usi
     let personal: HashSet<SessionId> = chats
         .iter()
         .filter(|o| o.own.is_some())
-        .map(|o| o.sender)
+        .filter_map(|o| o.sender)
         .collect();
     let mut result = FanOut::default();
     for (session, member) in members.iter() {
@@ -258,7 +313,7 @@ pub fn fan_out<O: Outlet>(chats: &[StoredChat], members: &Members<O>, limit: usi
             chats
                 .iter()
                 .filter_map(|o| match &o.own {
-                    Some(own) if o.sender == session => Some(own.clone()),
+                    Some(own) if o.sender == Some(session) => Some(own.clone()),
                     _ => o.shared.clone(),
                 })
                 .collect()
@@ -293,6 +348,7 @@ mod tests {
             user: "alice".into(),
             text: text.into(),
             timestamp: "2026-11-26T01:00:00.000Z".into(),
+            seq: None,
         }
     }
 
@@ -367,7 +423,10 @@ mod tests {
         );
         let batch = delivery.take(Instant::now()).expect("a batch");
         let senders: Vec<_> = batch.chats().iter().map(|c| c.sender).collect();
-        assert_eq!(senders, [SessionId(1), SessionId(2), SessionId(3)]);
+        assert_eq!(
+            senders,
+            [Some(SessionId(1)), Some(SessionId(2)), Some(SessionId(3))]
+        );
         let ids: Vec<_> = batch.messages().map(|m| m.id).collect();
         assert_eq!(ids, [10, 11], "the failed chat is not remembered");
         let own: Vec<_> = batch.chats().iter().map(|c| c.own.as_ref()).collect();
@@ -389,8 +448,8 @@ mod tests {
             places(&backlog, 2),
         );
         let batch = delivery.take(Instant::now()).expect("a batch");
-        let senders: Vec<_> = batch.chats().iter().map(|c| c.sender.0).collect();
-        assert_eq!(senders, [1, 2, 3]);
+        let senders: Vec<_> = batch.chats().iter().map(|c| c.sender).collect();
+        assert_eq!(senders, [1, 2, 3].map(|n| Some(SessionId(n))));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod delivery;
 pub mod members;
 pub mod recent;
+pub mod sequence;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -195,9 +196,11 @@ impl RoomActor {
             .messages_delivered
             .inc_by(result.delivered as u64);
         for chat in batch.chats().iter().filter(|c| c.message().is_some()) {
-            self.metrics
-                .delivery_seconds
-                .observe(chat.received().elapsed().as_secs_f64());
+            if let Some(received) = chat.received() {
+                self.metrics
+                    .delivery_seconds
+                    .observe(received.elapsed().as_secs_f64());
+            }
         }
         // Handed to the members: their outboxes bound them from here, so
         // the batch's backlog places are given back.
