@@ -36,6 +36,7 @@ pub mod auth;
 pub mod backlog;
 pub mod caps;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod history;
 pub mod http;
