@@ -12,7 +12,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::history::History;
-use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
+use crate::actors::server::{CatchUpRooms, ChatServer, Shutdown};
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
@@ -218,7 +218,7 @@ impl AppHandle {
 
     /// Lets every room queue what it has received, then commits the queue.
     async fn drain(&self) {
-        let _ = self.chat.send(SyncRooms).await;
+        let _ = self.chat.send(CatchUpRooms).await;
         match self.history.flush().await {
             Ok(()) => log::info!("all accepted messages are stored"),
             Err(e) => log::error!("could not store the last messages: {e}"),

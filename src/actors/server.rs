@@ -39,7 +39,7 @@ pub struct Disconnect {
 /// send chat messages to; the room itself sends `history` and `presence`.
 #[derive(Message)]
 #[rtype(result = "Result<Addr<RoomActor>, JoinError>")]
-pub struct Join {
+pub struct JoinRoom {
     pub session: SessionId,
     pub user: UserName,
     pub room: RoomName,
@@ -58,7 +58,7 @@ pub enum JoinError {
 /// Leave a room (an explicit `leave`, acknowledged to the leaver).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Leave {
+pub struct LeaveRoom {
     pub session: SessionId,
     pub room: RoomName,
 }
@@ -110,7 +110,7 @@ pub struct Shutdown;
 /// chat is queued for storage).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SyncRooms;
+pub struct CatchUpRooms;
 
 /// Sent to each session at shutdown: close with 1001.
 #[derive(Message)]
@@ -146,10 +146,15 @@ impl ChatServer {
     }
 
     /// Removes `session` from `room`, first handing the room `farewell` (the
-    /// member's `Leave`, if any), then stopping the room if it is now empty.
+    /// member's `RemoveMember`, if any), then stopping the room if it is now empty.
     /// The order matters: mailboxes are FIFO, so the room handles the leave
     /// before it stops.
-    fn remove_from_room(&mut self, room: &str, session: SessionId, farewell: Option<room::Leave>) {
+    fn remove_from_room(
+        &mut self,
+        room: &str,
+        session: SessionId,
+        farewell: Option<room::RemoveMember>,
+    ) {
         let Some(active) = self.rooms.get_mut(room) else {
             return;
         };
@@ -189,7 +194,7 @@ impl Handler<Disconnect> for ChatServer {
     fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
         self.sessions.remove(&msg.session);
         for room in &msg.rooms {
-            let leave = room::Leave {
+            let leave = room::RemoveMember {
                 session: msg.session,
                 acknowledge: false,
             };
@@ -198,10 +203,10 @@ impl Handler<Disconnect> for ChatServer {
     }
 }
 
-impl Handler<Join> for ChatServer {
+impl Handler<JoinRoom> for ChatServer {
     type Result = Result<Addr<RoomActor>, JoinError>;
 
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: JoinRoom, ctx: &mut Self::Context) -> Self::Result {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
@@ -225,7 +230,7 @@ impl Handler<Join> for ChatServer {
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         self.metrics.rooms.set(self.rooms.len() as i64);
-        addr.do_send(room::Join {
+        addr.do_send(room::AddMember {
             session: msg.session,
             user: msg.user,
             outbox: msg.outbox,
@@ -235,11 +240,11 @@ impl Handler<Join> for ChatServer {
     }
 }
 
-impl Handler<Leave> for ChatServer {
+impl Handler<LeaveRoom> for ChatServer {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
-        let leave = room::Leave {
+    fn handle(&mut self, msg: LeaveRoom, _: &mut Self::Context) {
+        let leave = room::RemoveMember {
             session: msg.session,
             acknowledge: true,
         };
@@ -319,13 +324,13 @@ impl Handler<Shutdown> for ChatServer {
     }
 }
 
-impl Handler<SyncRooms> for ChatServer {
+impl Handler<CatchUpRooms> for ChatServer {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: SyncRooms, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: CatchUpRooms, _: &mut Self::Context) -> Self::Result {
         let rooms: Vec<_> = self.rooms.values().map(|r| r.addr.clone()).collect();
         Box::pin(async move {
-            join_all(rooms.iter().map(|addr| addr.send(room::Sync))).await;
+            join_all(rooms.iter().map(|addr| addr.send(room::CatchUp))).await;
         })
     }
 }

@@ -237,7 +237,7 @@ impl ChatSession {
         if !self.join_rate.try_take() {
             return self.join_rate_limited("join", &room, reference.as_deref(), ctx);
         }
-        let request = self.server.send(server::Join {
+        let request = self.server.send(server::JoinRoom {
             session: self.id,
             user: self.user.clone(),
             room: room.clone(),
@@ -289,7 +289,7 @@ impl ChatSession {
             return self.join_rate_limited("leave", &room, reference.as_deref(), ctx);
         }
         self.rooms.remove(&room);
-        self.server.do_send(server::Leave {
+        self.server.do_send(server::LeaveRoom {
             session: self.id,
             room,
         });

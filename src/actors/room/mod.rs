@@ -129,7 +129,7 @@ impl RoomActor {
     }
 
     /// Admits a joiner once its history is known.
-    fn admit(&mut self, join: Join, messages: Vec<ChatMessage>, more: bool) {
+    fn admit(&mut self, join: AddMember, messages: Vec<ChatMessage>, more: bool) {
         let history: ByteString = ServerFrame::History {
             room: &self.name,
             messages: &messages,
@@ -239,7 +239,7 @@ impl Actor for RoomActor {
 /// the others hear `join` if this is the user's first connection here.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Join {
+pub struct AddMember {
     pub session: SessionId,
     pub user: UserName,
     pub outbox: Outbox,
@@ -247,10 +247,10 @@ pub struct Join {
     pub since: Option<MessageId>,
 }
 
-impl Handler<Join> for RoomActor {
+impl Handler<AddMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, join: Join, ctx: &mut Self::Context) {
+    fn handle(&mut self, join: AddMember, ctx: &mut Self::Context) {
         self.deliver_pending();
         match self.recent.source(join.since) {
             HistorySource::Cache { messages, more } => self.admit(join, messages, more),
@@ -283,16 +283,16 @@ impl Handler<Join> for RoomActor {
 /// Remove a connection from the room.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Leave {
+pub struct RemoveMember {
     pub session: SessionId,
     /// Send the leaver its own `leave` (an explicit leave, not a disconnect).
     pub acknowledge: bool,
 }
 
-impl Handler<Leave> for RoomActor {
+impl Handler<RemoveMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, leave: Leave, _: &mut Self::Context) {
+    fn handle(&mut self, leave: RemoveMember, _: &mut Self::Context) {
         self.deliver_pending();
         let Some((member, last)) = self.members.remove(leave.session) else {
             return;
@@ -378,15 +378,17 @@ impl Handler<RoomUsers> for RoomActor {
     }
 }
 
-/// Process everything received so far, then answer (used at shutdown).
+/// Handle everything received before this and deliver what is stored, then
+/// answer: at shutdown, every chat the room accepted is then queued for
+/// storage.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Sync;
+pub struct CatchUp;
 
-impl Handler<Sync> for RoomActor {
+impl Handler<CatchUp> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, _: Sync, _: &mut Self::Context) {
+    fn handle(&mut self, _: CatchUp, _: &mut Self::Context) {
         self.deliver_pending();
     }
 }
