@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 
 use super::history::History;
 use super::outbox::Outbox;
-use super::room::{self, RoomActor, RoomUsers, StopRoom};
+use super::room::{self, Chat, RoomActor, RoomUsers, StopRoom};
 use super::SessionId;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -35,10 +35,11 @@ pub struct Disconnect {
     pub rooms: Vec<RoomName>,
 }
 
-/// Join a room, starting it if it is not active. Answers with the room to
-/// send chat messages to; the room itself sends `history` and `presence`.
+/// Join a room, starting it if it is not active. Answers with where to
+/// send the room's chat messages; the room itself sends `history` and
+/// `presence`.
 #[derive(Message)]
-#[rtype(result = "Result<Addr<RoomActor>, JoinError>")]
+#[rtype(result = "Result<Recipient<Chat>, JoinError>")]
 pub struct JoinRoom {
     pub session: SessionId,
     pub user: UserName,
@@ -204,7 +205,7 @@ impl Handler<Disconnect> for ChatServer {
 }
 
 impl Handler<JoinRoom> for ChatServer {
-    type Result = Result<Addr<RoomActor>, JoinError>;
+    type Result = Result<Recipient<Chat>, JoinError>;
 
     fn handle(&mut self, msg: JoinRoom, ctx: &mut Self::Context) -> Self::Result {
         if self.shutting_down {
@@ -217,7 +218,7 @@ impl Handler<JoinRoom> for ChatServer {
             let room = RoomActor::new(
                 msg.room.clone(),
                 self.history.clone(),
-                ctx.address(),
+                ctx.address().recipient(),
                 self.config.max_history,
                 self.config.outbox_limit,
                 self.metrics.clone(),
@@ -236,7 +237,7 @@ impl Handler<JoinRoom> for ChatServer {
             outbox: msg.outbox,
             since: msg.since,
         });
-        Ok(addr)
+        Ok(addr.recipient())
     }
 }
 

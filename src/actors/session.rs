@@ -15,7 +15,7 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
 use super::outbox::{Outbox, OutboxState, Outgoing, Reserve};
-use super::room::{self, RoomActor};
+use super::room::Chat;
 use super::server::{self, ChatServer, GoingAway, JoinError};
 use super::SessionId;
 use crate::backlog::Backlog;
@@ -41,7 +41,7 @@ pub struct ChatSession {
     server: Addr<ChatServer>,
     config: Arc<Config>,
     /// The rooms this connection is in, and where to send their chats.
-    rooms: HashMap<RoomName, Addr<RoomActor>>,
+    rooms: HashMap<RoomName, Recipient<Chat>>,
     /// Shared with the rooms that queue frames for this connection.
     outbox: Arc<OutboxState>,
     /// Last time anything arrived from the client; any frame counts.
@@ -197,7 +197,7 @@ impl ChatSession {
                     );
                 }
                 self.metrics.messages_received.inc();
-                addr.do_send(room::Chat {
+                addr.do_send(Chat {
                     session: self.id,
                     text,
                     reference,

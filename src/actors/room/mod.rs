@@ -34,7 +34,7 @@ use self::members::Members;
 use self::recent::{HistorySource, Recent};
 use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, RecentMessages};
 use super::outbox::Outbox;
-use super::server::{ChatServer, MemberDropped};
+use super::server::MemberDropped;
 use super::SessionId;
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
@@ -46,7 +46,10 @@ use crate::protocol::{
 pub struct RoomActor {
     name: RoomName,
     history: History,
-    server: Addr<ChatServer>,
+    /// Told when the room drops a member on its own. A recipient rather
+    /// than the server's address, so the room does not depend on the
+    /// server that starts it.
+    server: Recipient<MemberDropped>,
     outbox_limit: usize,
     members: Members<Outbox>,
     recent: Recent,
@@ -60,7 +63,7 @@ impl RoomActor {
     pub fn new(
         name: RoomName,
         history: History,
-        server: Addr<ChatServer>,
+        server: Recipient<MemberDropped>,
         max_history: usize,
         outbox_limit: usize,
         metrics: Arc<Metrics>,
