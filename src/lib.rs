@@ -9,7 +9,8 @@
 //!   server frames encoded. Shared with the load tester and the tests.
 //! * [`actors`]: `ChatSession` (one per connection), `ChatServer` (the
 //!   registry of rooms), `RoomActor` (one per active room) and
-//!   `HistoryActor` (SQLite on sync threads, with group commit).
+//!   `HistoryActor` (SQLite on sync threads, with group commit); the
+//!   messages between them in `actors::messages`, one module per recipient.
 //! * [`store`]: diesel schema, migrations and queries, and the checks on
 //!   the database's files under a running server.
 //! * [`http`]: the `/ws` upgrade, the REST API and `/health`.

@@ -12,7 +12,8 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::history::History;
-use crate::actors::server::{CatchUpRooms, ChatServer, Shutdown};
+use crate::actors::messages::server::{CatchUpRooms, Shutdown};
+use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;

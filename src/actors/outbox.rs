@@ -20,18 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
-/// What rooms send a session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum Outgoing {
-    /// One encoded server frame to write as it is.
-    Frame(ByteString),
-    /// Several frames, in order: a batch of chat messages. Shared by every
-    /// member that gets the same frames, and written in one go.
-    Frames(Arc<[ByteString]>),
-    /// The outbox passed its bound: drop what is queued, close with 1008.
-    Overflowed,
-}
+use super::messages::session::Outgoing;
 
 /// The answer to [`OutboxState::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

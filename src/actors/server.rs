@@ -12,111 +12,17 @@ use actix::prelude::*;
 use futures_util::future::join_all;
 
 use super::history::History;
-use super::outbox::Outbox;
-use super::room::{self, Chat, RoomActor, RoomUsers, StopRoom};
+use super::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use super::messages::server::{
+    ActiveRoomUsers, CatchUpRooms, Connect, Disconnect, JoinError, JoinRoom, LeaveRoom, ListRooms,
+    MemberDropped, RoomSummary, ServerStats, Shutdown, Stats,
+};
+use super::messages::session::GoingAway;
+use super::room::RoomActor;
 use super::SessionId;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::{MessageId, RoomName, UserName};
-
-/// A new WebSocket session; `closer` is how shutdown reaches it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Connect {
-    pub session: SessionId,
-    pub closer: Recipient<GoingAway>,
-}
-
-/// A session ended: it leaves every room it was in, without acknowledgement.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub session: SessionId,
-    pub rooms: Vec<RoomName>,
-}
-
-/// Join a room, starting it if it is not active. Answers with where to
-/// send the room's chat messages; the room itself sends `history` and
-/// `presence`.
-#[derive(Message)]
-#[rtype(result = "Result<Recipient<Chat>, JoinError>")]
-pub struct JoinRoom {
-    pub session: SessionId,
-    pub user: UserName,
-    pub room: RoomName,
-    pub since: Option<MessageId>,
-    pub outbox: Outbox,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    #[error("the server already has its maximum of {0} active rooms")]
-    TooManyRooms(usize),
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
-
-/// Leave a room (an explicit `leave`, acknowledged to the leaver).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LeaveRoom {
-    pub session: SessionId,
-    pub room: RoomName,
-}
-
-/// A room dropped a member on its own (a slow reader).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MemberDropped {
-    pub room: RoomName,
-    pub session: SessionId,
-}
-
-/// Active rooms, sorted by name, with their distinct user counts.
-#[derive(Message)]
-#[rtype(result = "Vec<RoomSummary>")]
-pub struct ListRooms;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RoomSummary {
-    pub name: RoomName,
-    pub users: usize,
-}
-
-/// The users of one room: `None` when the room is not active.
-#[derive(Message)]
-#[rtype(result = "Option<Vec<UserName>>")]
-pub struct ActiveRoomUsers {
-    pub room: RoomName,
-}
-
-/// Counts for `/health`.
-#[derive(Message)]
-#[rtype(result = "ServerStats")]
-pub struct Stats;
-
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct ServerStats {
-    pub connections: usize,
-    pub rooms: usize,
-}
-
-/// Close every session with 1001 and refuse new joins. Answers with the
-/// number of sessions told.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Shutdown;
-
-/// Wait until every room has handled what it was sent (so every accepted
-/// chat is queued for storage).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CatchUpRooms;
-
-/// Sent to each session at shutdown: close with 1001.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct GoingAway;
+use crate::protocol::{RoomName, UserName};
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
@@ -150,12 +56,7 @@ impl ChatServer {
     /// member's `RemoveMember`, if any), then stopping the room if it is now empty.
     /// The order matters: mailboxes are FIFO, so the room handles the leave
     /// before it stops.
-    fn remove_from_room(
-        &mut self,
-        room: &str,
-        session: SessionId,
-        farewell: Option<room::RemoveMember>,
-    ) {
+    fn remove_from_room(&mut self, room: &str, session: SessionId, farewell: Option<RemoveMember>) {
         let Some(active) = self.rooms.get_mut(room) else {
             return;
         };
@@ -195,7 +96,7 @@ impl Handler<Disconnect> for ChatServer {
     fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
         self.sessions.remove(&msg.session);
         for room in &msg.rooms {
-            let leave = room::RemoveMember {
+            let leave = RemoveMember {
                 session: msg.session,
                 acknowledge: false,
             };
@@ -231,7 +132,7 @@ impl Handler<JoinRoom> for ChatServer {
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         self.metrics.rooms.set(self.rooms.len() as i64);
-        addr.do_send(room::AddMember {
+        addr.do_send(AddMember {
             session: msg.session,
             user: msg.user,
             outbox: msg.outbox,
@@ -245,7 +146,7 @@ impl Handler<LeaveRoom> for ChatServer {
     type Result = ();
 
     fn handle(&mut self, msg: LeaveRoom, _: &mut Self::Context) {
-        let leave = room::RemoveMember {
+        let leave = RemoveMember {
             session: msg.session,
             acknowledge: true,
         };
@@ -331,7 +232,7 @@ impl Handler<CatchUpRooms> for ChatServer {
     fn handle(&mut self, _: CatchUpRooms, _: &mut Self::Context) -> Self::Result {
         let rooms: Vec<_> = self.rooms.values().map(|r| r.addr.clone()).collect();
         Box::pin(async move {
-            join_all(rooms.iter().map(|addr| addr.send(room::CatchUp))).await;
+            join_all(rooms.iter().map(|addr| addr.send(CatchUp))).await;
         })
     }
 }

@@ -14,9 +14,11 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
-use super::outbox::{Outbox, OutboxState, Outgoing, Reserve};
-use super::room::Chat;
-use super::server::{self, ChatServer, GoingAway, JoinError};
+use super::messages::room::Chat;
+use super::messages::server::{Connect, Disconnect, JoinError, JoinRoom, LeaveRoom};
+use super::messages::session::{GoingAway, Outgoing};
+use super::outbox::{Outbox, OutboxState, Reserve};
+use super::server::ChatServer;
 use super::SessionId;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
@@ -237,7 +239,7 @@ impl ChatSession {
         if !self.join_rate.try_take() {
             return self.join_rate_limited("join", &room, reference.as_deref(), ctx);
         }
-        let request = self.server.send(server::JoinRoom {
+        let request = self.server.send(JoinRoom {
             session: self.id,
             user: self.user.clone(),
             room: room.clone(),
@@ -289,7 +291,7 @@ impl ChatSession {
             return self.join_rate_limited("leave", &room, reference.as_deref(), ctx);
         }
         self.rooms.remove(&room);
-        self.server.do_send(server::LeaveRoom {
+        self.server.do_send(LeaveRoom {
             session: self.id,
             room,
         });
@@ -364,7 +366,7 @@ impl Actor for ChatSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.server.do_send(server::Connect {
+        self.server.do_send(Connect {
             session: self.id,
             closer: ctx.address().recipient(),
         });
@@ -389,7 +391,7 @@ impl Actor for ChatSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.server.do_send(server::Disconnect {
+        self.server.do_send(Disconnect {
             session: self.id,
             rooms: self.rooms.drain().map(|(room, _)| room).collect(),
         });

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::history::{MessageCount, MessagesAfter, MessagesBefore};
-use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
+use crate::actors::messages::server::{ActiveRoomUsers, ListRooms, Stats};
 use crate::protocol::{is_valid_room, MessageId};
 use crate::store::StoreError;
 

@@ -34,13 +34,12 @@ use self::members::Members;
 use self::recent::{HistorySource, Recent};
 use super::history::{History, MessagesAfter, MessagesStored, PendingWrite, RecentMessages};
 use super::outbox::Outbox;
-use super::server::MemberDropped;
 use super::SessionId;
-use crate::backlog::Admitted;
+use crate::actors::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use crate::actors::messages::server::MemberDropped;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
-    UserName,
+    format_timestamp, now_millis, ChatMessage, ErrorCode, RoomName, ServerFrame, UserName,
 };
 
 pub struct RoomActor {
@@ -238,18 +237,6 @@ impl Actor for RoomActor {
     }
 }
 
-/// Add a connection to the room. It receives `history`, then `presence`;
-/// the others hear `join` if this is the user's first connection here.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AddMember {
-    pub session: SessionId,
-    pub user: UserName,
-    pub outbox: Outbox,
-    /// Recover messages with `id > since` instead of the latest ones.
-    pub since: Option<MessageId>,
-}
-
 impl Handler<AddMember> for RoomActor {
     type Result = ();
 
@@ -283,15 +270,6 @@ impl Handler<AddMember> for RoomActor {
     }
 }
 
-/// Remove a connection from the room.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RemoveMember {
-    pub session: SessionId,
-    /// Send the leaver its own `leave` (an explicit leave, not a disconnect).
-    pub acknowledge: bool,
-}
-
 impl Handler<RemoveMember> for RoomActor {
     type Result = ();
 
@@ -308,21 +286,6 @@ impl Handler<RemoveMember> for RoomActor {
             let _ = member.outbox.push(frame, self.outbox_limit);
         }
     }
-}
-
-/// Say something in the room. Sent straight from the session, which has
-/// already validated it and applied the rate limit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Chat {
-    pub session: SessionId,
-    pub text: String,
-    pub reference: Option<String>,
-    /// When the session read it, for the delivery latency metric.
-    pub received: Instant,
-    /// Its place in the server's backlog, held until the room has handed
-    /// the stored chat to its members.
-    pub admitted: Admitted,
 }
 
 impl Handler<Chat> for RoomActor {
@@ -368,11 +331,6 @@ impl Handler<MessagesStored> for RoomActor {
     }
 }
 
-/// The room's distinct users, sorted.
-#[derive(Message)]
-#[rtype(result = "Vec<UserName>")]
-pub struct RoomUsers;
-
 impl Handler<RoomUsers> for RoomActor {
     type Result = Vec<UserName>;
 
@@ -381,13 +339,6 @@ impl Handler<RoomUsers> for RoomActor {
     }
 }
 
-/// Handle everything received before this and deliver what is stored, then
-/// answer: at shutdown, every chat the room accepted is then queued for
-/// storage.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CatchUp;
-
 impl Handler<CatchUp> for RoomActor {
     type Result = ();
 
@@ -395,11 +346,6 @@ impl Handler<CatchUp> for RoomActor {
         self.deliver_pending();
     }
 }
-
-/// The room has no members left and is no longer routed to.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopRoom;
 
 impl Handler<StopRoom> for RoomActor {
     type Result = ();
