@@ -12,7 +12,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::history::History;
-use crate::actors::messages::server::{CatchUpRooms, Shutdown};
+use crate::actors::messages::server::{BeginShutdown, CatchUpRooms};
 use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
@@ -210,7 +210,7 @@ impl AppHandle {
     /// then stores what is left and returns.
     pub async fn shutdown(&self) {
         self.server.pause().await;
-        match self.chat.send(Shutdown).await {
+        match self.chat.send(BeginShutdown).await {
             Ok(n) => log::info!("shutting down: closing {n} connections"),
             Err(e) => log::error!("shutting down: chat server unavailable: {e}"),
         }

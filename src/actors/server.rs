@@ -14,8 +14,8 @@ use futures_util::future::join_all;
 use super::history::History;
 use super::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
 use super::messages::server::{
-    ActiveRoomUsers, CatchUpRooms, Connect, Disconnect, JoinError, JoinRoom, LeaveRoom, ListRooms,
-    MemberDropped, RoomSummary, ServerStats, Shutdown, Stats,
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, Connect, Disconnect, JoinError, JoinRoom,
+    LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
 };
 use super::messages::session::GoingAway;
 use super::room::RoomActor;
@@ -214,10 +214,10 @@ impl Handler<Stats> for ChatServer {
     }
 }
 
-impl Handler<Shutdown> for ChatServer {
+impl Handler<BeginShutdown> for ChatServer {
     type Result = usize;
 
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> usize {
+    fn handle(&mut self, _: BeginShutdown, _: &mut Self::Context) -> usize {
         self.shutting_down = true;
         for closer in self.sessions.values() {
             closer.do_send(GoingAway);

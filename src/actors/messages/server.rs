@@ -102,7 +102,7 @@ pub struct ServerStats {
 /// number of sessions told.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown;
+pub struct BeginShutdown;
 
 /// From shutdown, before the last flush: wait until every room has handled
 /// what it was sent (so every accepted chat is queued for storage).
