@@ -20,12 +20,12 @@
 //! and the server with `MemberDropped`; a session reaches its rooms with
 //! `Chat`, through the recipient the server answers a join with.
 
-pub mod history;
-pub mod messages;
+pub(crate) mod history;
+pub(crate) mod messages;
 pub mod outbox;
 pub mod room;
-pub mod server;
-pub mod session;
+pub(crate) mod server;
+pub(crate) mod session;
 
 use std::fmt;
 

@@ -31,7 +31,7 @@ struct ActiveRoom {
     sessions: HashSet<SessionId>,
 }
 
-pub struct ChatServer {
+pub(crate) struct ChatServer {
     config: Arc<Config>,
     history: History,
     metrics: Arc<Metrics>,
@@ -41,7 +41,7 @@ pub struct ChatServer {
 }
 
 impl ChatServer {
-    pub fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
         ChatServer {
             config,
             history,

@@ -37,7 +37,7 @@ struct Fragments {
     data: BytesMut,
 }
 
-pub struct ChatSession {
+pub(crate) struct ChatSession {
     id: SessionId,
     user: UserName,
     server: Addr<ChatServer>,
@@ -62,7 +62,7 @@ pub struct ChatSession {
 }
 
 impl ChatSession {
-    pub fn new(
+    pub(crate) fn new(
         user: UserName,
         server: Addr<ChatServer>,
         config: Arc<Config>,
@@ -89,7 +89,7 @@ impl ChatSession {
 
     /// What this connection queues for the HTTP dispatcher; the stream that
     /// hands the frames over and the watchdog share it.
-    pub fn outbox(&self) -> Arc<OutboxState> {
+    pub(crate) fn outbox(&self) -> Arc<OutboxState> {
         self.outbox.clone()
     }
 

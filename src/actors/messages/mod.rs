@@ -12,6 +12,6 @@
 //! message goes back the other way, the sender holds a `Recipient` of it, not
 //! the other actor's address.
 
-pub mod room;
-pub mod server;
-pub mod session;
+pub(crate) mod room;
+pub(crate) mod server;
+pub(crate) mod session;

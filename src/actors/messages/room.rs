@@ -18,7 +18,7 @@ use crate::protocol::{MessageId, UserName};
 /// this is the user's first connection here.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct AddMember {
+pub(crate) struct AddMember {
     pub session: SessionId,
     pub user: UserName,
     pub outbox: Outbox,
@@ -30,7 +30,7 @@ pub struct AddMember {
 /// connection from the room.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct RemoveMember {
+pub(crate) struct RemoveMember {
     pub session: SessionId,
     /// Send the leaver its own `leave` (an explicit leave, not a disconnect).
     pub acknowledge: bool,
@@ -41,7 +41,7 @@ pub struct RemoveMember {
 /// the rate limit.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Chat {
+pub(crate) struct Chat {
     pub session: SessionId,
     pub text: String,
     pub reference: Option<String>,
@@ -55,7 +55,7 @@ pub struct Chat {
 /// From the server, for the REST API: the room's distinct users, sorted.
 #[derive(Message)]
 #[rtype(result = "Vec<UserName>")]
-pub struct RoomUsers;
+pub(crate) struct RoomUsers;
 
 /// From the server, for `CatchUpRooms` at shutdown: handle everything
 /// received before this and deliver what is stored, then
@@ -63,10 +63,10 @@ pub struct RoomUsers;
 /// storage.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CatchUp;
+pub(crate) struct CatchUp;
 
 /// From the server: the room has no members left and is no longer routed
 /// to.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopRoom;
+pub(crate) struct StopRoom;

@@ -13,7 +13,7 @@ use crate::protocol::{MessageId, RoomName, UserName};
 /// From a session as it starts; `closer` is how shutdown reaches it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Connect {
+pub(crate) struct Connect {
     pub session: SessionId,
     pub closer: Recipient<GoingAway>,
 }
@@ -22,7 +22,7 @@ pub struct Connect {
 /// acknowledgement.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Disconnect {
+pub(crate) struct Disconnect {
     pub session: SessionId,
     pub rooms: Vec<RoomName>,
 }
@@ -32,7 +32,7 @@ pub struct Disconnect {
 /// room itself sends `history` and `presence`.
 #[derive(Message)]
 #[rtype(result = "Result<Recipient<Chat>, JoinError>")]
-pub struct JoinRoom {
+pub(crate) struct JoinRoom {
     pub session: SessionId,
     pub user: UserName,
     pub room: RoomName,
@@ -42,7 +42,7 @@ pub struct JoinRoom {
 
 /// Why the server refused a [`JoinRoom`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
+pub(crate) enum JoinError {
     #[error("the server already has its maximum of {0} active rooms")]
     TooManyRooms(usize),
     #[error("the server is shutting down")]
@@ -53,7 +53,7 @@ pub enum JoinError {
 /// it to the leaver.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct LeaveRoom {
+pub(crate) struct LeaveRoom {
     pub session: SessionId,
     pub room: RoomName,
 }
@@ -62,7 +62,7 @@ pub struct LeaveRoom {
 /// server stops counting it there.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct MemberDropped {
+pub(crate) struct MemberDropped {
     pub room: RoomName,
     pub session: SessionId,
 }
@@ -71,10 +71,10 @@ pub struct MemberDropped {
 /// distinct user counts.
 #[derive(Message)]
 #[rtype(result = "Vec<RoomSummary>")]
-pub struct ListRooms;
+pub(crate) struct ListRooms;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RoomSummary {
+pub(crate) struct RoomSummary {
     pub name: RoomName,
     pub users: usize,
 }
@@ -83,17 +83,17 @@ pub struct RoomSummary {
 /// room is not active.
 #[derive(Message)]
 #[rtype(result = "Option<Vec<UserName>>")]
-pub struct ActiveRoomUsers {
+pub(crate) struct ActiveRoomUsers {
     pub room: RoomName,
 }
 
 /// From `GET /health`: how many connections and active rooms.
 #[derive(Message)]
 #[rtype(result = "ServerStats")]
-pub struct Stats;
+pub(crate) struct Stats;
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct ServerStats {
+pub(crate) struct ServerStats {
     pub connections: usize,
     pub rooms: usize,
 }
@@ -102,10 +102,10 @@ pub struct ServerStats {
 /// number of sessions told.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct BeginShutdown;
+pub(crate) struct BeginShutdown;
 
 /// From shutdown, before the last flush: wait until every room has handled
 /// what it was sent (so every accepted chat is queued for storage).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct CatchUpRooms;
+pub(crate) struct CatchUpRooms;

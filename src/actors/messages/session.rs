@@ -11,7 +11,7 @@ use bytestring::ByteString;
 /// counts every frame against `OUTBOX_LIMIT`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     /// One encoded server frame to write as it is.
     Frame(ByteString),
     /// Several frames, in order: a batch of chat messages. Shared by every
@@ -24,4 +24,4 @@ pub enum Outgoing {
 /// From the server to each session at shutdown: close with 1001.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct GoingAway;
+pub(crate) struct GoingAway;

@@ -21,7 +21,7 @@
 
 pub mod delivery;
 pub mod members;
-pub mod recent;
+pub(crate) mod recent;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +42,7 @@ use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, RoomName, ServerFrame, UserName,
 };
 
-pub struct RoomActor {
+pub(crate) struct RoomActor {
     name: RoomName,
     history: History,
     /// Told when the room drops a member on its own. A recipient rather
@@ -59,7 +59,7 @@ pub struct RoomActor {
 }
 
 impl RoomActor {
-    pub fn new(
+    pub(crate) fn new(
         name: RoomName,
         history: History,
         server: Recipient<MemberDropped>,
