@@ -17,7 +17,7 @@ use crate::config::format_duration;
 use crate::protocol::{is_valid_user, UserName};
 
 /// How far apart the server's clock and the token issuer's may be.
-pub const LEEWAY: Duration = Duration::from_secs(30);
+pub(crate) const LEEWAY: Duration = Duration::from_secs(30);
 
 /// The claims chatterbox reads and writes. Other claims in a token are
 /// ignored, so tokens from an existing identity provider work if they carry

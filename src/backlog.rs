@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
     "the server is overloaded: {messages} messages ({bytes} bytes) are waiting to be stored \
      (limits {max_messages} and {max_bytes} bytes); this one was dropped, try again shortly"
 )]
-pub struct Overloaded {
+pub(crate) struct Overloaded {
     pub messages: usize,
     pub bytes: usize,
     pub max_messages: usize,
@@ -33,7 +33,7 @@ pub struct Overloaded {
 
 /// What is accepted and not yet handed to the members, in messages and in
 /// bytes of text. One per server, shared by every session and room.
-pub struct Backlog {
+pub(crate) struct Backlog {
     max_messages: usize,
     max_bytes: usize,
     counts: Mutex<Counts>,
@@ -48,7 +48,7 @@ struct Counts {
 
 impl Backlog {
     /// Both limits must be at least 1 (the configuration refuses 0).
-    pub fn new(max_messages: usize, max_bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Backlog {
             max_messages,
             max_bytes,
@@ -61,7 +61,7 @@ impl Backlog {
     /// bound is reached. A chat bigger than `max_bytes` on its own is
     /// admitted when nothing else is pending, so no valid chat is refused
     /// forever.
-    pub fn admit(self: &Arc<Self>, bytes: usize) -> Result<Admitted, Overloaded> {
+    pub(crate) fn admit(self: &Arc<Self>, bytes: usize) -> Result<Admitted, Overloaded> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let fits = counts.messages < self.max_messages
             && (counts.messages == 0 || counts.bytes.saturating_add(bytes) <= self.max_bytes);
@@ -83,7 +83,9 @@ impl Backlog {
         })
     }
 
-    /// Messages and bytes pending right now.
+    /// Messages and bytes pending right now (for the tests: the server
+    /// needs only `admit`'s verdict).
+    #[cfg(test)]
     pub fn pending(&self) -> (usize, usize) {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         (counts.messages, counts.bytes)
@@ -104,7 +106,7 @@ impl Backlog {
 
 /// The places of one or more admitted chats, given back when dropped.
 #[must_use = "dropping the permit releases the chat's place at once"]
-pub struct Admitted {
+pub(crate) struct Admitted {
     backlog: Arc<Backlog>,
     messages: usize,
     bytes: usize,
@@ -113,14 +115,15 @@ pub struct Admitted {
 impl Admitted {
     /// Takes over `other`'s places, so a batch holds one permit and is
     /// released with one lock.
-    pub fn merge(&mut self, mut other: Admitted) {
+    pub(crate) fn merge(&mut self, mut other: Admitted) {
         debug_assert!(Arc::ptr_eq(&self.backlog, &other.backlog));
         self.messages += std::mem::take(&mut other.messages);
         self.bytes += std::mem::take(&mut other.bytes);
     }
 
     /// How many chats this permit holds places for.
-    pub fn messages(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> usize {
         self.messages
     }
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 
 /// Which cap refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CapReached {
+pub(crate) enum CapReached {
     #[error("the server is at its limit of {0} connections; try again later")]
     Total(usize),
     #[error("too many connections from your address (limit {0}); close one and try again")]
@@ -27,7 +27,7 @@ pub enum CapReached {
 }
 
 /// The open connections, counted in total and per address.
-pub struct ConnectionCaps {
+pub(crate) struct ConnectionCaps {
     max_total: usize,
     /// 0 is no cap.
     max_per_ip: usize,
@@ -44,7 +44,7 @@ struct Counts {
 }
 
 impl ConnectionCaps {
-    pub fn new(max_total: usize, max_per_ip: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         metrics.max_connections.set(max_total as i64);
         Arc::new(ConnectionCaps {
             max_total,
@@ -55,7 +55,7 @@ impl ConnectionCaps {
     }
 
     /// Takes a place for a connection from `ip`, or says which cap is full.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, CapReached> {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, CapReached> {
         let ip = peer_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.total >= self.max_total {
@@ -75,7 +75,9 @@ impl ConnectionCaps {
         })
     }
 
-    /// Open connections right now.
+    /// Open connections right now (for the tests: the server
+    /// reports them through the `connections` gauge).
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.counts
             .lock()
@@ -111,7 +113,7 @@ fn peer_key(ip: IpAddr) -> IpAddr {
 }
 
 /// One open connection's place; dropping it frees the place.
-pub struct ConnectionSlot {
+pub(crate) struct ConnectionSlot {
     caps: Arc<ConnectionCaps>,
     ip: IpAddr,
 }

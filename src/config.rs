@@ -114,7 +114,7 @@ pub struct Secret(String);
 
 impl Secret {
     /// The secret itself, for the code that signs or verifies with it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -142,13 +142,15 @@ pub struct ConfigError {
 
 impl Config {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub(crate) fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads configuration through `lookup`, so tests need not touch the
     /// process environment. Unset and empty variables take their defaults.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
 
@@ -268,7 +270,7 @@ impl Config {
     /// pong) and its socket polled (the ping) once a heartbeat, so with a
     /// shorter timeout every idle connection would be dropped as silent, or
     /// as frozen by the watchdog.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.client_timeout <= self.heartbeat_interval {
             return Err(ConfigError {
                 variable: "CLIENT_TIMEOUT",
@@ -400,7 +402,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// Writes a whole number of seconds in the largest unit that divides it,
 /// as [`parse_duration`] reads it back (`1d`, `2h`, `15m`, `90s`).
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
         0 => format!("{}ms", d.as_millis()),

@@ -9,7 +9,8 @@
 //!   server frames encoded. Shared with the load tester and the tests.
 //! * [`actors`]: `ChatSession` (one per connection), `ChatServer` (the
 //!   registry of rooms) and `RoomActor` (one per active room; a room's
-//!   delivery is in `actors/room/delivery.rs`).
+//!   delivery is in `actors/room/delivery.rs`); the messages between them
+//!   in `actors::messages`, one module per recipient.
 //! * [`history`]: the one door to storage, [`history::History`]; behind it
 //!   the `HistoryActor` threads (group commit) and a backend. SQLite's is
 //!   [`history::sqlite`] (schema, migrations, queries, the checks on its
@@ -30,18 +31,28 @@
 //!
 //! The path of one chat message: session → room → history (stored, group
 //! commit) → room → every member's session.
+//!
+//! The public surface is what the binary, the tests, the benches and the load
+//! tester use: `protocol`, `config`, `auth`, `startup`, `cli`, and for the
+//! hot-path bench the room's delivery code (`actors::room::{delivery,
+//! members}`, with `actors::SessionId` and `actors::outbox::Overflow`).
+//! Everything else is `pub(crate)`; this map links to it anyway, so read it
+//! with `cargo doc --document-private-items`.
+
+// The map above and the modules' own docs link to internal items on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod actors;
 pub mod auth;
-pub mod backlog;
-pub mod caps;
+pub(crate) mod backlog;
+pub(crate) mod caps;
 pub mod cli;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
-pub mod history;
-pub mod http;
-pub mod metrics;
+pub(crate) mod history;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub mod protocol;
-pub mod rate_limit;
+pub(crate) mod rate_limit;
 pub mod startup;
-pub mod watchdog;
+pub(crate) mod watchdog;

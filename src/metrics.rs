@@ -18,7 +18,7 @@ use crate::protocol::ErrorCode;
 
 /// Why an upgrade to `/ws` was refused, as the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     BadRequest,
     Origin,
     Unauthorized,
@@ -28,7 +28,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Refusal::BadRequest => "bad_request",
             Refusal::Origin => "origin",
@@ -40,7 +40,7 @@ impl Refusal {
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Open WebSocket connections.
     pub connections: IntGauge,
@@ -104,7 +104,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let registry = Registry::new();
         let latency = vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -308,23 +308,23 @@ impl Metrics {
         }
     }
 
-    pub fn error(&self, code: ErrorCode) {
+    pub(crate) fn error(&self, code: ErrorCode) {
         self.errors_sent(code, 1);
     }
 
     /// `n` error frames of one code.
-    pub fn errors_sent(&self, code: ErrorCode, n: u64) {
+    pub(crate) fn errors_sent(&self, code: ErrorCode, n: u64) {
         self.errors.with_label_values(&[code.as_str()]).inc_by(n);
     }
 
-    pub fn refused(&self, refusal: Refusal) {
+    pub(crate) fn refused(&self, refusal: Refusal) {
         self.upgrades_refused
             .with_label_values(&[refusal.label()])
             .inc();
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which
         // the fixed set above never produces.

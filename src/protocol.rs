@@ -15,10 +15,10 @@ pub type UserName = String;
 pub type MessageId = i64;
 
 /// Longest `ref` a client may attach to a frame, in characters.
-pub const MAX_REF_CHARS: usize = 64;
+pub(crate) const MAX_REF_CHARS: usize = 64;
 
 /// True for a valid room name.
-pub fn is_valid_room(name: &str) -> bool {
+pub(crate) fn is_valid_room(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -26,7 +26,7 @@ pub fn is_valid_room(name: &str) -> bool {
 }
 
 /// True for a valid user name.
-pub fn is_valid_user(name: &str) -> bool {
+pub(crate) fn is_valid_user(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name
             .bytes()
@@ -57,7 +57,7 @@ impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub const ALL: [ErrorCode; 12] = [
+    pub(crate) const ALL: [ErrorCode; 12] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -72,7 +72,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
@@ -247,7 +247,7 @@ fn bad_since(reference: Option<String>) -> DecodeError {
 
 /// Checks a chat text: 1 to `max_chars` Unicode scalar values, not all
 /// Unicode White_Space (which is what `char::is_whitespace` tests).
-pub fn check_text(text: &str, max_chars: usize) -> Result<(), String> {
+pub(crate) fn check_text(text: &str, max_chars: usize) -> Result<(), String> {
     if text.chars().all(char::is_whitespace) {
         return Err("\"text\" must not be empty or all white space".into());
     }
@@ -337,14 +337,14 @@ impl ServerFrame<'_> {
 
 /// Formats milliseconds since the Unix epoch the way the protocol wants:
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-25T19:30:24.123Z`.
-pub fn format_timestamp(millis: i64) -> String {
+pub(crate) fn format_timestamp(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Now, in milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate_per_sec: f64,
     burst: f64,
     tokens: f64,
@@ -14,7 +14,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(rate_per_sec: f64, burst: f64) -> Self {
+    pub(crate) fn new(rate_per_sec: f64, burst: f64) -> Self {
         TokenBucket {
             rate_per_sec,
             burst,
@@ -25,13 +25,13 @@ impl TokenBucket {
 
     /// Takes one token if there is one; false means the message is over the
     /// limit and must be dropped.
-    pub fn try_take(&mut self) -> bool {
+    pub(crate) fn try_take(&mut self) -> bool {
         self.try_take_at(Instant::now())
     }
 
     /// Returns a token taken for a request that was then refused for
     /// another reason (the server's room cap, answered after the take).
-    pub fn give_back(&mut self) {
+    pub(crate) fn give_back(&mut self) {
         self.tokens = (self.tokens + 1.0).min(self.burst);
     }
 

@@ -11,7 +11,8 @@ use actix::{Actor, Addr};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
-use crate::actors::server::{ChatServer, Shutdown, SyncRooms};
+use crate::actors::messages::server::{BeginShutdown, CatchUpRooms};
+use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
 use crate::config::Config;
@@ -209,7 +210,7 @@ impl AppHandle {
     /// then stores what is left and returns.
     pub async fn shutdown(&self) {
         self.server.pause().await;
-        match self.chat.send(Shutdown).await {
+        match self.chat.send(BeginShutdown).await {
             Ok(n) => log::info!("shutting down: closing {n} connections"),
             Err(e) => log::error!("shutting down: chat server unavailable: {e}"),
         }
@@ -218,7 +219,7 @@ impl AppHandle {
 
     /// Lets every room queue what it has received, then commits the queue.
     async fn drain(&self) {
-        let _ = self.chat.send(SyncRooms).await;
+        let _ = self.chat.send(CatchUpRooms).await;
         match self.history.flush().await {
             Ok(()) => log::info!("all accepted messages are stored"),
             Err(e) => log::error!("could not store the last messages: {e}"),

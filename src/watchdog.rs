@@ -50,14 +50,14 @@ use crate::metrics::Metrics;
 /// refuses anything else). A connection not polled for CLIENT_TIMEOUT has
 /// a socket that takes nothing, whatever its client keeps sending.
 #[derive(Debug, Clone, Copy)]
-pub struct FrozenRule {
+pub(crate) struct FrozenRule {
     pub client_timeout: Duration,
 }
 
 impl FrozenRule {
     /// `since_polled`: time since the dispatcher last polled the session's
     /// frames (or since the session started, if never).
-    pub fn is_frozen(&self, since_polled: Duration) -> bool {
+    pub(crate) fn is_frozen(&self, since_polled: Duration) -> bool {
         since_polled > self.client_timeout
     }
 }
@@ -66,13 +66,13 @@ impl FrozenRule {
 /// `on_connect`. Holds the connection's [`Registration`] once it becomes a
 /// WebSocket, so the registration lasts exactly as long as the connection
 /// (the dispatcher drops its connection data before it closes the socket).
-pub struct ConnectionSocket {
+pub(crate) struct ConnectionSocket {
     fd: RawFd,
     registration: RefCell<Option<Registration>>,
 }
 
 impl ConnectionSocket {
-    pub fn new(stream: &impl AsRawFd) -> Self {
+    pub(crate) fn new(stream: &impl AsRawFd) -> Self {
         ConnectionSocket {
             fd: stream.as_raw_fd(),
             registration: RefCell::new(None),
@@ -146,7 +146,7 @@ fn abort(fd: &BorrowedFd<'_>) {
 }
 
 /// A connection's place in the watchdog's registry; leaving it is dropping it.
-pub struct Registration {
+pub(crate) struct Registration {
     id: u64,
     registry: Weak<Mutex<Registry>>,
 }
@@ -161,14 +161,18 @@ impl Drop for Registration {
 
 /// The registry of WebSocket connections and the thread that checks them.
 #[derive(Clone)]
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     registry: Shared,
 }
 
 impl Watchdog {
     /// Starts the checking thread. It looks every `interval` and stops once
     /// the last handle on the watchdog is dropped.
-    pub fn start(rule: FrozenRule, interval: Duration, metrics: Arc<Metrics>) -> io::Result<Self> {
+    pub(crate) fn start(
+        rule: FrozenRule,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Self> {
         let registry = Shared::default();
         let weak = Arc::downgrade(&registry);
         std::thread::Builder::new()
@@ -192,7 +196,7 @@ impl Watchdog {
     /// Watches the WebSocket on `socket`, whose frames `outbox` counts,
     /// until its TCP connection ends. Without a socket (not over TCP) there
     /// is nothing to watch.
-    pub fn watch(&self, socket: Option<&ConnectionSocket>, outbox: Arc<OutboxState>) {
+    pub(crate) fn watch(&self, socket: Option<&ConnectionSocket>, outbox: Arc<OutboxState>) {
         let Some(socket) = socket else { return };
         // SAFETY: called from the `/ws` handler, inside the dispatcher that
         // owns the socket.
@@ -250,7 +254,7 @@ fn scan(registry: &Mutex<Registry>, rule: FrozenRule, metrics: &Metrics) {
 }
 
 /// The session's frame stream as the dispatcher sees it, watched.
-pub struct Watched<S> {
+pub(crate) struct Watched<S> {
     inner: Pin<Box<S>>,
     outbox: Arc<OutboxState>,
     /// The connection's socket, to end it after a client's close.
@@ -258,7 +262,11 @@ pub struct Watched<S> {
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, outbox: Arc<OutboxState>, socket: Option<&ConnectionSocket>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        outbox: Arc<OutboxState>,
+        socket: Option<&ConnectionSocket>,
+    ) -> Self {
         Watched {
             inner: Box::pin(inner),
             outbox,
@@ -280,7 +288,6 @@ where
             // A chunk holds every frame the session has written so far.
             Poll::Ready(Some(Ok(_))) => self.outbox.handed_off(),
             Poll::Ready(None) => {
-                self.outbox.end();
                 if let (Some(fd), true) = (self.fd, self.outbox.is_aborted()) {
                     // The session gave up on a peer it no longer hears.
                     // SAFETY: inside the dispatcher's poll, see `socket`.

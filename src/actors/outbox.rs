@@ -20,22 +20,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
-/// What rooms send a session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum Outgoing {
-    /// One encoded server frame to write as it is.
-    Frame(ByteString),
-    /// Several frames, in order: a batch of chat messages. Shared by every
-    /// member that gets the same frames, and written in one go.
-    Frames(Arc<[ByteString]>),
-    /// The outbox passed its bound: drop what is queued, close with 1008.
-    Overflowed,
-}
+use super::messages::session::Outgoing;
 
 /// The answer to [`OutboxState::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reserve {
+pub(crate) enum Reserve {
     /// There was room; the frames are counted.
     Queued,
     /// These frames would pass the bound: nothing was counted, and the
@@ -50,7 +39,7 @@ pub enum Reserve {
 /// it is in, the stream that hands its frames to the HTTP dispatcher, and
 /// the watchdog.
 #[derive(Debug)]
-pub struct OutboxState {
+pub(crate) struct OutboxState {
     /// Frames queued (in the mailbox or written into the WebSocket context)
     /// and not yet taken by the dispatcher.
     queued: AtomicUsize,
@@ -66,9 +55,6 @@ pub struct OutboxState {
     /// taking data.
     last_polled: AtomicU64,
     created: Instant,
-    /// The frame stream has ended: the session is gone, the TCP connection
-    /// is being closed.
-    ended: AtomicBool,
     /// The client started the closing handshake and the session answered
     /// it: once the answer is out, nothing more is to be read or written.
     peer_closed: AtomicBool,
@@ -85,7 +71,6 @@ impl Default for OutboxState {
             closed: AtomicBool::new(false),
             last_polled: AtomicU64::new(0),
             created: Instant::now(),
-            ended: AtomicBool::new(false),
             peer_closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
         }
@@ -97,7 +82,7 @@ impl OutboxState {
     /// queued. A batch counts each of its frames, so a batch larger than the
     /// room left is refused whole (and closes the outbox), like the frame
     /// that would pass the bound.
-    pub fn reserve(&self, n: usize, limit: usize) -> Reserve {
+    pub(crate) fn reserve(&self, n: usize, limit: usize) -> Reserve {
         if self.is_closed() {
             return Reserve::Closed;
         }
@@ -114,73 +99,65 @@ impl OutboxState {
     }
 
     /// The session wrote `n` counted frames into its WebSocket context.
-    pub fn written(&self, n: usize) {
+    pub(crate) fn written(&self, n: usize) {
         self.written.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The session dropped `n` counted frames unwritten (after an overflow).
-    pub fn dropped(&self, n: usize) {
+    pub(crate) fn dropped(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The dispatcher took a chunk: every frame written so far is in it.
-    pub fn handed_off(&self) {
+    pub(crate) fn handed_off(&self) {
         let n = self.written.swap(0, Ordering::Relaxed);
         self.queued.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Frames queued and not yet taken by the dispatcher.
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
 
     /// The dispatcher polled for frames just now.
-    pub fn polled(&self) {
+    pub(crate) fn polled(&self) {
         let nanos = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_polled.store(nanos, Ordering::Relaxed);
     }
 
     /// How long ago the dispatcher last polled (since creation if never).
-    pub fn since_polled(&self) -> Duration {
+    pub(crate) fn since_polled(&self) -> Duration {
         let last = Duration::from_nanos(self.last_polled.load(Ordering::Relaxed));
         self.created.elapsed().saturating_sub(last)
     }
 
-    /// The frame stream ended: the session is gone.
-    pub fn end(&self) {
-        self.ended.store(true, Ordering::Relaxed);
-    }
-
-    pub fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::Relaxed)
-    }
-
     /// The session answered the client's Close frame.
-    pub fn peer_closed(&self) {
+    pub(crate) fn peer_closed(&self) {
         self.peer_closed.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_peer_closed(&self) -> bool {
+    pub(crate) fn is_peer_closed(&self) -> bool {
         self.peer_closed.load(Ordering::Relaxed)
     }
 
     /// The session gave up on a client it no longer hears.
-    pub fn abort(&self) {
+    pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_aborted(&self) -> bool {
+    pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Relaxed)
     }
 }
 
 /// The sending side, held by rooms for each member.
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     state: Arc<OutboxState>,
     recipient: Recipient<Outgoing>,
 }
@@ -190,14 +167,14 @@ pub struct Outbox {
 pub struct Overflow;
 
 impl Outbox {
-    pub fn new(state: Arc<OutboxState>, recipient: Recipient<Outgoing>) -> Self {
+    pub(crate) fn new(state: Arc<OutboxState>, recipient: Recipient<Outgoing>) -> Self {
         Outbox { state, recipient }
     }
 
     /// Queues `frame` unless the session already holds `limit` frames not
     /// taken by the dispatcher; on the first overflow the session is told
     /// to close.
-    pub fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
+    pub(crate) fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
         self.reserve(1, limit)?;
         self.recipient.do_send(Outgoing::Frame(frame));
         Ok(())
@@ -206,7 +183,7 @@ impl Outbox {
     /// Queues `frames` in one mailbox message (written in one go) unless
     /// that would make more than `limit` frames not taken by the
     /// dispatcher: every frame of the batch counts.
-    pub fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+    pub(crate) fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
         self.reserve(frames.len(), limit)?;
         self.recipient.do_send(Outgoing::Frames(frames));
         Ok(())

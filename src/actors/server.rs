@@ -11,111 +11,18 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::outbox::Outbox;
-use super::room::{self, RoomActor, RoomUsers, StopRoom};
+use super::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use super::messages::server::{
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, Connect, Disconnect, JoinError, JoinRoom,
+    LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
+};
+use super::messages::session::GoingAway;
+use super::room::RoomActor;
 use super::SessionId;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
-use crate::protocol::{MessageId, RoomName, UserName};
-
-/// A new WebSocket session; `closer` is how shutdown reaches it.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Connect {
-    pub session: SessionId,
-    pub closer: Recipient<GoingAway>,
-}
-
-/// A session ended: it leaves every room it was in, without acknowledgement.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub session: SessionId,
-    pub rooms: Vec<RoomName>,
-}
-
-/// Join a room, starting it if it is not active. Answers with the room to
-/// send chat messages to; the room itself sends `history` and `presence`.
-#[derive(Message)]
-#[rtype(result = "Result<Addr<RoomActor>, JoinError>")]
-pub struct Join {
-    pub session: SessionId,
-    pub user: UserName,
-    pub room: RoomName,
-    pub since: Option<MessageId>,
-    pub outbox: Outbox,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    #[error("the server already has its maximum of {0} active rooms")]
-    TooManyRooms(usize),
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
-
-/// Leave a room (an explicit `leave`, acknowledged to the leaver).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub session: SessionId,
-    pub room: RoomName,
-}
-
-/// A room dropped a member on its own (a slow reader).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MemberDropped {
-    pub room: RoomName,
-    pub session: SessionId,
-}
-
-/// Active rooms, sorted by name, with their distinct user counts.
-#[derive(Message)]
-#[rtype(result = "Vec<RoomSummary>")]
-pub struct ListRooms;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RoomSummary {
-    pub name: RoomName,
-    pub users: usize,
-}
-
-/// The users of one room: `None` when the room is not active.
-#[derive(Message)]
-#[rtype(result = "Option<Vec<UserName>>")]
-pub struct ActiveRoomUsers {
-    pub room: RoomName,
-}
-
-/// Counts for `/health`.
-#[derive(Message)]
-#[rtype(result = "ServerStats")]
-pub struct Stats;
-
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct ServerStats {
-    pub connections: usize,
-    pub rooms: usize,
-}
-
-/// Close every session with 1001 and refuse new joins. Answers with the
-/// number of sessions told.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Shutdown;
-
-/// Wait until every room has handled what it was sent (so every accepted
-/// chat is queued for storage).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SyncRooms;
-
-/// Sent to each session at shutdown: close with 1001.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct GoingAway;
+use crate::protocol::{RoomName, UserName};
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
@@ -124,7 +31,7 @@ struct ActiveRoom {
     sessions: HashSet<SessionId>,
 }
 
-pub struct ChatServer {
+pub(crate) struct ChatServer {
     config: Arc<Config>,
     history: History,
     metrics: Arc<Metrics>,
@@ -134,7 +41,7 @@ pub struct ChatServer {
 }
 
 impl ChatServer {
-    pub fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
         ChatServer {
             config,
             history,
@@ -146,10 +53,10 @@ impl ChatServer {
     }
 
     /// Removes `session` from `room`, first handing the room `farewell` (the
-    /// member's `Leave`, if any), then stopping the room if it is now empty.
+    /// member's `RemoveMember`, if any), then stopping the room if it is now empty.
     /// The order matters: mailboxes are FIFO, so the room handles the leave
     /// before it stops.
-    fn remove_from_room(&mut self, room: &str, session: SessionId, farewell: Option<room::Leave>) {
+    fn remove_from_room(&mut self, room: &str, session: SessionId, farewell: Option<RemoveMember>) {
         let Some(active) = self.rooms.get_mut(room) else {
             return;
         };
@@ -189,7 +96,7 @@ impl Handler<Disconnect> for ChatServer {
     fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
         self.sessions.remove(&msg.session);
         for room in &msg.rooms {
-            let leave = room::Leave {
+            let leave = RemoveMember {
                 session: msg.session,
                 acknowledge: false,
             };
@@ -198,10 +105,10 @@ impl Handler<Disconnect> for ChatServer {
     }
 }
 
-impl Handler<Join> for ChatServer {
-    type Result = Result<Addr<RoomActor>, JoinError>;
+impl Handler<JoinRoom> for ChatServer {
+    type Result = Result<Recipient<Chat>, JoinError>;
 
-    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: JoinRoom, ctx: &mut Self::Context) -> Self::Result {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
@@ -212,7 +119,7 @@ impl Handler<Join> for ChatServer {
             let room = RoomActor::new(
                 msg.room.clone(),
                 self.history.clone(),
-                ctx.address(),
+                ctx.address().recipient(),
                 self.config.max_history,
                 self.config.outbox_limit,
                 self.metrics.clone(),
@@ -225,21 +132,21 @@ impl Handler<Join> for ChatServer {
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         self.metrics.rooms.set(self.rooms.len() as i64);
-        addr.do_send(room::Join {
+        addr.do_send(AddMember {
             session: msg.session,
             user: msg.user,
             outbox: msg.outbox,
             since: msg.since,
         });
-        Ok(addr)
+        Ok(addr.recipient())
     }
 }
 
-impl Handler<Leave> for ChatServer {
+impl Handler<LeaveRoom> for ChatServer {
     type Result = ();
 
-    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
-        let leave = room::Leave {
+    fn handle(&mut self, msg: LeaveRoom, _: &mut Self::Context) {
+        let leave = RemoveMember {
             session: msg.session,
             acknowledge: true,
         };
@@ -307,10 +214,10 @@ impl Handler<Stats> for ChatServer {
     }
 }
 
-impl Handler<Shutdown> for ChatServer {
+impl Handler<BeginShutdown> for ChatServer {
     type Result = usize;
 
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> usize {
+    fn handle(&mut self, _: BeginShutdown, _: &mut Self::Context) -> usize {
         self.shutting_down = true;
         for closer in self.sessions.values() {
             closer.do_send(GoingAway);
@@ -319,13 +226,13 @@ impl Handler<Shutdown> for ChatServer {
     }
 }
 
-impl Handler<SyncRooms> for ChatServer {
+impl Handler<CatchUpRooms> for ChatServer {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: SyncRooms, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: CatchUpRooms, _: &mut Self::Context) -> Self::Result {
         let rooms: Vec<_> = self.rooms.values().map(|r| r.addr.clone()).collect();
         Box::pin(async move {
-            join_all(rooms.iter().map(|addr| addr.send(room::Sync))).await;
+            join_all(rooms.iter().map(|addr| addr.send(CatchUp))).await;
         })
     }
 }

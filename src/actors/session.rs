@@ -14,9 +14,11 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
-use super::outbox::{Outbox, OutboxState, Outgoing, Reserve};
-use super::room::{self, RoomActor};
-use super::server::{self, ChatServer, GoingAway, JoinError};
+use super::messages::room::Chat;
+use super::messages::server::{Connect, Disconnect, JoinError, JoinRoom, LeaveRoom};
+use super::messages::session::{GoingAway, Outgoing};
+use super::outbox::{Outbox, OutboxState, Reserve};
+use super::server::ChatServer;
 use super::SessionId;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
@@ -35,13 +37,13 @@ struct Fragments {
     data: BytesMut,
 }
 
-pub struct ChatSession {
+pub(crate) struct ChatSession {
     id: SessionId,
     user: UserName,
     server: Addr<ChatServer>,
     config: Arc<Config>,
     /// The rooms this connection is in, and where to send their chats.
-    rooms: HashMap<RoomName, Addr<RoomActor>>,
+    rooms: HashMap<RoomName, Recipient<Chat>>,
     /// Shared with the rooms that queue frames for this connection.
     outbox: Arc<OutboxState>,
     /// Last time anything arrived from the client; any frame counts.
@@ -60,7 +62,7 @@ pub struct ChatSession {
 }
 
 impl ChatSession {
-    pub fn new(
+    pub(crate) fn new(
         user: UserName,
         server: Addr<ChatServer>,
         config: Arc<Config>,
@@ -87,7 +89,7 @@ impl ChatSession {
 
     /// What this connection queues for the HTTP dispatcher; the stream that
     /// hands the frames over and the watchdog share it.
-    pub fn outbox(&self) -> Arc<OutboxState> {
+    pub(crate) fn outbox(&self) -> Arc<OutboxState> {
         self.outbox.clone()
     }
 
@@ -197,7 +199,7 @@ impl ChatSession {
                     );
                 }
                 self.metrics.messages_received.inc();
-                addr.do_send(room::Chat {
+                addr.do_send(Chat {
                     session: self.id,
                     text,
                     reference,
@@ -237,7 +239,7 @@ impl ChatSession {
         if !self.join_rate.try_take() {
             return self.join_rate_limited("join", &room, reference.as_deref(), ctx);
         }
-        let request = self.server.send(server::Join {
+        let request = self.server.send(JoinRoom {
             session: self.id,
             user: self.user.clone(),
             room: room.clone(),
@@ -289,7 +291,7 @@ impl ChatSession {
             return self.join_rate_limited("leave", &room, reference.as_deref(), ctx);
         }
         self.rooms.remove(&room);
-        self.server.do_send(server::Leave {
+        self.server.do_send(LeaveRoom {
             session: self.id,
             room,
         });
@@ -364,7 +366,7 @@ impl Actor for ChatSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.server.do_send(server::Connect {
+        self.server.do_send(Connect {
             session: self.id,
             closer: ctx.address().recipient(),
         });
@@ -389,7 +391,7 @@ impl Actor for ChatSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.server.do_send(server::Disconnect {
+        self.server.do_send(Disconnect {
             session: self.id,
             rooms: self.rooms.drain().map(|(room, _)| room).collect(),
         });

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::server::{ActiveRoomUsers, ListRooms, Stats};
+use crate::actors::messages::server::{ActiveRoomUsers, ListRooms, Stats};
 use crate::history::{Cursor, StoreError};
 use crate::protocol::{is_valid_room, MessageId};
 
@@ -33,13 +33,13 @@ fn store_unavailable(e: StoreError) -> ApiError {
 }
 
 /// `GET /api/rooms`
-pub async fn list_rooms(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list_rooms(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rooms = state.chat.send(ListRooms).await.map_err(unavailable)?;
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
 /// `GET /api/rooms/{name}`
-pub async fn room_details(
+pub(crate) async fn room_details(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -68,7 +68,7 @@ pub async fn room_details(
 }
 
 /// `GET /api/rooms/{name}/messages?before=ID&after=ID&limit=N`
-pub async fn room_messages(
+pub(crate) async fn room_messages(
     name: web::Path<String>,
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -108,7 +108,7 @@ pub async fn room_messages(
 /// takes writes (the last commit attempt succeeded, or a check write made
 /// now does), with the server's `limits`. 503 with a plain `reason`
 /// otherwise.
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let db = state.history.write_health(HEALTH_TIMEOUT).await;
     let stats = state.chat.send(Stats).await;
     match (db, stats) {
@@ -143,14 +143,14 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: the Prometheus text exposition.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
 }
 
 /// Any other path under `/api`.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     use actix_web::ResponseError;
     ApiError::NotFound(format!("no such endpoint: {} {}", req.method(), req.path()))
         .error_response()

@@ -3,10 +3,10 @@
 //! ([`static_files`]), and their shared error type ([`error`]). Routes are put
 //! together in [`crate::startup`].
 
-pub mod api;
-pub mod error;
-pub mod static_files;
-pub mod ws;
+pub(crate) mod api;
+pub(crate) mod error;
+pub(crate) mod static_files;
+pub(crate) mod ws;
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::watchdog::Watchdog;
 
 /// What every handler can reach, shared through `web::Data`.
-pub struct AppState {
+pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub chat: Addr<ChatServer>,
     pub history: History,

@@ -27,14 +27,14 @@ const INDEX: &str = "index.html";
 /// `script-src`, falling back to `default-src 'self'`, allows), and no
 /// other site may frame it (`frame-ancestors` works only
 /// as a header, never in a `<meta>` tag).
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The headers added to every response (the page, its assets, the JSON API,
 /// errors): the CSP above, no MIME sniffing (a JSON body or a user's text is
 /// never run as script), and no `Referer` leaving the page (its address may
 /// have carried a `#token=`, and room names are nobody else's business).
-pub fn security_headers() -> DefaultHeaders {
+pub(crate) fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
         .add(("X-Content-Type-Options", "nosniff"))
@@ -42,12 +42,12 @@ pub fn security_headers() -> DefaultHeaders {
 }
 
 /// The real path of `STATIC_DIR`, resolved once at start-up.
-pub fn resolve(dir: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve(dir: &Path) -> io::Result<PathBuf> {
     dir.canonicalize()
 }
 
 /// The `Files` service for `root` (from [`resolve`]), confined to it.
-pub fn service(root: &Path) -> Files {
+pub(crate) fn service(root: &Path) -> Files {
     let confined = root.to_path_buf();
     Files::new("/", root)
         .index_file(INDEX)

@@ -21,7 +21,7 @@ use crate::metrics::Refusal;
 use crate::protocol::{is_valid_user, UserName};
 use crate::watchdog::{ConnectionSocket, Watched};
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,

@@ -29,7 +29,7 @@ use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
 /// messages come, and what arrives meanwhile shares those writes. An idle
 /// room delivers at once, and a room of 10 waits 0.2 ms, so small rooms
 /// see no delay.
-pub const DELIVERY_SPACING_PER_MEMBER: Duration = Duration::from_micros(20);
+pub(crate) const DELIVERY_SPACING_PER_MEMBER: Duration = Duration::from_micros(20);
 
 /// What the sender of a chat that could not be stored reads.
 const STORE_FAILED_MESSAGE: &str = "the message could not be stored; try again later";
@@ -112,12 +112,12 @@ impl StoredChat {
     }
 
     /// The stored message (`None`: it could not be stored).
-    pub fn message(&self) -> Option<&ChatMessage> {
+    pub(crate) fn message(&self) -> Option<&ChatMessage> {
         self.message.as_ref()
     }
 
     /// When the sender's session read it (`None`: another node's).
-    pub fn received(&self) -> Option<Instant> {
+    pub(crate) fn received(&self) -> Option<Instant> {
         self.received
     }
 
@@ -129,7 +129,7 @@ impl StoredChat {
 
 /// What [`Delivery::stored`] made of a batch of answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Matched {
+pub(crate) struct Matched {
     /// Answers that were errors: their senders get `store_failed`.
     pub failed: usize,
     /// Answers with no chat in flight left to match (a bug; dropped).
@@ -138,7 +138,7 @@ pub struct Matched {
 
 /// When the pending chats are to go out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Nothing is pending, or a timer is already set.
     Nothing,
     Now,
@@ -149,25 +149,25 @@ pub enum Next {
 /// Stored chats handed out for delivery, with their backlog places, which
 /// are released when the batch is dropped: once it is in the outboxes,
 /// which bound it from there.
-pub struct Batch {
+pub(crate) struct Batch {
     chats: Vec<StoredChat>,
     _admitted: Option<Admitted>,
 }
 
 impl Batch {
-    pub fn chats(&self) -> &[StoredChat] {
+    pub(crate) fn chats(&self) -> &[StoredChat] {
         &self.chats
     }
 
     /// The stored messages, in order.
-    pub fn messages(&self) -> impl Iterator<Item = &ChatMessage> {
+    pub(crate) fn messages(&self) -> impl Iterator<Item = &ChatMessage> {
         self.chats.iter().filter_map(StoredChat::message)
     }
 }
 
 /// The chats of one room between storage and its members.
 #[derive(Default)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     in_flight: VecDeque<InFlight>,
     /// Cluster mode: answers and other nodes' messages put in `seq` order
     /// before they are pending.
@@ -211,14 +211,14 @@ impl Delivery {
     }
 
     /// A chat was handed to storage.
-    pub fn sent(&mut self, chat: InFlight) {
+    pub(crate) fn sent(&mut self, chat: InFlight) {
         self.in_flight.push_back(chat);
     }
 
     /// Storage answered the oldest chats in flight, in order: each answer
     /// is matched to the chat at the same position and waits for delivery,
     /// and `admitted` (their backlog places) with them.
-    pub fn stored<E>(
+    pub(crate) fn stored<E>(
         &mut self,
         answers: Vec<Result<ChatMessage, E>>,
         admitted: Admitted,
@@ -255,7 +255,7 @@ impl Delivery {
 
     /// The pacing rule: pending chats go out at once unless the room
     /// delivered less than [`DELIVERY_SPACING_PER_MEMBER`] per member ago.
-    pub fn next(&self, now: Instant, members: usize) -> Next {
+    pub(crate) fn next(&self, now: Instant, members: usize) -> Next {
         if self.scheduled || self.pending.is_empty() {
             return Next::Nothing;
         }
@@ -267,14 +267,14 @@ impl Delivery {
     }
 
     /// A timer is set (`true`) or has fired (`false`).
-    pub fn set_scheduled(&mut self, scheduled: bool) {
+    pub(crate) fn set_scheduled(&mut self, scheduled: bool) {
         self.scheduled = scheduled;
     }
 
     /// Takes every pending chat for delivery at `now`; `None` (and the
     /// backlog places of answers that matched nothing released) when none
     /// is pending.
-    pub fn take(&mut self, now: Instant) -> Option<Batch> {
+    pub(crate) fn take(&mut self, now: Instant) -> Option<Batch> {
         if self.pending.is_empty() {
             self.pending_admitted = None;
             return None;

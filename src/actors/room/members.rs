@@ -35,7 +35,7 @@ impl Outlet for Outbox {
 
 /// One connection in the room.
 pub struct Member<O> {
-    pub user: UserName,
+    pub(crate) user: UserName,
     pub outbox: O,
 }
 
@@ -69,7 +69,7 @@ impl<O> Members<O> {
 
     /// Removes a connection; returns it and whether it was its user's last
     /// in the room (the others are to hear `leave`).
-    pub fn remove(&mut self, session: SessionId) -> Option<(Member<O>, bool)> {
+    pub(crate) fn remove(&mut self, session: SessionId) -> Option<(Member<O>, bool)> {
         let member = self.sessions.remove(&session)?;
         let last = match self.users.get_mut(&member.user) {
             Some(count) if *count > 1 => {
@@ -89,11 +89,12 @@ impl<O> Members<O> {
     }
 
     /// How many connections the room has.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
 
@@ -104,7 +105,7 @@ impl<O> Members<O> {
     }
 
     /// The room's distinct users, sorted by code point: its presence.
-    pub fn users(&self) -> impl Iterator<Item = &UserName> {
+    pub(crate) fn users(&self) -> impl Iterator<Item = &UserName> {
         self.users.keys()
     }
 }
@@ -112,7 +113,7 @@ impl<O> Members<O> {
 impl<O: Outlet> Members<O> {
     /// Pushes `frame` to every member but `except`; returns the members
     /// whose outbox overflowed, for the room to drop.
-    pub fn push_each(
+    pub(crate) fn push_each(
         &self,
         frame: &ByteString,
         except: Option<SessionId>,

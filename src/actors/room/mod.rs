@@ -21,8 +21,8 @@
 
 pub mod delivery;
 pub mod members;
-pub mod recent;
-pub mod sequence;
+pub(crate) mod recent;
+pub(crate) mod sequence;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,20 +34,22 @@ use self::delivery::{fan_out, Delivery, InFlight, Next};
 use self::members::Members;
 use self::recent::{HistorySource, Recent};
 use super::outbox::Outbox;
-use super::server::{ChatServer, MemberDropped};
 use super::SessionId;
-use crate::backlog::Admitted;
 use crate::history::{History, MessagesStored, PendingWrite};
+use crate::actors::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use crate::actors::messages::server::MemberDropped;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
-    UserName,
+    format_timestamp, now_millis, ChatMessage, ErrorCode, RoomName, ServerFrame, UserName,
 };
 
-pub struct RoomActor {
+pub(crate) struct RoomActor {
     name: RoomName,
     history: History,
-    server: Addr<ChatServer>,
+    /// Told when the room drops a member on its own. A recipient rather
+    /// than the server's address, so the room does not depend on the
+    /// server that starts it.
+    server: Recipient<MemberDropped>,
     outbox_limit: usize,
     members: Members<Outbox>,
     recent: Recent,
@@ -58,10 +60,10 @@ pub struct RoomActor {
 }
 
 impl RoomActor {
-    pub fn new(
+    pub(crate) fn new(
         name: RoomName,
         history: History,
-        server: Addr<ChatServer>,
+        server: Recipient<MemberDropped>,
         max_history: usize,
         outbox_limit: usize,
         metrics: Arc<Metrics>,
@@ -130,7 +132,7 @@ impl RoomActor {
     }
 
     /// Admits a joiner once its history is known.
-    fn admit(&mut self, join: Join, messages: Vec<ChatMessage>, more: bool) {
+    fn admit(&mut self, join: AddMember, messages: Vec<ChatMessage>, more: bool) {
         let history: ByteString = ServerFrame::History {
             room: &self.name,
             messages: &messages,
@@ -232,22 +234,10 @@ impl Actor for RoomActor {
     }
 }
 
-/// Add a connection to the room. It receives `history`, then `presence`;
-/// the others hear `join` if this is the user's first connection here.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Join {
-    pub session: SessionId,
-    pub user: UserName,
-    pub outbox: Outbox,
-    /// Recover messages with `id > since` instead of the latest ones.
-    pub since: Option<MessageId>,
-}
-
-impl Handler<Join> for RoomActor {
+impl Handler<AddMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, join: Join, ctx: &mut Self::Context) {
+    fn handle(&mut self, join: AddMember, ctx: &mut Self::Context) {
         self.deliver_pending();
         match self.recent.source(join.since) {
             HistorySource::Cache { messages, more } => self.admit(join, messages, more),
@@ -274,19 +264,10 @@ impl Handler<Join> for RoomActor {
     }
 }
 
-/// Remove a connection from the room.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Leave {
-    pub session: SessionId,
-    /// Send the leaver its own `leave` (an explicit leave, not a disconnect).
-    pub acknowledge: bool,
-}
-
-impl Handler<Leave> for RoomActor {
+impl Handler<RemoveMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, leave: Leave, _: &mut Self::Context) {
+    fn handle(&mut self, leave: RemoveMember, _: &mut Self::Context) {
         self.deliver_pending();
         let Some((member, last)) = self.members.remove(leave.session) else {
             return;
@@ -299,21 +280,6 @@ impl Handler<Leave> for RoomActor {
             let _ = member.outbox.push(frame, self.outbox_limit);
         }
     }
-}
-
-/// Say something in the room. Sent straight from the session, which has
-/// already validated it and applied the rate limit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Chat {
-    pub session: SessionId,
-    pub text: String,
-    pub reference: Option<String>,
-    /// When the session read it, for the delivery latency metric.
-    pub received: Instant,
-    /// Its place in the server's backlog, held until the room has handed
-    /// the stored chat to its members.
-    pub admitted: Admitted,
 }
 
 impl Handler<Chat> for RoomActor {
@@ -359,11 +325,6 @@ impl Handler<MessagesStored> for RoomActor {
     }
 }
 
-/// The room's distinct users, sorted.
-#[derive(Message)]
-#[rtype(result = "Vec<UserName>")]
-pub struct RoomUsers;
-
 impl Handler<RoomUsers> for RoomActor {
     type Result = Vec<UserName>;
 
@@ -372,23 +333,13 @@ impl Handler<RoomUsers> for RoomActor {
     }
 }
 
-/// Process everything received so far, then answer (used at shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Sync;
-
-impl Handler<Sync> for RoomActor {
+impl Handler<CatchUp> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, _: Sync, _: &mut Self::Context) {
+    fn handle(&mut self, _: CatchUp, _: &mut Self::Context) {
         self.deliver_pending();
     }
 }
-
-/// The room has no members left and is no longer routed to.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopRoom;
 
 impl Handler<StopRoom> for RoomActor {
     type Result = ();

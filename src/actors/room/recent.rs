@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use crate::protocol::{ChatMessage, MessageId};
 
 /// The last broadcast messages of a room, oldest first.
-pub struct Recent {
+pub(crate) struct Recent {
     max: usize,
     messages: VecDeque<ChatMessage>,
     /// Whether stored messages older than `messages` exist.
@@ -21,7 +21,7 @@ pub struct Recent {
 
 /// Where the `history` for a join comes from.
 #[derive(Debug, PartialEq)]
-pub enum HistorySource {
+pub(crate) enum HistorySource {
     /// From the window: these messages, and whether older ones exist.
     Cache {
         messages: Vec<ChatMessage>,
@@ -37,7 +37,7 @@ pub enum HistorySource {
 
 impl Recent {
     /// An empty window of at most `max` messages.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Recent {
             max,
             messages: VecDeque::new(),
@@ -47,13 +47,13 @@ impl Recent {
     }
 
     /// The most messages the window holds (`MAX_HISTORY`).
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
     /// The room's newest stored messages, read when it starts, and whether
     /// older ones exist.
-    pub fn loaded(&mut self, messages: Vec<ChatMessage>, more: bool) {
+    pub(crate) fn loaded(&mut self, messages: Vec<ChatMessage>, more: bool) {
         self.last_broadcast = messages.last().map(|m| m.id);
         self.has_older = more || (self.max == 0 && self.last_broadcast.is_some());
         self.messages = messages.into();
@@ -62,13 +62,13 @@ impl Recent {
     /// The start-up read failed: older messages may exist, so a join
     /// recovering with `since` reads the database, and one without is told
     /// there is more.
-    pub fn load_failed(&mut self) {
+    pub(crate) fn load_failed(&mut self) {
         self.has_older = true;
     }
 
     /// A message was broadcast: it joins the window, and the oldest leaves
     /// once the window is full.
-    pub fn remember(&mut self, message: &ChatMessage) {
+    pub(crate) fn remember(&mut self, message: &ChatMessage) {
         self.last_broadcast = Some(message.id);
         if self.max == 0 {
             self.has_older = true;
@@ -82,7 +82,7 @@ impl Recent {
     }
 
     /// Where the `history` for a join with `since` comes from.
-    pub fn source(&self, since: Option<MessageId>) -> HistorySource {
+    pub(crate) fn source(&self, since: Option<MessageId>) -> HistorySource {
         match since {
             None => HistorySource::Cache {
                 messages: self.messages.iter().cloned().collect(),

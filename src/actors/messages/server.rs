@@ -1,0 +1,111 @@
+//! What the [`ChatServer`](crate::actors::server::ChatServer) handles: a
+//! session's arrival, joins, leaves and departure; a room's dropped member;
+//! the REST API's and `/health`'s questions; and shutdown.
+
+use actix::prelude::*;
+
+use super::room::Chat;
+use super::session::GoingAway;
+use crate::actors::outbox::Outbox;
+use crate::actors::SessionId;
+use crate::protocol::{MessageId, RoomName, UserName};
+
+/// From a session as it starts; `closer` is how shutdown reaches it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Connect {
+    pub session: SessionId,
+    pub closer: Recipient<GoingAway>,
+}
+
+/// From a session as it stops: it leaves every room it was in, without
+/// acknowledgement.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Disconnect {
+    pub session: SessionId,
+    pub rooms: Vec<RoomName>,
+}
+
+/// From a session, for its client's `join`: join a room, starting it if it
+/// is not active. Answers with where to send the room's chat messages; the
+/// room itself sends `history` and `presence`.
+#[derive(Message)]
+#[rtype(result = "Result<Recipient<Chat>, JoinError>")]
+pub(crate) struct JoinRoom {
+    pub session: SessionId,
+    pub user: UserName,
+    pub room: RoomName,
+    pub since: Option<MessageId>,
+    pub outbox: Outbox,
+}
+
+/// Why the server refused a [`JoinRoom`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum JoinError {
+    #[error("the server already has its maximum of {0} active rooms")]
+    TooManyRooms(usize),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// From a session, for its client's `leave`: leave a room, and acknowledge
+/// it to the leaver.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LeaveRoom {
+    pub session: SessionId,
+    pub room: RoomName,
+}
+
+/// From a room that dropped a member on its own (a slow reader), so the
+/// server stops counting it there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MemberDropped {
+    pub room: RoomName,
+    pub session: SessionId,
+}
+
+/// From `GET /api/rooms`: the active rooms, sorted by name, with their
+/// distinct user counts.
+#[derive(Message)]
+#[rtype(result = "Vec<RoomSummary>")]
+pub(crate) struct ListRooms;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct RoomSummary {
+    pub name: RoomName,
+    pub users: usize,
+}
+
+/// From `GET /api/rooms/{name}`: the users of one room, `None` when the
+/// room is not active.
+#[derive(Message)]
+#[rtype(result = "Option<Vec<UserName>>")]
+pub(crate) struct ActiveRoomUsers {
+    pub room: RoomName,
+}
+
+/// From `GET /health`: how many connections and active rooms.
+#[derive(Message)]
+#[rtype(result = "ServerStats")]
+pub(crate) struct Stats;
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct ServerStats {
+    pub connections: usize,
+    pub rooms: usize,
+}
+
+/// From shutdown, first: close every session with 1001 and refuse new joins. Answers with the
+/// number of sessions told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct BeginShutdown;
+
+/// From shutdown, before the last flush: wait until every room has handled
+/// what it was sent (so every accepted chat is queued for storage).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CatchUpRooms;

@@ -1,0 +1,27 @@
+//! What a [`ChatSession`](crate::actors::session::ChatSession) handles: the
+//! frames its rooms queue for it, and the server's word at shutdown.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+/// From the rooms a session is in: what to write to its client. Queued
+/// through the session's [`Outbox`](crate::actors::outbox::Outbox), which
+/// counts every frame against `OUTBOX_LIMIT`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum Outgoing {
+    /// One encoded server frame to write as it is.
+    Frame(ByteString),
+    /// Several frames, in order: a batch of chat messages. Shared by every
+    /// member that gets the same frames, and written in one go.
+    Frames(Arc<[ByteString]>),
+    /// The outbox passed its bound: drop what is queued, close with 1008.
+    Overflowed,
+}
+
+/// From the server to each session at shutdown: close with 1001.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct GoingAway;
