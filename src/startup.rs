@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Addr, AsyncContext, Context};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
@@ -15,6 +15,7 @@ use crate::actors::messages::server::{BeginShutdown, CatchUpRooms};
 use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
+use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
 use crate::http::{api, static_files, ws, AppState};
@@ -72,6 +73,7 @@ pub struct AppHandle {
     server: ServerHandle,
     chat: Addr<ChatServer>,
     history: History,
+    cluster: Option<Cluster>,
 }
 
 impl Application {
@@ -86,10 +88,33 @@ impl Application {
             ));
         }
         let metrics = Arc::new(Metrics::new());
-        let storage = Storage::Sqlite(config.db_path.clone());
+        let storage = match &config.database_url {
+            Some(url) => Storage::Postgres(url.expose().to_string()),
+            None => Storage::Sqlite(config.db_path.clone()),
+        };
         let history = History::start(&storage, metrics.clone())?;
         let config = Arc::new(config);
-        let chat = ChatServer::new(config.clone(), history.clone(), metrics.clone()).start();
+        // The chat server's address exists before it runs, so the cluster
+        // listener can be given it first.
+        let chat_context = Context::<ChatServer>::new();
+        let cluster = match &config.database_url {
+            Some(url) => {
+                let settings = ClusterConfig {
+                    url: url.expose().to_string(),
+                    node: config.node_id.clone().unwrap_or_else(default_node_id),
+                    node_timeout: config.node_timeout,
+                };
+                let events = chat_context.address().recipient();
+                Some(Cluster::start(settings, events, metrics.clone()).await?)
+            }
+            None => None,
+        };
+        let chat = chat_context.run(ChatServer::new(
+            config.clone(),
+            history.clone(),
+            cluster.clone(),
+            metrics.clone(),
+        ));
         let caps = ConnectionCaps::new(
             config.max_connections,
             config.max_connections_per_ip,
@@ -124,6 +149,7 @@ impl Application {
             config: config.clone(),
             chat: chat.clone(),
             history: history.clone(),
+            cluster: cluster.clone(),
             metrics,
             caps,
             backlog,
@@ -178,6 +204,7 @@ impl Application {
             server: server.handle(),
             chat,
             history,
+            cluster,
         };
         Ok(Application {
             port: local.port(),
@@ -226,6 +253,9 @@ impl AppHandle {
         }
         if let Err(e) = self.history.checkpoint().await {
             log::warn!("could not copy the log into the database file: {e}");
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
         }
     }
 }

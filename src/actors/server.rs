@@ -11,14 +11,17 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use super::messages::room::{
+    AddMember, CatchUp, Chat, ClusterNews, RemoveMember, RoomUsers, StopRoom,
+};
 use super::messages::server::{
-    ActiveRoomUsers, BeginShutdown, CatchUpRooms, Connect, Disconnect, JoinError, JoinRoom,
-    LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect, JoinError,
+    JoinRoom, LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
 };
 use super::messages::session::GoingAway;
 use super::room::RoomActor;
 use super::SessionId;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -34,6 +37,8 @@ struct ActiveRoom {
 pub(crate) struct ChatServer {
     config: Arc<Config>,
     history: History,
+    /// Cluster mode: handed to each room it starts.
+    cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     sessions: HashMap<SessionId, Recipient<GoingAway>>,
@@ -41,10 +46,16 @@ pub(crate) struct ChatServer {
 }
 
 impl ChatServer {
-    pub(crate) fn new(config: Arc<Config>, history: History, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        history: History,
+        cluster: Option<Cluster>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         ChatServer {
             config,
             history,
+            cluster,
             metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -122,6 +133,7 @@ impl Handler<JoinRoom> for ChatServer {
                 ctx.address().recipient(),
                 self.config.max_history,
                 self.config.outbox_limit,
+                self.cluster.clone(),
                 self.metrics.clone(),
             );
             ActiveRoom {
@@ -234,5 +246,27 @@ impl Handler<CatchUpRooms> for ChatServer {
         Box::pin(async move {
             join_all(rooms.iter().map(|addr| addr.send(CatchUp))).await;
         })
+    }
+}
+
+impl Handler<ClusterEvent> for ChatServer {
+    type Result = ();
+
+    /// Passes the cluster's news to the room it is about, if the room is
+    /// active here (a room that starts later reads the history itself).
+    fn handle(&mut self, event: ClusterEvent, _: &mut Self::Context) {
+        let (room, news) = match event {
+            ClusterEvent::Committed { room, last_seq } => (room, ClusterNews::Committed(last_seq)),
+            ClusterEvent::PresenceChanged { room } => (room, ClusterNews::PresenceChanged),
+            ClusterEvent::Resync => {
+                for active in self.rooms.values() {
+                    active.addr.do_send(ClusterNews::Resync);
+                }
+                return;
+            }
+        };
+        if let Some(active) = self.rooms.get(&room) {
+            active.addr.do_send(news);
+        }
     }
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+pub(crate) use crate::actors::messages::server::ClusterEvent;
 use crate::history::StoreError;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
@@ -37,19 +38,6 @@ pub use crate::history::postgres::MESSAGES_CHANNEL;
 
 /// The channel on which a change of presence names its room.
 pub const PRESENCE_CHANNEL: &str = "chatterbox_presence";
-
-/// What the cluster tells the chat server, which passes it to the room.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub enum ClusterEvent {
-    /// Some node committed messages into `room`, up to `last_seq`.
-    Committed { room: RoomName, last_seq: i64 },
-    /// Some node's users in `room` changed.
-    PresenceChanged { room: RoomName },
-    /// The listener was down for a while: notifications may have been
-    /// missed, so every room reads what it has not seen, and its presence.
-    Resync,
-}
 
 /// The handle the rest of the server holds. Cheap to clone.
 #[derive(Clone)]
@@ -80,10 +68,7 @@ impl Cluster {
         let shared = Arc::new(Shared::new(config.url.clone(), metrics.clone()));
         let presence = PresenceWriter::new(node.clone());
         let first = connection::connect_first(&shared, &node).await?;
-        // With a fixed NODE_ID, a previous run may have left rows behind
-        // (a crash): its users go now, not when the row would time out.
-        nodes::deregister(&shared, &node).await?;
-        nodes::register(&shared, &node).await?;
+        // The listener drives the connection, so it runs before any query.
         connection::spawn_listener(
             shared.clone(),
             node.clone(),
@@ -91,6 +76,10 @@ impl Cluster {
             presence.clone(),
             first,
         );
+        // With a fixed NODE_ID, a previous run may have left rows behind
+        // (a crash): its users go now, not when the row would time out.
+        nodes::deregister(&shared, &node).await?;
+        nodes::register(&shared, &node).await?;
         nodes::spawn_heartbeat(
             shared.clone(),
             node.clone(),

@@ -211,6 +211,19 @@ impl History {
         answer(self.writer.send(read).await)
     }
 
+    /// Cluster mode: the oldest `limit` committed messages of `room` with
+    /// an id above `after`, and whether more exist: what other nodes
+    /// stored. Read on the reader threads, so it never waits behind this
+    /// node's commits.
+    pub async fn catch_up(
+        &self,
+        room: &RoomName,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.page(room, Cursor::After(after), limit).await
+    }
+
     /// A page of `room`'s committed messages, for REST. Read on the reader
     /// threads, so it never waits behind a commit.
     pub async fn page(

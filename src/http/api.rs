@@ -2,7 +2,7 @@
 //! threads; what is live (active rooms, their users) comes from the
 //! [`ChatServer`](crate::actors::server::ChatServer).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::actors::messages::server::{ActiveRoomUsers, ListRooms, Stats};
 use crate::history::{Cursor, StoreError};
-use crate::protocol::{is_valid_room, MessageId};
+use crate::protocol::{is_valid_room, MessageId, RoomName, UserName};
 
 /// Page size of `/messages` when `limit` is absent, and its largest value.
 const DEFAULT_PAGE: usize = 50;
@@ -32,9 +32,34 @@ fn store_unavailable(e: StoreError) -> ApiError {
     unavailable(e.reason())
 }
 
-/// `GET /api/rooms`
+/// `GET /api/rooms`: in cluster mode, every room with users on any node.
 pub(crate) async fn list_rooms(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let rooms = state.chat.send(ListRooms).await.map_err(unavailable)?;
+    let Some(cluster) = &state.cluster else {
+        return Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })));
+    };
+    // Each user once per room, whichever nodes they are on.
+    let mut all: BTreeMap<RoomName, BTreeSet<UserName>> = BTreeMap::new();
+    for (room, users) in cluster.rooms_elsewhere().await.map_err(store_unavailable)? {
+        all.entry(room).or_default().extend(users);
+    }
+    for summary in rooms {
+        let local = state
+            .chat
+            .send(ActiveRoomUsers {
+                room: summary.name.clone(),
+            })
+            .await
+            .map_err(unavailable)?;
+        if let Some(users) = local {
+            all.entry(summary.name).or_default().extend(users);
+        }
+    }
+    let rooms: Vec<_> = all
+        .into_iter()
+        .filter(|(_, users)| !users.is_empty())
+        .map(|(name, users)| json!({ "name": name, "users": users.len() }))
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
@@ -44,11 +69,25 @@ pub(crate) async fn room_details(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let room = valid_room(name.into_inner())?;
-    let users = state
+    let mut users = state
         .chat
         .send(ActiveRoomUsers { room: room.clone() })
         .await
         .map_err(unavailable)?;
+    if let Some(cluster) = &state.cluster {
+        let elsewhere = cluster
+            .users_elsewhere(&room)
+            .await
+            .map_err(store_unavailable)?;
+        if !elsewhere.is_empty() {
+            let all: BTreeSet<UserName> = users
+                .unwrap_or_default()
+                .into_iter()
+                .chain(elsewhere)
+                .collect();
+            users = Some(all.into_iter().collect());
+        }
+    }
     let count = state
         .history
         .count(&room)
@@ -109,12 +148,23 @@ pub(crate) async fn room_messages(
 /// now does), with the server's `limits`. 503 with a plain `reason`
 /// otherwise.
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let db = state.history.write_health(HEALTH_TIMEOUT).await;
+    let mut db = state.history.write_health(HEALTH_TIMEOUT).await;
     let stats = state.chat.send(Stats).await;
+    let (node, database) = match &state.cluster {
+        Some(cluster) => {
+            if db.is_ok() && !cluster.listening() {
+                db = Err("the connection that hears the other nodes is down".into());
+            }
+            (Some(cluster.node().to_string()), "postgresql")
+        }
+        None => (None, "sqlite"),
+    };
     match (db, stats) {
         (Ok(()), Ok(stats)) => HttpResponse::Ok().json(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
+            "database": database,
+            "node": node,
             "connections": stats.connections,
             "rooms": stats.rooms,
             // Tells the browser client whether to ask for a token.
@@ -135,6 +185,8 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             // `error` is the key of protocol 1.0, kept beside 1.1's `reason`.
             HttpResponse::ServiceUnavailable().json(json!({
                 "status": "unavailable",
+                "database": database,
+                "node": node,
                 "reason": reason,
                 "error": reason,
             }))

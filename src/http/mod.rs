@@ -15,6 +15,7 @@ use actix::Addr;
 use crate::actors::server::ChatServer;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionCaps;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     pub chat: Addr<ChatServer>,
     pub history: History,
+    /// Cluster mode: the other nodes (presence, `/health`).
+    pub cluster: Option<Cluster>,
     pub metrics: Arc<Metrics>,
     pub caps: Arc<ConnectionCaps>,
     /// Chat accepted and not yet stored: sessions admit each chat here.

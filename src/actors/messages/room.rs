@@ -70,3 +70,16 @@ pub(crate) struct CatchUp;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopRoom;
+
+/// From the server, in cluster mode: what the cluster's listener heard
+/// about this room.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub(crate) enum ClusterNews {
+    /// Some node committed messages into the room, up to this `seq`.
+    Committed(i64),
+    /// Some node's users in the room changed.
+    PresenceChanged,
+    /// The listener was down: read whatever was missed.
+    Resync,
+}

@@ -109,3 +109,17 @@ pub(crate) struct BeginShutdown;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct CatchUpRooms;
+
+/// From the cluster's listener, in cluster mode: a notification, for the
+/// server to pass to the room it names (if the room is active here).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub(crate) enum ClusterEvent {
+    /// Some node committed messages into `room`, up to `last_seq`.
+    Committed { room: RoomName, last_seq: i64 },
+    /// Some node's users in `room` changed.
+    PresenceChanged { room: RoomName },
+    /// The listener was down for a while: notifications may have been
+    /// missed, so every room reads what it has not seen, and its presence.
+    Resync,
+}

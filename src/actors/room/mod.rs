@@ -20,6 +20,7 @@
 //! every message exactly once: in `history` or live, never both.
 
 pub mod delivery;
+pub(crate) mod elsewhere;
 pub mod members;
 pub(crate) mod recent;
 pub(crate) mod sequence;
@@ -31,13 +32,18 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use self::delivery::{fan_out, Delivery, InFlight, Next};
+use self::elsewhere::Elsewhere;
 use self::members::Members;
 use self::recent::{HistorySource, Recent};
+use self::sequence::Sequence;
 use super::outbox::Outbox;
 use super::SessionId;
-use crate::history::{History, MessagesStored, PendingWrite};
-use crate::actors::messages::room::{AddMember, CatchUp, Chat, RemoveMember, RoomUsers, StopRoom};
+use crate::actors::messages::room::{
+    AddMember, CatchUp, Chat, ClusterNews, RemoveMember, RoomUsers, StopRoom,
+};
 use crate::actors::messages::server::MemberDropped;
+use crate::cluster::Cluster;
+use crate::history::{History, MessagesStored, PendingWrite};
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, RoomName, ServerFrame, UserName,
@@ -56,8 +62,15 @@ pub(crate) struct RoomActor {
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
     stored_recipient: Option<Recipient<MessagesStored>>,
+    /// Cluster mode: the other nodes, and their users in this room.
+    cluster: Option<Cluster>,
+    elsewhere: Elsewhere,
     metrics: Arc<Metrics>,
 }
+
+/// The most messages one read of other nodes' messages takes; a longer
+/// gap is read in several.
+const CATCH_UP_PAGE: usize = 256;
 
 impl RoomActor {
     pub(crate) fn new(
@@ -66,6 +79,7 @@ impl RoomActor {
         server: Recipient<MemberDropped>,
         max_history: usize,
         outbox_limit: usize,
+        cluster: Option<Cluster>,
         metrics: Arc<Metrics>,
     ) -> Self {
         RoomActor {
@@ -77,8 +91,107 @@ impl RoomActor {
             recent: Recent::new(max_history),
             delivery: Delivery::default(),
             stored_recipient: None,
+            cluster,
+            elsewhere: Elsewhere::default(),
             metrics,
         }
+    }
+
+    /// Cluster mode: starts the next read of other nodes' messages, if the
+    /// room's order needs one.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let in_flight = self.delivery.in_flight();
+        let Some(read) = self
+            .delivery
+            .sequence()
+            .and_then(|s| s.next_read(in_flight))
+        else {
+            return;
+        };
+        let (history, name) = (self.history.clone(), self.name.clone());
+        let started = Instant::now();
+        let read = async move { history.catch_up(&name, read.after_id, CATCH_UP_PAGE).await };
+        ctx.spawn(read.into_actor(self).map(move |result, room, ctx| {
+            room.metrics.cluster_catch_up_reads.inc();
+            room.metrics
+                .cluster_catch_up_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok((messages, more)) => room.delivery.read(messages, more),
+                Err(e) => {
+                    log::error!("room {}: cannot read other nodes' messages: {e}", room.name);
+                    if let Some(sequence) = room.delivery.sequence() {
+                        sequence.read_failed();
+                    }
+                    // Tried again on the next notification or answer.
+                    return;
+                }
+            }
+            room.schedule_delivery(ctx);
+            room.catch_up(ctx);
+        }));
+    }
+
+    /// Cluster mode: reads who is in the room on other nodes, and tells the
+    /// members who came or went.
+    fn refresh_elsewhere(&mut self, ctx: &mut Context<Self>) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        if !self.elsewhere.wants_read() {
+            return;
+        }
+        let name = self.name.clone();
+        let read = async move { cluster.users_elsewhere(&name).await };
+        ctx.spawn(read.into_actor(self).map(|result, room, ctx| {
+            let again = match result {
+                Ok(users) => {
+                    room.deliver_pending();
+                    let members = &room.members;
+                    let (changes, again) = room
+                        .elsewhere
+                        .read(users, |user| members.users().any(|u| u == user));
+                    for user in &changes.joined {
+                        let frame = room.join_frame(user);
+                        room.broadcast(&frame, None);
+                    }
+                    for user in &changes.left {
+                        let frame = room.leave_frame(user);
+                        room.broadcast(&frame, None);
+                    }
+                    again
+                }
+                Err(e) => {
+                    log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
+                    room.elsewhere.read_failed()
+                }
+            };
+            if again {
+                room.refresh_elsewhere(ctx);
+            }
+        }));
+    }
+
+    /// A user's last connection here closed: in cluster mode the others
+    /// hear `leave` only if the user has none on another node either.
+    fn last_connection_closed(&mut self, user: &UserName) -> bool {
+        match &self.cluster {
+            Some(cluster) => {
+                cluster.set_present(&self.name, user, false);
+                !self.elsewhere.contains(user)
+            }
+            None => true,
+        }
+    }
+
+    fn join_frame(&self, user: &str) -> ByteString {
+        ServerFrame::Join {
+            room: &self.name,
+            user,
+            timestamp: &format_timestamp(now_millis()),
+        }
+        .encode()
+        .into()
     }
 
     /// Sends `frame` to every member but `except`, then drops the members
@@ -113,7 +226,7 @@ impl RoomActor {
                     room: self.name.clone(),
                     session,
                 });
-                if last {
+                if last && self.last_connection_closed(&user) {
                     let frame = self.leave_frame(&user);
                     sessions.extend(self.members.push_each(&frame, None, self.outbox_limit));
                 }
@@ -148,20 +261,21 @@ impl RoomActor {
             .insert(join.session, join.user.clone(), join.outbox);
         let presence: ByteString = ServerFrame::Presence {
             room: &self.name,
-            users: self.members.users().map(String::as_str).collect(),
+            users: self.elsewhere.with(self.members.users()),
         }
         .encode()
         .into();
         self.send_to(join.session, presence);
         if first {
-            let frame: ByteString = ServerFrame::Join {
-                room: &self.name,
-                user: &join.user,
-                timestamp: &format_timestamp(now_millis()),
+            if let Some(cluster) = &self.cluster {
+                cluster.set_present(&self.name, &join.user, true);
             }
-            .encode()
-            .into();
-            self.broadcast(&frame, Some(join.session));
+            // In cluster mode a user already here through another node
+            // has joined already, as far as everyone can tell.
+            if !self.elsewhere.contains(&join.user) {
+                let frame = self.join_frame(&join.user);
+                self.broadcast(&frame, Some(join.session));
+            }
         }
     }
 
@@ -218,14 +332,56 @@ impl Actor for RoomActor {
         // Nothing else is handled until the recent history is loaded, so
         // the first joiners get it too.
         let (history, name, limit) = (self.history.clone(), self.name.clone(), self.recent.max());
-        let load = async move { history.recent(&name, limit).await };
-        ctx.wait(load.into_actor(self).map(|result, room, _| match result {
-            Ok((messages, more)) => room.recent.loaded(messages, more),
-            Err(e) => {
-                log::error!("room {}: cannot load history: {e}", room.name);
-                room.recent.load_failed();
+        // In cluster mode the newest message is where the room's order
+        // starts, even with MAX_HISTORY=0.
+        let clustered = self.cluster.is_some();
+        let read = if clustered { limit.max(1) } else { limit };
+        let load = async move { history.recent(&name, read).await };
+        ctx.wait(
+            load.into_actor(self)
+                .map(move |result, room, _| match result {
+                    Ok((mut messages, more)) => {
+                        if clustered {
+                            let sequence = Sequence::starting_at(messages.last());
+                            room.delivery = Delivery::in_sequence(sequence);
+                        }
+                        let more = more || messages.len() > limit;
+                        let excess = messages.len().saturating_sub(limit);
+                        messages.drain(..excess);
+                        room.recent.loaded(messages, more);
+                    }
+                    Err(e) => {
+                        log::error!("room {}: cannot load history: {e}", room.name);
+                        room.recent.load_failed();
+                        if clustered {
+                            // Read everything on the first notification: better
+                            // a repeat the client filters than a silent gap.
+                            room.delivery = Delivery::in_sequence(Sequence::starting_at(None));
+                        }
+                    }
+                }),
+        );
+        if clustered {
+            // Who is here through other nodes, before the first joiner's
+            // `presence`.
+            if let Some(cluster) = self.cluster.clone() {
+                let name = self.name.clone();
+                self.elsewhere.wants_read();
+                let read = async move { cluster.users_elsewhere(&name).await };
+                ctx.wait(read.into_actor(self).map(|result, room, ctx| {
+                    let again = match result {
+                        Ok(users) => room.elsewhere.read(users, |_| true).1,
+                        Err(e) => {
+                            log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
+                            room.elsewhere.read_failed()
+                        }
+                    };
+                    if again {
+                        room.refresh_elsewhere(ctx);
+                    }
+                }));
             }
-        }));
+        }
         log::debug!("room {} started", self.name);
     }
 
@@ -273,7 +429,7 @@ impl Handler<RemoveMember> for RoomActor {
             return;
         };
         let frame = self.leave_frame(&member.user);
-        if last {
+        if last && self.last_connection_closed(&member.user) {
             self.broadcast(&frame, None);
         }
         if leave.acknowledge {
@@ -322,6 +478,30 @@ impl Handler<MessagesStored> for RoomActor {
         self.metrics
             .errors_sent(ErrorCode::StoreFailed, matched.failed as u64);
         self.schedule_delivery(ctx);
+        self.catch_up(ctx);
+    }
+}
+
+impl Handler<ClusterNews> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, news: ClusterNews, ctx: &mut Self::Context) {
+        match news {
+            ClusterNews::Committed(last_seq) => {
+                if let Some(sequence) = self.delivery.sequence() {
+                    sequence.notified(last_seq);
+                }
+                self.catch_up(ctx);
+            }
+            ClusterNews::PresenceChanged => self.refresh_elsewhere(ctx),
+            ClusterNews::Resync => {
+                if let Some(sequence) = self.delivery.sequence() {
+                    sequence.read_to_end();
+                }
+                self.catch_up(ctx);
+                self.refresh_elsewhere(ctx);
+            }
+        }
     }
 }
 

@@ -66,6 +66,7 @@ impl Sequence {
     }
 
     /// The `seq` of the last message delivered.
+    #[cfg(test)]
     pub fn delivered(&self) -> i64 {
         self.delivered
     }
@@ -187,6 +188,7 @@ impl Sequence {
 
     /// Messages held, errors waiting included: bounded by what this node
     /// has in flight plus one read page.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.len() + self.errors.len()
     }
