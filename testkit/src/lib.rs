@@ -2,7 +2,8 @@
 //! tests of the server, and the load tester's): the server in-process on
 //! port 0 ([`spawn_app`]), the server binary as a child process
 //! ([`ServerProcess`]), a WebSocket client speaking the chat protocol
-//! ([`Client`]), plain HTTP ([`get_json`]) and `/metrics` ([`scrape`]).
+//! ([`Client`]), plain HTTP ([`get_json`]), `/metrics` ([`scrape`]), and a
+//! throwaway PostgreSQL server ([`PgServer`]).
 //!
 //! What only one suite uses stays in that suite.
 
@@ -12,6 +13,7 @@ mod client;
 mod http;
 mod metrics;
 mod net;
+mod pg_server;
 mod server_process;
 
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ pub use client::Client;
 pub use http::get_json;
 pub use metrics::{scrape, Metrics};
 pub use net::free_port;
+pub use pg_server::{PgServer, DATABASE, DEBIAN_PG_BIN, PG_BIN_VARIABLE, SUPERUSER};
 pub use server_process::{serve_if_started_as_server, ServerBinary, ServerProcess};
 
 /// How long a test waits for a frame, an answer or a process it expects
