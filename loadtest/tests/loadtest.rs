@@ -2,14 +2,26 @@
 //! its own: a small, short run of each kind that checks the tool's
 //! accounting end to end. Nothing here asserts speed.
 
-mod server;
-
 use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::{ServerBinary, ServerProcess};
 
-use server::ServerProcess;
+/// The server these tests load: a process of its own, as `cargo run
+/// --release` starts it, so that a test can stop it with SIGSTOP and the
+/// load tester can read its memory by pid. The `chatterbox` binary is
+/// another package's, which Cargo does not build for these tests, so it is
+/// this test executable run once more as [`chatterbox_server`].
+const SERVER: ServerBinary = ServerBinary::ThisTest("chatterbox_server");
+
+/// The server process of the other tests ([`SERVER`]); in a plain `cargo
+/// test -- --ignored` it has nothing to do.
+#[test]
+#[ignore = "the server process of the other tests (ServerProcess starts it)"]
+fn chatterbox_server() {
+    testkit::serve_if_started_as_server();
+}
 
 /// Runs `loadtest --json` against `server` with `args`; its exit code and result.
 fn loadtest(server: &ServerProcess, args: &[&str]) -> (i32, Value) {
@@ -41,7 +53,7 @@ fn loadtest(server: &ServerProcess, args: &[&str]) -> (i32, Value) {
 #[test]
 fn a_small_fanout_delivers_every_message_once_in_order() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
 
     let (code, result) = loadtest(
         &server,
@@ -79,7 +91,11 @@ fn a_small_fanout_delivers_every_message_once_in_order() {
 fn with_the_servers_secret_it_connects_with_minted_tokens() {
     const SECRET: &str = "loadtest-secret-0123456789abcdef0123";
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("AUTH_SECRET", SECRET)]);
+    let server = ServerProcess::start(
+        SERVER,
+        &dir.path().join("chat.db"),
+        &[("AUTH_SECRET", SECRET)],
+    );
     let small = [
         "--scenario",
         "fanout",
@@ -111,6 +127,7 @@ fn with_the_servers_secret_it_connects_with_minted_tokens() {
 fn throttling_by_the_servers_rate_limit_is_reported() {
     let dir = TempDir::new().unwrap();
     let server = ServerProcess::start(
+        SERVER,
         &dir.path().join("chat.db"),
         &[("RATE_LIMIT", "2"), ("RATE_BURST", "2")],
     );
@@ -152,7 +169,7 @@ fn throttling_by_the_servers_rate_limit_is_reported() {
 fn members_whose_join_failed_are_excused_not_counted_as_losing_messages() {
     let dir = TempDir::new().unwrap();
     // One room allowed: the members of the second room cannot join.
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("MAX_ROOMS", "1")]);
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[("MAX_ROOMS", "1")]);
     let run = [
         "--scenario",
         "rooms",
@@ -193,6 +210,7 @@ fn members_whose_join_failed_are_excused_not_counted_as_losing_messages() {
 fn a_server_that_stops_mid_run_fails_it_within_a_bound() {
     let dir = TempDir::new().unwrap();
     let server = ServerProcess::start(
+        SERVER,
         &dir.path().join("chat.db"),
         &[("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")],
     );
@@ -257,7 +275,7 @@ fn a_server_that_stops_mid_run_fails_it_within_a_bound() {
 #[test]
 fn connect_reports_server_memory_per_connection() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
     let pid = server.child.id().to_string();
 
     let (code, result) = loadtest(
@@ -286,7 +304,7 @@ fn connect_reports_server_memory_per_connection() {
 #[test]
 fn a_short_churn_completes_sessions_and_answers_every_message() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
 
     let (code, result) = loadtest(
         &server,
@@ -317,7 +335,7 @@ fn a_short_churn_completes_sessions_and_answers_every_message() {
 #[test]
 fn churn_sessions_stop_sending_when_the_duration_is_over() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
 
     // Sessions of 1000 messages at 2/s would take 500 s: --duration wins.
     let started = std::time::Instant::now();
@@ -383,7 +401,11 @@ fn a_server_that_is_not_there_fails_the_run() {
 #[test]
 fn a_run_whose_every_message_is_refused_fails() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[("MAX_MESSAGE_LEN", "100")]);
+    let server = ServerProcess::start(
+        SERVER,
+        &dir.path().join("chat.db"),
+        &[("MAX_MESSAGE_LEN", "100")],
+    );
     let (code, result) = loadtest(
         &server,
         &[

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chatterbox::auth::{self, Claims};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
+use testkit::{scrape, spawn_app_with, Client, TestApp};
 
-use crate::helpers::{refused_upgrade, scrape, spawn_app_with, Client, TestApp};
+use crate::helpers::{refused_upgrade, CHATTERBOX};
 
 const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -229,7 +230,8 @@ fn the_token_subcommand_explains_what_is_wrong() {
 #[test]
 fn a_refusal_is_logged_with_its_reason_but_never_the_token() {
     let dir = tempfile::TempDir::new().unwrap();
-    let server = crate::helpers::ServerProcess::start(
+    let server = testkit::ServerProcess::start(
+        CHATTERBOX,
         &dir.path().join("chat.db"),
         &[("AUTH_SECRET", SECRET)],
     );
@@ -241,7 +243,7 @@ fn a_refusal_is_logged_with_its_reason_but_never_the_token() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, _) = runtime.block_on(refused_upgrade(server.port, &format!("token={forged}")));
     assert_eq!(status, 401);
-    let line = std::iter::from_fn(|| server.log.recv_timeout(crate::helpers::WAIT).ok())
+    let line = std::iter::from_fn(|| server.log.recv_timeout(testkit::WAIT).ok())
         .find(|line| line.contains("refused /ws"))
         .expect("the refusal is logged");
     assert!(
@@ -255,8 +257,8 @@ fn a_refusal_is_logged_with_its_reason_but_never_the_token() {
 #[test]
 fn without_a_secret_the_start_up_log_says_names_are_not_verified() {
     let dir = tempfile::TempDir::new().unwrap();
-    let server = crate::helpers::ServerProcess::start(&dir.path().join("chat.db"), &[]);
-    let warned = std::iter::from_fn(|| server.log.recv_timeout(crate::helpers::WAIT).ok())
+    let server = testkit::ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &[]);
+    let warned = std::iter::from_fn(|| server.log.recv_timeout(testkit::WAIT).ok())
         .take(20)
         .any(|line| line.contains("user names are not verified"));
     assert!(warned);
@@ -269,14 +271,14 @@ fn an_auth_secret_of_only_white_space_stops_the_server_naming_the_variable() {
         .env("PORT", "0")
         .env("HOST", "127.0.0.1")
         .env("DB_PATH", dir.path().join("chat.db"))
-        .env("STATIC_DIR", crate::helpers::static_dir())
+        .env("STATIC_DIR", testkit::static_dir())
         .env("RUST_LOG", "info")
         .env("AUTH_SECRET", "   ")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the server binary starts");
-    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
+    let deadline = std::time::Instant::now() + testkit::WAIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("the child can be polled") {
             break status;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{refused_upgrade, scrape, spawn_app_with, TestApp, WAIT};
+use testkit::{scrape, spawn_app_with, TestApp, WAIT};
+
+use crate::helpers::refused_upgrade;
 
 /// Waits until the server counts `n` open connections.
 async fn wait_for_open(app: &TestApp, n: f64) {

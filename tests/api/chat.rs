@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-
-use crate::helpers::{spawn_app, spawn_app_with};
+use testkit::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn a_chat_is_echoed_with_its_ref_and_broadcast_without_it() {

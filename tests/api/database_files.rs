@@ -11,8 +11,9 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::{get_json, scrape, Client, ServerProcess};
 
-use crate::helpers::{get_json, scrape, stored_texts, Client, ServerProcess};
+use crate::helpers::{stored_texts, CHATTERBOX};
 
 const FAST: &[(&str, &str)] = &[("RATE_LIMIT", "100000"), ("RATE_BURST", "100000")];
 
@@ -92,7 +93,7 @@ fn assert_alive(server: &mut ServerProcess) {
 async fn unlinked_database_files_refuse_chats_turn_health_503_and_lose_nothing_echoed() {
     let dir = TempDir::new().unwrap();
     let [db, wal, shm] = db_files(dir.path());
-    let mut server = ServerProcess::start(&db, FAST);
+    let mut server = ServerProcess::start(CHATTERBOX, &db, FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     alice.join("r").await;
     alice.chat("r", "before", "0").await;
@@ -131,7 +132,7 @@ async fn unlinked_database_files_refuse_chats_turn_health_503_and_lose_nothing_e
     // Restarted on the same folder (a fresh database, since the file is
     // gone): nothing that was echoed after the unlink is missing, because
     // nothing was.
-    let server = ServerProcess::start(&db, &[]);
+    let server = ServerProcess::start(CHATTERBOX, &db, &[]);
     let stored = stored_texts(server.port, "r").await;
     assert!(stored.iter().all(|t| !t.starts_with("after")), "{stored:?}");
     let (status, _, _) = get_json(server.port, "/health").await;
@@ -142,7 +143,7 @@ async fn unlinked_database_files_refuse_chats_turn_health_503_and_lose_nothing_e
 async fn an_unlinked_wal_loses_no_acknowledged_message() {
     let dir = TempDir::new().unwrap();
     let [db, wal, _] = db_files(dir.path());
-    let server = ServerProcess::start(&db, FAST);
+    let server = ServerProcess::start(CHATTERBOX, &db, FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     alice.join("r").await;
     let mut echoed = Vec::new();
@@ -172,7 +173,7 @@ async fn an_unlinked_wal_loses_no_acknowledged_message() {
     // A crash: nothing the server would do on a clean stop helps.
     server.signal("KILL");
     drop(server);
-    let server = ServerProcess::start(&db, &[]);
+    let server = ServerProcess::start(CHATTERBOX, &db, &[]);
     let stored = stored_texts(server.port, "r").await;
     let missing: Vec<&String> = echoed.iter().filter(|t| !stored.contains(t)).collect();
     assert!(
@@ -188,7 +189,7 @@ async fn an_unlinked_wal_loses_no_acknowledged_message() {
 async fn a_write_lock_held_by_another_process_turns_health_503_until_a_write_succeeds() {
     let dir = TempDir::new().unwrap();
     let [db, _, _] = db_files(dir.path());
-    let mut server = ServerProcess::start(&db, FAST);
+    let mut server = ServerProcess::start(CHATTERBOX, &db, FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     alice.join("r").await;
     let (status, _, _) = get_json(server.port, "/health").await;
@@ -288,7 +289,7 @@ async fn immutable_database_files_refuse_chats_without_crashing_and_recover() {
         return;
     }
     let files = db_files(dir.path());
-    let mut server = ServerProcess::start(&files[0], FAST);
+    let mut server = ServerProcess::start(CHATTERBOX, &files[0], FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     alice.join("r").await;
     alice.chat("r", "before", "0").await;

@@ -3,12 +3,11 @@
 
 use futures_util::SinkExt;
 use serde_json::json;
+use testkit::{spawn_app, spawn_app_with, Client};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::helpers::{spawn_app, spawn_app_with, Client};
 
 #[actix_web::test]
 async fn each_bad_frame_gets_its_error_and_the_connection_stays_open() {
@@ -246,7 +245,7 @@ async fn an_upgrade_from_a_foreign_origin_is_refused_with_403() {
     assert!(tokio_tungstenite::connect_async(good).await.is_ok());
     // No Origin header: not a browser, allowed.
     assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok());
-    let metrics = crate::helpers::scrape(app.port).await;
+    let metrics = testkit::scrape(app.port).await;
     assert_eq!(
         metrics.get(
             "chatterbox_upgrades_refused_total",

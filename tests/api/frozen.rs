@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
+use testkit::{scrape, spawn_app_with, Client, TestApp, WAIT};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
-use crate::helpers::{
-    flood_one_byte_frames, scrape, server_holds, small_window_client, spawn_app_with, Client,
-    TestApp, WAIT,
-};
+use crate::helpers::{flood_one_byte_frames, server_holds, small_window_client};
 
 const HEARTBEAT: Duration = Duration::from_millis(250);
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -65,7 +63,7 @@ async fn clients_that_flood_without_reading_are_closed_and_their_slots_freed() {
     // its sockets to them are full: from the last answer on, nothing of
     // theirs runs any more, and the clock starts.
     let bad_json =
-        |m: &crate::helpers::Metrics| m.get("chatterbox_errors_total", Some(("code", "bad_json")));
+        |m: &testkit::Metrics| m.get("chatterbox_errors_total", Some(("code", "bad_json")));
     let mut offsets = sent.clone();
     let mut answered = bad_json(&scrape(app.port).await);
     let mut last_answer = Instant::now();

@@ -5,8 +5,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use testkit::ServerProcess;
 
-use crate::helpers::ServerProcess;
+use crate::helpers::CHATTERBOX;
 
 /// Runs `chatterbox healthcheck` with HOST and PORT (and nothing from the
 /// test's own environment that could move it elsewhere).
@@ -32,7 +33,7 @@ fn closed_port() -> u16 {
 #[test]
 fn a_running_server_is_healthy() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &[]);
 
     let out = healthcheck("127.0.0.1", server.port);
 
@@ -43,7 +44,7 @@ fn a_running_server_is_healthy() {
 #[test]
 fn a_server_bound_to_every_address_is_probed_on_loopback() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &[]);
 
     // What the image sets: HOST=0.0.0.0.
     let out = healthcheck("0.0.0.0", server.port);
@@ -64,7 +65,7 @@ fn no_server_is_unhealthy() {
 #[test]
 fn a_server_that_does_not_answer_is_unhealthy_within_the_probes_timeout() {
     let dir = TempDir::new().unwrap();
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &[]);
+    let server = ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &[]);
     // The kernel still accepts connections; nobody reads them.
     server.signal("STOP");
 

@@ -1,8 +1,7 @@
 //! History on join, recovery with `since`, and history across a restart.
 
 use serde_json::{json, Value};
-
-use crate::helpers::{spawn_app_in, spawn_app_with, Client};
+use testkit::{spawn_app_in, spawn_app_with, Client};
 
 /// Sends `texts` to `room` from `client` and returns the echoed ids.
 async fn say_all(client: &mut Client, room: &str, texts: &[String]) -> Vec<i64> {

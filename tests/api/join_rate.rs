@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use testkit::{spawn_app, spawn_app_with, Client};
 use tokio_tungstenite::tungstenite::Message;
-
-use crate::helpers::{spawn_app, spawn_app_with, Client};
 
 /// A sustained rate so low that no token comes back during a test.
 const NO_REFILL: f64 = 0.001;

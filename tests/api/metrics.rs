@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::Value;
+use testkit::{scrape, spawn_app_with, Client, WAIT};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{refused_upgrade, scrape, small_window_client, spawn_app_with, Client, WAIT};
+use crate::helpers::{refused_upgrade, small_window_client};
 
 /// Every chat a connection may send in one burst; nothing refills during
 /// the test.

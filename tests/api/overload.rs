@@ -14,9 +14,10 @@ use diesel::{Connection, SqliteConnection};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use testkit::{get_json, scrape, spawn_app_with, Client, ServerProcess};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{get_json, scrape, spawn_app_with, Client, ServerProcess};
+use crate::helpers::CHATTERBOX;
 
 /// The server's resident memory, from /proc.
 fn rss_bytes(pid: u32) -> u64 {
@@ -87,7 +88,11 @@ async fn stall(lock: Duration) -> Outcome {
     let _alone = ONE_STALL_AT_A_TIME.lock().await;
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("chat.db");
-    let server = ServerProcess::start(&db, &[("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")]);
+    let server = ServerProcess::start(
+        CHATTERBOX,
+        &db,
+        &[("RATE_LIMIT", "1000000"), ("RATE_BURST", "1000000")],
+    );
     let pid = server.child.id();
     let port = server.port;
 

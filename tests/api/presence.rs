@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-
-use crate::helpers::spawn_app;
+use testkit::spawn_app;
 
 #[actix_web::test]
 async fn a_joiner_gets_history_then_presence_including_itself() {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::{get_json, static_dir, Client, ServerProcess};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{get_json, static_dir, stored_texts, Client, ServerProcess};
+use crate::helpers::{stored_texts, CHATTERBOX};
 
 const FAST: &[(&str, &str)] = &[("RATE_LIMIT", "100000"), ("RATE_BURST", "100000")];
 
@@ -17,7 +18,7 @@ const FAST: &[(&str, &str)] = &[("RATE_LIMIT", "100000"), ("RATE_BURST", "100000
 async fn acknowledged_messages_survive_kill_9() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("chat.db");
-    let server = ServerProcess::start(&db, FAST);
+    let server = ServerProcess::start(CHATTERBOX, &db, FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     alice.join("r").await;
 
@@ -34,7 +35,7 @@ async fn acknowledged_messages_survive_kill_9() {
     server.signal("KILL");
     drop(server);
 
-    let server = ServerProcess::start(&db, &[]);
+    let server = ServerProcess::start(CHATTERBOX, &db, &[]);
     let stored = stored_texts(server.port, "r").await;
     // Everything acknowledged is there, and what is stored is a prefix of
     // what was sent, in order.
@@ -53,7 +54,7 @@ async fn acknowledged_messages_survive_kill_9() {
 async fn sigterm_closes_clients_with_1001_stores_everything_and_exits_0() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("chat.db");
-    let mut server = ServerProcess::start(&db, FAST);
+    let mut server = ServerProcess::start(CHATTERBOX, &db, FAST);
     let mut alice = Client::connect(server.port, "alice").await;
     let mut bob = Client::connect(server.port, "bob").await;
     alice.join("r").await;
@@ -78,7 +79,7 @@ async fn sigterm_closes_clients_with_1001_stores_everything_and_exits_0() {
         "{log:#?}"
     );
     drop(server);
-    let server = ServerProcess::start(&db, &[]);
+    let server = ServerProcess::start(CHATTERBOX, &db, &[]);
     let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     assert_eq!(stored_texts(server.port, "r").await, expected);
 }
@@ -91,7 +92,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_the_room_carries_on
         ("RATE_BURST", "100000"),
         ("OUTBOX_LIMIT", "256"),
     ];
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &env);
+    let server = ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &env);
     let mut slow = Client::connect(server.port, "slow").await;
     let mut reader = Client::connect(server.port, "reader").await;
     let mut sender = Client::connect(server.port, "sender").await;
@@ -169,7 +170,7 @@ async fn a_client_that_stops_reading_is_closed_with_1008_and_the_room_carries_on
 async fn a_client_that_stops_answering_pings_is_dropped_and_its_rooms_hear_leave() {
     let dir = TempDir::new().unwrap();
     let env = [("HEARTBEAT_INTERVAL", "100ms"), ("CLIENT_TIMEOUT", "600ms")];
-    let server = ServerProcess::start(&dir.path().join("chat.db"), &env);
+    let server = ServerProcess::start(CHATTERBOX, &dir.path().join("chat.db"), &env);
     let mut silent = Client::connect(server.port, "silent").await;
     silent.join("r").await;
     let mut watcher = Client::connect(server.port, "watcher").await;

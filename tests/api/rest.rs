@@ -2,8 +2,7 @@
 //! and no 500 for any bad input.
 
 use serde_json::json;
-
-use crate::helpers::{spawn_app, spawn_app_with, Client};
+use testkit::{spawn_app, spawn_app_with, Client};
 
 async fn chat_n(client: &mut Client, room: &str, n: usize) -> Vec<i64> {
     for i in 0..n {

@@ -6,9 +6,8 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
+use testkit::spawn_app_with;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::helpers::spawn_app_with;
 
 /// One raw HTTP/1.0 request, so the path reaches the server exactly as
 /// written (no client normalizes `..`). Status, lower-cased header lines,
@@ -20,7 +19,7 @@ async fn raw_get(port: u16, path: &str) -> (u16, Vec<(String, String)>, String) 
     let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("sent");
     let mut answer = Vec::new();
-    tokio::time::timeout(crate::helpers::WAIT, stream.read_to_end(&mut answer))
+    tokio::time::timeout(testkit::WAIT, stream.read_to_end(&mut answer))
         .await
         .expect("answered in time")
         .expect("read");

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use chatterbox::auth;
 use serde_json::json;
+use testkit::{scrape, spawn_app_with, Client};
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::{scrape, spawn_app_with, Client};
 
 const SECRET: &str = "browser-test-secret-0123456789abcdef";
 

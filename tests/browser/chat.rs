@@ -1,9 +1,9 @@
 //! Two people chatting in two browser windows, and markup that must stay text.
 
 use serde_json::json;
+use testkit::spawn_app;
 
 use crate::driver::{browser_or_skip, ENTER, RELEASE, SHIFT};
-use crate::helpers::spawn_app;
 
 /// Where the two-user test saves its screenshot, when set (the README's
 /// picture: `CHATTERBOX_SCREENSHOT=docs/screenshot.png cargo test --test browser`).

@@ -2,8 +2,7 @@
 //! driver on a free port, one fresh browser profile per page, and the page
 //! helpers the tests read like a user would (type, press Enter, look).
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use testkit::{free_port, skip_unless_ci};
 
 /// How long a page may take to show what a test waits for. Generous: the
 /// tests share two cores with compilers.
@@ -53,23 +53,14 @@ pub async fn browser_or_skip(test: &str) -> Option<Browser> {
     match locate() {
         Ok(programs) => Some(Browser::start(programs).await),
         Err(why) => {
-            if under_ci() {
-                panic!("{test}: {why}; CI is set, so the browser tests must run");
-            }
-            // Straight to stderr, past the test harness's capture, so a
-            // plain `cargo test` shows it.
-            let _ = writeln!(
-                std::io::stderr(),
-                "browser test {test} SKIPPED: {why} (install the chromium and chromium-driver packages to run it)"
+            skip_unless_ci(
+                &format!("browser test {test}"),
+                &why,
+                "install the chromium and chromium-driver packages to run it",
             );
             None
         }
     }
-}
-
-/// `CI` set to anything but empty, `0` or `false`.
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 fn locate() -> Result<Programs, String> {
@@ -93,13 +84,6 @@ fn program(variable: &str, names: &[&str]) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
 }
 
 impl Browser {

@@ -2,9 +2,9 @@
 //! when something new arrives while the reader is scrolled up.
 
 use serde_json::json;
+use testkit::spawn_app;
 
 use crate::driver::browser_or_skip;
-use crate::helpers::spawn_app;
 
 /// Where the message pane is: `[scrollTop, at the bottom]`.
 const POSITION: &str = "const s = document.getElementById('scroller');

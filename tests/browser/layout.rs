@@ -2,9 +2,9 @@
 //! room list reachable through its drawer.
 
 use serde_json::json;
+use testkit::spawn_app;
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::spawn_app;
 
 /// True when nothing on the page is wider than the window.
 const FITS: &str = "return document.documentElement.scrollWidth <= window.innerWidth;";

@@ -5,11 +5,6 @@
 mod auth;
 mod chat;
 mod driver;
-// The server and WebSocket helpers of the API tests, shared rather than
-// copied; not every helper is used here.
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
 mod history;
 mod layout;
 mod reconnect;

@@ -3,9 +3,9 @@
 
 use serde_json::json;
 use tempfile::TempDir;
+use testkit::{spawn_app, spawn_app_in};
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::{spawn_app, spawn_app_in};
 
 /// A small join history, so the missed messages do not fit in the rejoin's
 /// `history` and the page must page through the rest (`more`, then `after`).

@@ -2,9 +2,9 @@
 //! message that says what is allowed.
 
 use serde_json::json;
+use testkit::{spawn_app, spawn_app_with};
 
 use crate::driver::{browser_or_skip, ENTER};
-use crate::helpers::{spawn_app, spawn_app_with};
 
 /// Clears the field `css` (select all, delete) and types `keys`.
 const CLEAR: &str = "\u{E009}a\u{E000}\u{E017}";
