@@ -144,7 +144,7 @@ fn files_ending(dir: &Path, ext: &str, found: &mut Vec<PathBuf>) {
 #[actix_web::test]
 async fn every_script_of_the_page_is_served_as_javascript() {
     let app = spawn_app_with(|_| {}).await;
-    let root = crate::helpers::static_dir();
+    let root = testkit::static_dir();
     let mut scripts = Vec::new();
     files_ending(&root, "js", &mut scripts);
     assert!(
