@@ -4,6 +4,7 @@
 mod auth;
 mod caps;
 mod chat;
+mod cluster;
 mod database_files;
 mod errors;
 mod frozen;

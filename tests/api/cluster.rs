@@ -1,0 +1,355 @@
+//! Cluster mode: several nodes on one real PostgreSQL server (a throwaway
+//! one per test, see `testkit::PgServer`), real WebSocket clients on each.
+//! Nodes run in-process, except where a node must be killed.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chatterbox::config::{Config, Secret};
+use chatterbox::startup::Application;
+use serde_json::{json, Value};
+use testkit::{spawn_app_with, Client, PgServer, ServerProcess, TestApp};
+
+use crate::helpers::CHATTERBOX;
+
+/// A node of the cluster on `url`, chat rate limits out of the way.
+async fn node(url: &str, id: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|config| {
+        config.database_url = Some(Secret::from(url));
+        config.node_id = Some(id.to_string());
+        config.rate_limit = 10_000.0;
+        config.rate_burst = 10_000.0;
+        configure(config);
+    })
+    .await
+}
+
+/// Reads frames until `n` chats arrived; returns them, skipping presence.
+async fn chats(client: &mut Client, n: usize) -> Vec<Value> {
+    let mut chats = Vec::new();
+    while chats.len() < n {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("chat") => chats.push(frame),
+            Some("join" | "leave" | "presence") => {}
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+    chats
+}
+
+/// Waits until the node on `port` lists `user` in `general`.
+async fn until_listed(port: u16, user: &str) {
+    let deadline = Instant::now() + testkit::WAIT;
+    loop {
+        let (_, _, room) = testkit::get_json(port, "/api/rooms/general").await;
+        if room["users"]
+            .as_array()
+            .is_some_and(|u| u.contains(&json!(user)))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user} never listed: {room}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next `join` or `leave` frame, skipping chats.
+async fn next_presence_event(client: &mut Client) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if matches!(frame["type"].as_str(), Some("join" | "leave")) {
+            return frame;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn three_nodes_deliver_every_message_once_in_one_order_to_everyone() {
+    let Some(pg) = PgServer::start_or_skip("three_nodes_deliver_every_message") else {
+        return;
+    };
+    let url = pg.url();
+    let nodes = [
+        node(&url, "a", |_| {}).await,
+        node(&url, "b", |_| {}).await,
+        node(&url, "c", |_| {}).await,
+    ];
+    // Two senders on each node, all in one room.
+    let mut clients = Vec::new();
+    for (n, app) in nodes.iter().enumerate() {
+        for s in 0..2 {
+            let mut client = app.connect(&format!("u{n}{s}")).await;
+            client.join("general").await;
+            clients.push(client);
+        }
+    }
+    const EACH: usize = 25;
+    let total = EACH * clients.len();
+    // Everyone sends at once, so the nodes' batches interleave.
+    let sends = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(c, client)| async move {
+            for i in 0..EACH {
+                client
+                    .chat("general", &format!("{c}:{i}"), &format!("r{c}:{i}"))
+                    .await;
+            }
+        });
+    futures_util::future::join_all(sends).await;
+
+    let mut orders = Vec::new();
+    for (c, client) in clients.iter_mut().enumerate() {
+        let got = chats(client, total).await;
+        let ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "client {c}: ids rise with no repeat: {ids:?}"
+        );
+        // Each sender's messages in the order sent, its own with its ref.
+        let mut next: HashMap<String, usize> = HashMap::new();
+        for message in &got {
+            let text = message["text"].as_str().unwrap();
+            let (sender, i) = text.split_once(':').unwrap();
+            let expected = next.entry(sender.to_string()).or_default();
+            assert_eq!(i.parse::<usize>().unwrap(), *expected, "client {c}: {text}");
+            *expected += 1;
+            let own = sender == c.to_string();
+            assert_eq!(
+                message.get("ref").is_some(),
+                own,
+                "client {c}: only its own copies carry a ref: {message}"
+            );
+        }
+        client.expect_silence(Duration::from_millis(300)).await;
+        orders.push(ids);
+    }
+    assert!(
+        orders.windows(2).all(|w| w[0] == w[1]),
+        "every member on every node sees one order"
+    );
+    // The shared history holds them all, in that order, on any node.
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, _, page) = nodes[2]
+            .get(&format!(
+                "/api/rooms/general/messages?after={after}&limit=200"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        let ids: Vec<i64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        after = ids.last().copied().unwrap_or(after);
+        stored.extend(ids);
+        if page["more"] != true {
+            break;
+        }
+    }
+    assert_eq!(stored, orders[0]);
+    // The nodes really heard each other.
+    let metrics = testkit::scrape(nodes[1].port).await;
+    assert!(metrics.value("chatterbox_cluster_notifications_received_total") >= 1.0);
+    assert!(metrics.value("chatterbox_cluster_catch_up_reads_total") >= 1.0);
+    assert_eq!(metrics.value("chatterbox_cluster_listener_up"), 1.0);
+}
+
+#[actix_web::test]
+async fn a_user_on_two_nodes_is_listed_once_and_leaves_with_the_last_connection() {
+    let Some(pg) = PgServer::start_or_skip("a_user_on_two_nodes_is_listed_once") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+
+    let mut bob = b.connect("bob").await;
+    bob.join("general").await;
+    until_listed(a.port, "bob").await;
+    let mut alice_a = a.connect("alice").await;
+    let (_, presence) = alice_a.join("general").await;
+    assert_eq!(
+        presence["users"],
+        json!(["alice", "bob"]),
+        "bob is on node b"
+    );
+    let join = next_presence_event(&mut bob).await;
+    assert_eq!(
+        (join["type"].clone(), join["user"].clone()),
+        (json!("join"), json!("alice"))
+    );
+
+    // A second tab on the other node: nobody hears a second join.
+    let mut alice_b = b.connect("alice").await;
+    let (_, presence) = alice_b.join("general").await;
+    assert_eq!(presence["users"], json!(["alice", "bob"]));
+    bob.expect_silence(Duration::from_millis(500)).await;
+
+    // REST, on a third view of it, counts each user once.
+    let (_, _, rooms) = a.get("/api/rooms").await;
+    assert_eq!(rooms["rooms"], json!([{"name": "general", "users": 2}]));
+    let (_, _, room) = a.get("/api/rooms/general").await;
+    assert_eq!(room["users"], json!(["alice", "bob"]));
+
+    // Closing one tab: alice is still here through the other.
+    alice_a.close().await;
+    bob.expect_silence(Duration::from_millis(700)).await;
+    let mut carol = a.connect("carol").await;
+    let (_, presence) = carol.join("general").await;
+    assert_eq!(presence["users"], json!(["alice", "bob", "carol"]));
+
+    // Closing the last one: everyone, on both nodes, hears one leave.
+    alice_b.close().await;
+    let leave = next_presence_event(&mut bob).await;
+    assert_eq!(
+        (leave["type"].clone(), leave["user"].clone()),
+        (json!("leave"), json!("alice"))
+    );
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let event = next_presence_event(&mut carol).await;
+        events.push((event["type"].clone(), event["user"].clone()));
+    }
+    assert!(
+        events.contains(&(json!("leave"), json!("alice"))),
+        "{events:?}"
+    );
+    carol.expect_silence(Duration::from_millis(500)).await;
+}
+
+#[actix_web::test]
+async fn a_killed_node_s_users_leave_within_node_timeout_and_do_not_come_back() {
+    let Some(pg) = PgServer::start_or_skip("a_killed_node_s_users_leave") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |c| c.node_timeout = Duration::from_secs(2)).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("NODE_ID", "b"),
+        ("NODE_TIMEOUT", "2s"),
+    ];
+    let mut b = ServerProcess::start(CHATTERBOX, &dir.path().join("unused.db"), &env);
+
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    // Presence crosses nodes through the database, a few ms behind.
+    until_listed(b.port, "alice").await;
+    let mut dave = Client::connect(b.port, "dave").await;
+    let (_, presence) = dave.join("general").await;
+    assert_eq!(presence["users"], json!(["alice", "dave"]));
+    let join = next_presence_event(&mut alice).await;
+    assert_eq!(join["user"], "dave");
+
+    b.signal("KILL");
+    let killed = Instant::now();
+    b.wait_exit();
+    let leave = next_presence_event(&mut alice).await;
+    assert_eq!(
+        (leave["type"].clone(), leave["user"].clone()),
+        (json!("leave"), json!("dave"))
+    );
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(2 + 5),
+        "dave left {took:?} after node b died (NODE_TIMEOUT 2 s + 5 s)"
+    );
+
+    // Node b comes back under the same id: dave does not.
+    let b = ServerProcess::start(CHATTERBOX, &dir.path().join("unused.db"), &env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, _, room) = a.get("/api/rooms/general").await;
+    assert_eq!(room["users"], json!(["alice"]));
+    let mut erin = Client::connect(b.port, "erin").await;
+    let (_, presence) = erin.join("general").await;
+    assert_eq!(presence["users"], json!(["alice", "erin"]));
+    alice.expect("join").await;
+    alice.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[actix_web::test]
+async fn a_client_recovers_on_another_node_what_it_missed() {
+    let Some(pg) = PgServer::start_or_skip("a_client_recovers_on_another_node") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    alice.chat("general", "before", "r1").await;
+    let seen = alice.expect("chat").await["id"].as_i64().unwrap();
+    alice.close().await;
+
+    let mut bob = b.connect("bob").await;
+    bob.join("general").await;
+    for i in 0..3 {
+        bob.chat("general", &format!("missed {i}"), &format!("m{i}"))
+            .await;
+        bob.expect("chat").await;
+    }
+    let mut alice = b.connect("alice").await;
+    alice
+        .send(json!({"type": "join", "room": "general", "since": seen}))
+        .await;
+    let history = alice.expect("history").await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["missed 0", "missed 1", "missed 2"]);
+    assert_eq!(history["more"], false);
+}
+
+#[actix_web::test]
+async fn health_names_the_node_and_the_database() {
+    let Some(pg) = PgServer::start_or_skip("health_names_the_node") else {
+        return;
+    };
+    let a = node(&pg.url(), "node-a", |_| {}).await;
+    let (status, _, health) = a.get("/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["node"], "node-a");
+    assert_eq!(health["database"], "postgresql");
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_stops_start_up_naming_the_variable() {
+    let port = testkit::free_port();
+    let config = Config {
+        port: 0,
+        database_url: Some(Secret::from(
+            format!("postgres://chat:hunter2@127.0.0.1:{port}/chat").as_str(),
+        )),
+        static_dir: testkit::static_dir(),
+        ..Config::default()
+    };
+    let error = match Application::build(config).await {
+        Ok(_) => panic!("a server with no database must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("DATABASE_URL"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
+
+#[test]
+fn a_database_url_that_is_not_postgres_stops_the_binary_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_chatterbox"))
+        .env("DATABASE_URL", "mysql://chat:hunter2@db/chat")
+        .env("PORT", "0")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
