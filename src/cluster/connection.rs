@@ -136,11 +136,17 @@ pub fn spawn_listener(
                 Ok(conn) => {
                     attempt = 0;
                     log::info!("cluster: node {node} reconnected");
-                    if let Err(e) = super::nodes::register(&shared, &node).await {
-                        log::warn!("cluster: could not register again: {e}");
-                    }
-                    presence.republish();
-                    events.do_send(ClusterEvent::Resync);
+                    // Queries need the connection driven, which the loop
+                    // does next: register in a task of its own.
+                    let (shared, node) = (shared.clone(), node.clone());
+                    let (presence, events) = (presence.clone(), events.clone());
+                    actix::spawn(async move {
+                        if let Err(e) = super::nodes::register(&shared, &node).await {
+                            log::warn!("cluster: could not register again: {e}");
+                        }
+                        presence.republish();
+                        events.do_send(ClusterEvent::Resync);
+                    });
                     connection = Some(conn);
                 }
                 Err(e) => {

@@ -162,10 +162,14 @@ async fn write_all(shared: &Shared, node: &str, published: Vec<Key>) -> Result<(
     client
         .execute(
             &format!(
-                "WITH removed AS (DELETE FROM presence WHERE node = $1 RETURNING room), \
+                // Rows to keep are neither deleted nor inserted: in one
+                // statement a deleted row would still block its insert.
+                "WITH wanted AS (SELECT r, u FROM unnest($2::text[], $3::text[]) AS t(r, u)), \
+                 removed AS (DELETE FROM presence p WHERE p.node = $1 AND NOT EXISTS \
+                   (SELECT 1 FROM wanted w WHERE w.r = p.room AND w.u = p.user_name) \
+                   RETURNING p.room), \
                  added AS (INSERT INTO presence (node, room, user_name) \
-                   SELECT $1, r, u FROM unnest($2::text[], $3::text[]) AS t(r, u) \
-                   ON CONFLICT DO NOTHING RETURNING room) \
+                   SELECT $1, r, u FROM wanted ON CONFLICT DO NOTHING RETURNING room) \
                  SELECT pg_notify('{PRESENCE_CHANNEL}', room) \
                  FROM (SELECT room FROM added UNION SELECT room FROM removed) r"
             ),

@@ -307,6 +307,27 @@ impl PgServer {
         }
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`: connections are cut), as
+    /// a database restart or crash does to its clients.
+    pub fn stop(&self) {
+        stop(&self.programs, &self.data(), "fast");
+    }
+
+    /// Starts the server again after [`PgServer::stop`], on the same port.
+    pub fn start_again(&self) {
+        let mut pg_ctl = self.programs.server_side(self.dir.path(), "pg_ctl");
+        pg_ctl
+            .arg("start")
+            .arg("--pgdata")
+            .arg(self.data())
+            .arg("--log")
+            .arg(self.log_file())
+            .args(["--wait", "--timeout", PG_CTL_TIMEOUT])
+            .arg("-o")
+            .arg(format!("-p {}", self.port));
+        run(pg_ctl).unwrap_or_else(|e| panic!("PostgreSQL starts again on {}: {e}", self.port));
+    }
+
     /// The port on 127.0.0.1 the server listens on.
     pub fn port(&self) -> u16 {
         self.port

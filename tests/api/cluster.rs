@@ -39,6 +39,26 @@ async fn chats(client: &mut Client, n: usize) -> Vec<Value> {
     chats
 }
 
+/// Asserts that no chat arrives for `quiet` (presence may: other nodes'
+/// joins can come after a flood that started at once).
+async fn no_more_chats(client: &mut Client, quiet: Duration) {
+    let deadline = Instant::now() + quiet;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(left, futures_util::StreamExt::next(&mut client.ws)).await
+        else {
+            return;
+        };
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            assert_ne!(
+                frame["type"], "chat",
+                "a chat after all were received: {frame}"
+            );
+        }
+    }
+}
+
 /// Waits until the node on `port` lists `user` in `general`.
 async fn until_listed(port: u16, user: &str) {
     let deadline = Instant::now() + testkit::WAIT;
@@ -123,7 +143,7 @@ async fn three_nodes_deliver_every_message_once_in_one_order_to_everyone() {
                 "client {c}: only its own copies carry a ref: {message}"
             );
         }
-        client.expect_silence(Duration::from_millis(300)).await;
+        no_more_chats(client, Duration::from_millis(300)).await;
         orders.push(ids);
     }
     assert!(
@@ -293,7 +313,7 @@ async fn a_client_recovers_on_another_node_what_it_missed() {
     for i in 0..3 {
         bob.chat("general", &format!("missed {i}"), &format!("m{i}"))
             .await;
-        bob.expect("chat").await;
+        chats(&mut bob, 1).await;
     }
     let mut alice = b.connect("alice").await;
     alice
@@ -352,4 +372,222 @@ fn a_database_url_that_is_not_postgres_stops_the_binary_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// The chat frames in `frame` (a text frame), if it is one.
+fn chat_frame(message: Option<tokio_tungstenite::tungstenite::Message>) -> Option<Value> {
+    match message {
+        Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+            serde_json::from_str::<Value>(&text).ok()
+        }
+        _ => None,
+    }
+}
+
+#[actix_web::test]
+async fn a_node_killed_while_sending_loses_nothing_it_acknowledged() {
+    let Some(pg) = PgServer::start_or_skip("a_node_killed_while_sending") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |c| c.node_timeout = Duration::from_secs(2)).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("NODE_ID", "b"),
+        ("NODE_TIMEOUT", "2s"),
+        ("RATE_LIMIT", "100000"),
+        ("RATE_BURST", "100000"),
+    ];
+    let mut b = ServerProcess::start(CHATTERBOX, &dir.path().join("unused.db"), &env);
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    let mut dave = Client::connect(b.port, "dave").await;
+    dave.join("general").await;
+
+    const SENT: usize = 400;
+    for i in 0..SENT {
+        dave.chat("general", &i.to_string(), &format!("r{i}")).await;
+    }
+    // Kill node b in the middle of the stream of echoes.
+    let mut acked: Vec<i64> = Vec::new();
+    while acked.len() < 50 {
+        let frame = dave.recv().await;
+        if frame["type"] == "chat" {
+            acked.push(frame["id"].as_i64().unwrap());
+        }
+    }
+    b.signal("KILL");
+    let killed = Instant::now();
+    // Echoes already on their way still count as acknowledged.
+    while let Some(frame) = chat_frame(dave.next_frame().await) {
+        if frame["type"] == "chat" {
+            acked.push(frame["id"].as_i64().unwrap());
+        }
+    }
+    b.wait_exit();
+    assert!(
+        acked.len() < SENT,
+        "the kill came before the end of the stream"
+    );
+
+    // Alice gets every acknowledged message, then dave's leave in time.
+    let mut seen: Vec<i64> = Vec::new();
+    let mut left = None;
+    while left.is_none() || seen.len() < acked.len() {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("chat") => seen.push(frame["id"].as_i64().unwrap()),
+            Some("leave") if frame["user"] == "dave" => left = Some(killed.elapsed()),
+            _ => {}
+        }
+    }
+    let left = left.unwrap();
+    assert!(
+        left < Duration::from_secs(2 + 5),
+        "dave left after {left:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, once");
+    for id in &acked {
+        assert!(seen.contains(id), "acknowledged message {id} reached alice");
+    }
+    // Stored: a prefix of what dave sent, in order, and all of it
+    // delivered to alice.
+    let stored = crate::helpers::stored_texts(a.port, "general").await;
+    let expected: Vec<String> = (0..stored.len()).map(|i| i.to_string()).collect();
+    assert_eq!(stored, expected);
+    assert!(stored.len() >= acked.len());
+    assert_eq!(
+        seen.len(),
+        stored.len(),
+        "every stored message reached alice"
+    );
+
+    // Node b comes back and takes part again.
+    let b = ServerProcess::start(CHATTERBOX, &dir.path().join("unused.db"), &env);
+    let mut erin = Client::connect(b.port, "erin").await;
+    let (history, presence) = erin.join("general").await;
+    assert_eq!(presence["users"], json!(["alice", "erin"]));
+    let last = history["messages"].as_array().unwrap().last().cloned();
+    assert_eq!(last.and_then(|m| m["id"].as_i64()), seen.last().copied());
+    erin.chat("general", "back", "e1").await;
+    chats(&mut erin, 1).await;
+    // Erin's join and her chat reach alice through different reads.
+    let mut frames = [alice.recv().await, alice.recv().await];
+    frames.sort_by_key(|f| f["type"].to_string());
+    assert_eq!(
+        (frames[0]["type"].clone(), frames[0]["text"].clone()),
+        (json!("chat"), json!("back"))
+    );
+    assert_eq!(
+        (frames[1]["type"].clone(), frames[1]["user"].clone()),
+        (json!("join"), json!("erin"))
+    );
+}
+
+#[actix_web::test]
+async fn a_node_stopped_with_sigterm_stores_what_it_accepted_and_its_users_leave_at_once() {
+    let Some(pg) = PgServer::start_or_skip("a_node_stopped_with_sigterm") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let env = [("DATABASE_URL", url.as_str()), ("NODE_ID", "b")];
+    let mut b = ServerProcess::start(CHATTERBOX, &dir.path().join("unused.db"), &env);
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    let mut dave = Client::connect(b.port, "dave").await;
+    dave.join("general").await;
+    for i in 0..5 {
+        dave.chat("general", &format!("d{i}"), &format!("r{i}"))
+            .await;
+    }
+    chats(&mut dave, 5).await;
+    b.signal("TERM");
+    let stopped = Instant::now();
+    assert_eq!(b.wait_exit(), Some(0));
+    let mut texts = Vec::new();
+    loop {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("chat") => texts.push(frame["text"].as_str().unwrap().to_string()),
+            Some("leave") => break,
+            _ => {}
+        }
+    }
+    // Well inside NODE_TIMEOUT (10 s): the node left the cluster itself.
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(texts, ["d0", "d1", "d2", "d3", "d4"]);
+    let (_, _, room) = a.get("/api/rooms/general").await;
+    assert_eq!(room["users"], json!(["alice"]));
+}
+
+/// Waits until `/health` on `port` answers `status`.
+async fn until_health(port: u16, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (got, _, body) = testkit::get_json(port, "/health").await;
+        if got == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "health stayed {got}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_nodes_ride_out_a_database_restart_and_lose_nothing_acknowledged() {
+    let Some(pg) = PgServer::start_or_skip("the_nodes_ride_out_a_database_restart") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    until_listed(b.port, "alice").await;
+    let mut bob = b.connect("bob").await;
+    bob.join("general").await;
+    alice.chat("general", "before", "r1").await;
+    chats(&mut alice, 1).await;
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "before");
+
+    pg.stop();
+    // A chat while the database is down is refused, not acknowledged.
+    alice.chat("general", "while down", "r2").await;
+    let refused = loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+    };
+    assert_eq!(refused["code"], "store_failed");
+    assert_eq!(refused["ref"], "r2");
+    until_health(a.port, 503).await;
+
+    pg.start_again();
+    until_health(a.port, 200).await;
+    until_health(b.port, 200).await;
+    // The listener is back: what one node stores reaches the other.
+    alice.chat("general", "after", "r3").await;
+    let echo = loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "chat" {
+            break frame;
+        }
+    };
+    assert_eq!(echo["text"], "after");
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "after");
+    bob.chat("general", "and back", "b1").await;
+    assert_eq!(chats(&mut alice, 1).await[0]["text"], "and back");
+    let stored = crate::helpers::stored_texts(b.port, "general").await;
+    assert_eq!(stored, ["before", "after", "and back"]);
+    // Presence was written again after the reconnect.
+    let (_, _, room) = a.get("/api/rooms/general").await;
+    assert_eq!(room["users"], json!(["alice", "bob"]));
 }

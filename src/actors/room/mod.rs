@@ -65,12 +65,23 @@ pub(crate) struct RoomActor {
     /// Cluster mode: the other nodes, and their users in this room.
     cluster: Option<Cluster>,
     elsewhere: Elsewhere,
+    /// Other nodes' users as last read, waiting until the messages known
+    /// at that time are delivered (see [`Sequence::is_behind`]).
+    elsewhere_read: Option<(Vec<UserName>, Instant)>,
     metrics: Arc<Metrics>,
 }
 
 /// The most messages one read of other nodes' messages takes; a longer
 /// gap is read in several.
 const CATCH_UP_PAGE: usize = 256;
+
+/// The longest a change of presence on other nodes waits for the room to
+/// deliver the messages that came before it.
+const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a room waits to read again after a read of other nodes'
+/// messages failed.
+const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl RoomActor {
     pub(crate) fn new(
@@ -93,6 +104,7 @@ impl RoomActor {
             stored_recipient: None,
             cluster,
             elsewhere: Elsewhere::default(),
+            elsewhere_read: None,
             metrics,
         }
     }
@@ -123,13 +135,53 @@ impl RoomActor {
                     if let Some(sequence) = room.delivery.sequence() {
                         sequence.read_failed();
                     }
-                    // Tried again on the next notification or answer.
+                    // The database may be restarting: try again shortly
+                    // (and on the next notification or answer).
+                    ctx.run_later(CATCH_UP_RETRY, |room, ctx| room.catch_up(ctx));
                     return;
                 }
             }
             room.schedule_delivery(ctx);
             room.catch_up(ctx);
+            room.apply_elsewhere(ctx);
         }));
+    }
+
+    /// Applies the last read of other nodes' users once the room is not
+    /// behind on their messages: join and leave go out after the messages
+    /// that came before them.
+    fn apply_elsewhere(&mut self, ctx: &mut Context<Self>) {
+        let Some((_, read_at)) = &self.elsewhere_read else {
+            return;
+        };
+        // Not forever: a room flooded from other nodes is always a little
+        // behind, and presence must still move.
+        let waited = read_at.elapsed();
+        if waited < PRESENCE_WAIT && self.delivery.sequence().is_some_and(|s| s.is_behind()) {
+            ctx.run_later(PRESENCE_WAIT - waited, |room, ctx| {
+                room.apply_elsewhere(ctx)
+            });
+            return;
+        }
+        let Some((users, _)) = self.elsewhere_read.take() else {
+            return;
+        };
+        self.deliver_pending();
+        let members = &self.members;
+        let (changes, again) = self
+            .elsewhere
+            .read(users, |user| members.users().any(|u| u == user));
+        for user in &changes.joined {
+            let frame = self.join_frame(user);
+            self.broadcast(&frame, None);
+        }
+        for user in &changes.left {
+            let frame = self.leave_frame(user);
+            self.broadcast(&frame, None);
+        }
+        if again {
+            self.refresh_elsewhere(ctx);
+        }
     }
 
     /// Cluster mode: reads who is in the room on other nodes, and tells the
@@ -143,31 +195,16 @@ impl RoomActor {
         }
         let name = self.name.clone();
         let read = async move { cluster.users_elsewhere(&name).await };
-        ctx.spawn(read.into_actor(self).map(|result, room, ctx| {
-            let again = match result {
-                Ok(users) => {
-                    room.deliver_pending();
-                    let members = &room.members;
-                    let (changes, again) = room
-                        .elsewhere
-                        .read(users, |user| members.users().any(|u| u == user));
-                    for user in &changes.joined {
-                        let frame = room.join_frame(user);
-                        room.broadcast(&frame, None);
-                    }
-                    for user in &changes.left {
-                        let frame = room.leave_frame(user);
-                        room.broadcast(&frame, None);
-                    }
-                    again
+        ctx.spawn(read.into_actor(self).map(|result, room, ctx| match result {
+            Ok(users) => {
+                room.elsewhere_read = Some((users, Instant::now()));
+                room.apply_elsewhere(ctx);
+            }
+            Err(e) => {
+                log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
+                if room.elsewhere.read_failed() {
+                    room.refresh_elsewhere(ctx);
                 }
-                Err(e) => {
-                    log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
-                    room.elsewhere.read_failed()
-                }
-            };
-            if again {
-                room.refresh_elsewhere(ctx);
             }
         }));
     }

@@ -186,6 +186,13 @@ impl Sequence {
         }
     }
 
+    /// Whether messages the room knows of are still to be delivered (read
+    /// or waiting for a gap): a `leave` waits until they are, so a user's
+    /// last messages are not shown after they left.
+    pub fn is_behind(&self) -> bool {
+        self.reading.is_some() || self.known > self.delivered || !self.held.is_empty()
+    }
+
     /// Messages held, errors waiting included: bounded by what this node
     /// has in flight plus one read page.
     #[cfg(test)]

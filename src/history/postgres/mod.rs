@@ -17,6 +17,7 @@ mod schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -43,6 +44,13 @@ const MIGRATION_LOCK: i64 = 0x0063_6861_7474_6572;
 /// elsewhere or a stuck server fails a batch instead of stalling it.
 const STATEMENT_TIMEOUT_MS: u32 = 5_000;
 
+/// How long opening a connection may take (seconds).
+const CONNECT_TIMEOUT_S: u32 = 5;
+
+/// A connection idle this long is checked (`SELECT 1`) before use: after a
+/// database restart it is dead, and a batch sent on it would fail.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// The payload of a commit's notification for one room: its new
 /// `last_seq` and its name.
 pub fn notification_payload(room: &str, last_seq: i64) -> String {
@@ -55,8 +63,21 @@ pub fn parse_notification(payload: &str) -> Option<(&str, i64)> {
     Some((room, seq.parse().ok()?))
 }
 
+/// `url` with a connect timeout, unless it sets one: a server that does
+/// not answer fails the attempt instead of holding the thread.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout={CONNECT_TIMEOUT_S}")
+    } else {
+        format!("{url}?connect_timeout={CONNECT_TIMEOUT_S}")
+    }
+}
+
 fn connect(url: &str) -> Result<PgConnection, StoreError> {
-    let mut conn = PgConnection::establish(url).map_err(|e| StoreError::Open {
+    let url = with_connect_timeout(url);
+    let mut conn = PgConnection::establish(&url).map_err(|e| StoreError::Open {
         path: "DATABASE_URL".into(),
         reason: e.to_string(),
     })?;
@@ -128,8 +149,8 @@ struct RoomTurn {
 pub struct PostgresBackend {
     url: String,
     /// Opened lazily and dropped after a failure, so a database that comes
-    /// back is used again without a restart.
-    conn: Option<PgConnection>,
+    /// back is used again without a restart; with when it was last used.
+    conn: Option<(PgConnection, Instant)>,
     /// `Some` on the writer, which counts the notifications it sends.
     metrics: Option<Arc<Metrics>>,
 }
@@ -151,19 +172,38 @@ impl PostgresBackend {
         }
     }
 
+    /// Runs `f` on the connection: opened if there is none, checked first
+    /// if it sat idle, dropped if anything fails.
     fn with_conn<T>(
         &mut self,
         f: impl FnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(connect(&self.url)?),
+        if let Some((conn, used)) = &mut self.conn {
+            if used.elapsed() >= IDLE_CHECK && conn.batch_execute("SELECT 1").is_err() {
+                log::info!("a database connection went stale; opening a new one");
+                self.conn = None;
+            }
+        }
+        let (conn, used) = match &mut self.conn {
+            Some(open) => open,
+            None => self.conn.insert((connect(&self.url)?, Instant::now())),
         };
         let result = f(conn);
+        *used = Instant::now();
         if result.is_err() {
             self.conn = None;
         }
         result
+    }
+
+    /// A read, tried once more on a new connection if it fails: reads
+    /// change nothing, and after a database restart every kept connection
+    /// fails once.
+    fn read<T>(
+        &mut self,
+        f: impl Fn(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(&f).or_else(|_| self.with_conn(&f))
     }
 }
 
@@ -267,7 +307,7 @@ impl Backend for PostgresBackend {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.with_conn(|conn| {
+        self.read(|conn| {
             let mut query = messages::table
                 .filter(messages::room.eq(room))
                 .order(messages::id.desc())
@@ -292,7 +332,7 @@ impl Backend for PostgresBackend {
         up_to: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.with_conn(|conn| {
+        self.read(|conn| {
             let mut query = messages::table
                 .filter(messages::room.eq(room))
                 .filter(messages::id.gt(after))
@@ -311,7 +351,7 @@ impl Backend for PostgresBackend {
     }
 
     fn count_messages(&mut self, room: &str) -> Result<i64, StoreError> {
-        self.with_conn(|conn| {
+        self.read(|conn| {
             Ok(messages::table
                 .filter(messages::room.eq(room))
                 .count()
