@@ -10,6 +10,8 @@
 #     its user leave within NODE_TIMEOUT + 5 s, the proxy goes on serving
 #     (new connections included) and the clients on the other nodes go on
 #     chatting; started again, the node is back behind the proxy;
+#   - `docker-compose kill` of that node (SIGKILL: no goodbye): the others
+#     see its user leave within NODE_TIMEOUT + 5 s and go on chatting;
 #   - after `down` (the volume kept) and `up`, the history is intact.
 # It removes the containers, network and volumes it made (also on failure),
 # keeps the image (its layers are the build cache; CLUSTER_SMOKE_KEEP_IMAGE=0
@@ -27,6 +29,8 @@
 #
 # usage: scripts/cluster-smoke.sh        (from anywhere; run by .ci/run)
 set -euo pipefail
+# A failure inside $(...) fails the substitution too.
+shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -510,6 +514,7 @@ ok "alice ($ALICE_NODE) and bob ($BOB_NODE) go on chatting: each got the other's
 t=$(date +%s.%N)
 compose 60 start "$STOPPED" >"$WORK/start.log" 2>&1 || { cat "$WORK/start.log" >&2; fail "docker-compose start $STOPPED"; }
 wait_healthy 60
+read_ports # $STOPPED is published on a new port
 back=""
 for _ in $(seq 30); do
   nodes_behind_proxy 3
@@ -518,6 +523,34 @@ for _ in $(seq 30); do
 done
 [ -n "$back" ] || fail "$STOPPED, started again, does not get requests from the proxy within 30 s"
 ok "docker-compose start $STOPPED: healthy and back behind the proxy $(since "$t") s later"
+
+# --- one node dies without a word ---------------------------------------------
+# SIGKILL: the node cannot remove itself, so the others must time it out
+# (NODE_TIMEOUT, plus a third of it between their beats). A killed container
+# counts as stopped by hand: its restart policy leaves it down.
+client_via_proxy frank "$STOPPED"
+send frank "{\"type\":\"join\",\"room\":\"$ROOM\"}"
+wait_line frank '{"type":"presence"' 10 "$(all_of '"alice"' '"bob"' '"frank"')" ||
+  fail "frank's presence on $STOPPED does not list alice, bob and frank"
+for who in alice bob; do
+  wait_line "$who" '{"type":"join"' 10 '"user":"frank"' || fail "$who did not see frank join"
+done
+t=$(date +%s.%N)
+compose 30 kill "$STOPPED" >"$WORK/kill.log" 2>&1 || { cat "$WORK/kill.log" >&2; fail "docker-compose kill $STOPPED"; }
+unset "CLIENT_PID[frank]"
+for who in alice bob; do
+  limit=$((NODE_TIMEOUT_SECS + 5))
+  wait_line "$who" '{"type":"leave"' "$limit" "$(all_of "\"room\":\"$ROOM\"" '"user":"frank"')" ||
+    fail "$who did not see frank leave within NODE_TIMEOUT + 5 s ($limit s) of the kill"
+done
+ok "docker-compose kill $STOPPED (SIGKILL) with frank on it: alice and bob saw frank leave $(since "$t") s later (NODE_TIMEOUT ${NODE_TIMEOUT_SECS} s; bound $((NODE_TIMEOUT_SECS + 5)) s)"
+
+A3="alice-after-the-kill-$STAMP"
+chat alice "$A3" bob
+ID_A3=$ID
+nodes_behind_proxy 6
+grep -q "$STOPPED" <<<"$SPREAD" && fail "the proxy answered from the killed $STOPPED: $SPREAD"
+ok "after the kill: alice and bob still chat (id $ID_A3); six GET /health through the proxy all 200, slowest ${SLOWEST} s ($SPREAD)"
 
 client_stop alice
 client_stop bob
@@ -541,7 +574,7 @@ curl -fsS --max-time 10 "http://$PROXY/api/rooms/$ROOM/messages" >"$WORK/message
   fail "GET /api/rooms/$ROOM/messages through the proxy"
 # One message object a line (the messages have no nested objects).
 objects=$(grep -o '{"id":[^}]*}' "$WORK/messages.json") || true
-for m in "$ID_A alice $A" "$ID_B bob $B" "$ID_C carol $C" "$ID_A2 alice $A2" "$ID_B2 bob $B2"; do
+for m in "$ID_A alice $A" "$ID_B bob $B" "$ID_C carol $C" "$ID_A2 alice $A2" "$ID_B2 bob $B2" "$ID_A3 alice $A3"; do
   read -r id user text <<<"$m"
   object=$(grep -F "{\"id\":$id," <<<"$objects") || object=""
   for want in "\"room\":\"$ROOM\"" "\"user\":\"$user\"" "\"text\":\"$text\""; do
@@ -550,12 +583,12 @@ for m in "$ID_A alice $A" "$ID_B bob $B" "$ID_C carol $C" "$ID_A2 alice $A2" "$I
   done
 done
 count=$(grep -c . <<<"$objects")
-[ "$count" = 5 ] || { cat "$WORK/messages.json" >&2; fail "the history of $ROOM has $count messages, not 5"; }
-ok "history intact after down and up: GET /api/rooms/$ROOM/messages through the proxy has the 5 messages, same ids and senders"
+[ "$count" = 6 ] || { cat "$WORK/messages.json" >&2; fail "the history of $ROOM has $count messages, not 6"; }
+ok "history intact after down and up: GET /api/rooms/$ROOM/messages through the proxy has the 6 messages, same ids and senders"
 
 client_start erin "ws://$PROXY/ws?user=erin"
 send erin "{\"type\":\"join\",\"room\":\"$ROOM\"}"
-wait_line erin '{"type":"history"' 10 "$(all_of "\"text\":\"$A\"" "\"text\":\"$B2\"")" ||
+wait_line erin '{"type":"history"' 10 "$(all_of "\"text\":\"$A\"" "\"text\":\"$A3\"")" ||
   fail "a join after down and up does not get the history"
 client_stop erin
 ok "a join through the proxy after down and up gets the history"
