@@ -86,37 +86,9 @@ no_engine() {
 }
 
 # --- a Docker engine and the base images --------------------------------------
-PREPARE=""
-for p in "${DOCKER_PREPARE:-}" "$ROOT/../shared/docker/prepare.sh" /work/shared/docker/prepare.sh; do
-  if [ -n "$p" ] && [ -x "$p" ]; then PREPARE=$p; break; fi
-done
-base_images_present() {
-  docker image inspect rust:1-bookworm >/dev/null 2>&1 &&
-    docker image inspect debian:bookworm-slim >/dev/null 2>&1
-}
-engine_up() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
-
-if engine_up; then
-  note "using the running Docker engine"
-  if ! base_images_present && [ -n "$PREPARE" ] && [ "$(id -u)" = 0 ]; then
-    note "making the base images with $PREPARE"
-    "$PREPARE" >"$WORK/prepare.log" 2>&1 || { cat "$WORK/prepare.log" >&2; fail "$PREPARE failed"; }
-  fi
-elif [ -n "$PREPARE" ] && [ "$(id -u)" = 0 ]; then
-  note "starting a Docker engine with $PREPARE"
-  if "$PREPARE" >"$WORK/prepare.log" 2>&1 && engine_up; then
-    STARTED_ENGINE=1
-    STOP_SCRIPT="$(dirname "$PREPARE")/stop.sh"
-  else
-    cat "$WORK/prepare.log" >&2
-    no_engine "$PREPARE failed"
-  fi
-elif ! command -v docker >/dev/null; then
-  no_engine "the docker command is not installed"
-else
-  no_engine "docker info: $(docker info 2>&1 | tail -1)"
-fi
-ok "Docker engine $(docker version -f '{{.Server.Version}}' 2>/dev/null) answers"
+# shellcheck source=scripts/docker-engine.sh
+. "$ROOT/scripts/docker-engine.sh"
+docker_engine rust:1-bookworm debian:bookworm-slim
 
 command -v curl >/dev/null || fail "curl is needed on the host"
 
