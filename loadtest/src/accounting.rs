@@ -170,6 +170,11 @@ pub struct Receipts {
     last_seq: HashMap<SenderId, u64>,
     /// Per sender: deliveries that arrived in order (each counted once).
     pub in_order: HashMap<SenderId, u64>,
+    /// Per sender: a fingerprint of the ids its in-order deliveries came
+    /// with (a sum of a hash of each (seq, id) pair). Two receivers that got
+    /// the same messages of a sender under the same ids have the same one,
+    /// whatever node each is on; see [`Receipts::same_ids`].
+    ids: HashMap<SenderId, u64>,
     /// Highest chat id seen: ids must rise in broadcast order.
     last_id: Option<MessageId>,
     pub duplicated: u64,
@@ -210,6 +215,8 @@ impl Receipts {
                 } else {
                     *last_seq = stamp.seq;
                     *self.in_order.entry(stamp.sender).or_insert(0) += 1;
+                    let fingerprint = self.ids.entry(stamp.sender).or_insert(0);
+                    *fingerprint = fingerprint.wrapping_add(mix(stamp.seq, id));
                     Verdict::InOrder
                 }
             }
@@ -222,6 +229,15 @@ impl Receipts {
         verdict
     }
 
+    /// Whether this receiver got `sender`'s messages under the same ids as
+    /// `other` did: `None` when they did not get the same number of them in
+    /// order (a loss, counted as such, leaves nothing to compare).
+    pub fn same_ids(&self, other: &Receipts, sender: SenderId) -> Option<bool> {
+        let count = |r: &Receipts| r.in_order.get(&sender).copied().unwrap_or(0);
+        let fingerprint = |r: &Receipts| r.ids.get(&sender).copied().unwrap_or(0);
+        (count(self) == count(other)).then(|| fingerprint(self) == fingerprint(other))
+    }
+
     /// Deliveries missing at this receiver: for each sender it should hear,
     /// what that sender had acknowledged minus what arrived in order.
     pub fn lost(&self, senders: impl IntoIterator<Item = (SenderId, u64)>) -> u64 {
@@ -232,6 +248,20 @@ impl Receipts {
             })
             .sum()
     }
+}
+
+/// A 64-bit hash of one delivery's sequence number and id (splitmix64's
+/// finaliser over both): summed per sender, it tells whether two receivers
+/// saw the same ids for the same messages, with collisions left to chance
+/// (2^-64 per pair).
+fn mix(seq: u64, id: MessageId) -> u64 {
+    let mut z = seq
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(id as u64)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -349,6 +379,32 @@ mod tests {
         // Rising ids, but the sender's own order broken.
         assert_eq!(r.record(6, stamp(0, 1)), Verdict::OutOfOrder);
         assert_eq!(r.out_of_order, 2);
+    }
+
+    #[test]
+    fn receivers_agree_on_ids_only_when_every_message_came_with_the_same_id() {
+        let got = |deliveries: &[(MessageId, SenderId, u64)]| {
+            let mut r = Receipts::default();
+            for &(id, sender, seq) in deliveries {
+                r.record(id, stamp(sender, seq));
+            }
+            r
+        };
+        let a = got(&[(10, 0, 1), (11, 1, 1), (12, 0, 2)]);
+        // Another node's member: sender 1's message under another id, but
+        // sender 0's the same.
+        let b = got(&[(10, 0, 1), (12, 0, 2), (13, 1, 1)]);
+        assert_eq!(a.same_ids(&b, 0), Some(true));
+        assert_eq!(a.same_ids(&b, 1), Some(false));
+        // Other ids with the same sum: not mistaken for the same ones.
+        let same_sum = got(&[(9, 0, 1), (11, 1, 1), (13, 0, 2)]);
+        assert_eq!(a.same_ids(&same_sum, 0), Some(false));
+        // One of sender 0's lost: a loss, not an id to compare.
+        let short = got(&[(10, 0, 1), (11, 1, 1)]);
+        assert_eq!(a.same_ids(&short, 0), None);
+        assert_eq!(a.same_ids(&short, 1), Some(true));
+        // A sender neither heard from agrees trivially.
+        assert_eq!(a.same_ids(&b, 7), Some(true));
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub struct Shared {
     /// Why connections could not be opened.
     pub connect_errors: Mutex<BTreeMap<String, u64>>,
     pub phase: watch::Receiver<Phase>,
-    /// `ws://host:port`, without a path.
-    pub base_url: String,
+    /// The nodes, each `ws://host:port` without a path: connection `index`
+    /// goes to node `index % len` (see [`Shared::node_of`]).
+    pub base_urls: Vec<String>,
     /// Bytes of read buffer per connection.
     pub read_buffer: usize,
     /// The server's AUTH_SECRET: connect with minted tokens, not names.
@@ -142,13 +143,21 @@ impl Shared {
         *self.phase.borrow()
     }
 
-    /// Opens a connection as `user`, counting the attempt and its outcome.
-    pub async fn connect(&self, user: &str) -> Option<Ws> {
+    /// The node connection (or churn worker) `index` uses: round-robin, so
+    /// consecutive members of a room, and a room's senders, are on
+    /// different nodes.
+    pub fn node_of(&self, index: usize) -> usize {
+        index % self.base_urls.len().max(1)
+    }
+
+    /// Opens a connection as `user` to node `node`, counting the attempt
+    /// and its outcome.
+    pub async fn connect(&self, user: &str, node: usize) -> Option<Ws> {
         self.counters
             .connect_attempts
             .fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        match self.try_connect(user).await {
+        match self.try_connect(user, node).await {
             Ok(ws) => {
                 let us = started.elapsed().as_micros() as u64;
                 let _ = self
@@ -171,19 +180,22 @@ impl Shared {
         }
     }
 
-    async fn try_connect(&self, user: &str) -> Result<Ws, String> {
+    async fn try_connect(&self, user: &str, node: usize) -> Result<Ws, String> {
+        let base_url = self
+            .base_urls
+            .get(node)
+            .ok_or_else(|| format!("no node {node}"))?;
         let url = match &self.auth_secret {
             Some(secret) => {
                 let token = chatterbox::auth::mint(secret, &user.to_string(), TOKEN_TTL)
                     .map_err(|e| format!("cannot mint a token: {e}"))?;
-                format!("{}/ws?token={token}", self.base_url)
+                format!("{base_url}/ws?token={token}")
             }
-            None => format!("{}/ws?user={user}", self.base_url),
+            None => format!("{base_url}/ws?user={user}"),
         };
-        let authority = self
-            .base_url
+        let authority = base_url
             .split_once("://")
-            .map_or(self.base_url.as_str(), |(_, rest)| rest);
+            .map_or(base_url.as_str(), |(_, rest)| rest);
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
             .await
             .map_err(|_| "TCP connect timed out".to_string())?
@@ -235,6 +247,8 @@ pub struct Outcome {
     pub ready: bool,
     pub sender: Option<SenderId>,
     pub room: usize,
+    /// The node it connected to (an index into the run's `--url`s).
+    pub node: usize,
     pub sent: u64,
     pub acked: u64,
     pub refused: u64,
@@ -248,6 +262,8 @@ pub struct Member<'a> {
     pub ws: Ws,
     pub sender: Option<SenderId>,
     pub user: String,
+    /// The node it is connected to.
+    pub node: usize,
     pub receipts: Receipts,
     pub sent: u64,
     pub acked: u64,
@@ -274,12 +290,19 @@ pub enum Event {
 }
 
 impl<'a> Member<'a> {
-    pub fn new(shared: &'a Shared, ws: Ws, user: String, sender: Option<SenderId>) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        ws: Ws,
+        user: String,
+        sender: Option<SenderId>,
+        node: usize,
+    ) -> Self {
         Member {
             shared,
             ws,
             sender,
             user,
+            node,
             receipts: Receipts::default(),
             sent: 0,
             acked: 0,
@@ -523,6 +546,7 @@ impl<'a> Member<'a> {
             ready: false,
             sender: self.sender,
             room,
+            node: self.node,
             sent: self.sent,
             acked: self.acked,
             refused: self.refused,

@@ -5,7 +5,8 @@
 //!
 //! * `accounting`: chat texts that carry a sender and sequence number, frame
 //!   reading, and the per-receiver loss / duplicate / order checks.
-//! * `client`: one connection (tokio-tungstenite) and the run's shared counters.
+//! * `client`: one connection (tokio-tungstenite) and the run's shared
+//!   counters; connections are spread over the `--url`s round-robin.
 //! * `scenarios`: fanout, rooms, connect and churn, one task per connection.
 //! * `report`: the summary table and the `--json` result.
 
@@ -26,7 +27,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::accounting::SenderId;
 use crate::client::{histogram, Outcome, Phase, Shared};
-use crate::report::{Report, ServerUsage};
+use crate::report::{DatabaseUsage, Report, Samples, ServerUsage};
 use crate::scenarios::Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -51,7 +52,8 @@ enum Scenario {
 /// Load tester for chatterbox: drives a running server over the real
 /// WebSocket protocol and reports throughput, latency and correctness.
 ///
-/// Start the server first (`cargo run --release`), then run this. With no
+/// Start the server first (`cargo run --release`), then run this; for a
+/// cluster, pass every node's `--url`. With no
 /// flags it runs a small fanout (100 members, 10 senders, 50 msg/s, 10 s)
 /// that the server's default limits allow. Exits 1 when a message is lost,
 /// duplicated or reordered, the server drops a connection, or more
@@ -63,9 +65,19 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 struct Args {
-    /// The server, as ws://HOST:PORT (the `/ws` path is added).
-    #[arg(long, env = "LOADTEST_URL", default_value = "ws://127.0.0.1:8080")]
-    url: String,
+    /// The server, as ws://HOST:PORT (the `/ws` path is added). Give
+    /// several (repeat the flag, or separate them with commas) to load the
+    /// nodes of a cluster: connection N goes to node N modulo their
+    /// number, so a room's members, and its senders, are spread over the
+    /// nodes (the first members of a room are its senders); the stored
+    /// check asks every node.
+    #[arg(
+        long,
+        env = "LOADTEST_URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080"
+    )]
+    url: Vec<String>,
 
     /// What to simulate.
     #[arg(long, short, value_enum, default_value_t = Scenario::Fanout)]
@@ -132,9 +144,17 @@ struct Args {
     setup_timeout: Duration,
 
     /// The server's process id (same machine): its resident memory and CPU
-    /// time before and after, and (connect) bytes per connection.
+    /// time before and after, and (connect) bytes per connection. For a
+    /// cluster, one per node (repeat the flag, or separate them with
+    /// commas): the report gives each and their total.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+
+    /// The database server's process id (PostgreSQL's postmaster, same
+    /// machine): the CPU it and its child processes (one backend per
+    /// connection) used, and its share of all the server side's CPU.
     #[arg(long)]
-    server_pid: Option<u32>,
+    db_pid: Option<u32>,
 
     /// The server's RATE_LIMIT (messages/s per connection), to warn when
     /// the scenario would be throttled: when one connection would send more
@@ -188,7 +208,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Settings {
     scenario: Scenario,
-    url: String,
+    /// The nodes connections are spread over, in `--url` order.
+    urls: Vec<String>,
     clients: usize,
     rooms: usize,
     members_per_room: usize,
@@ -251,20 +272,29 @@ fn settings(args: &Args) -> Result<Settings, String> {
     if !(1..=4096).contains(&args.message_size) {
         return Err("--message-size must be 1 to 4096 bytes".into());
     }
-    let url = args
-        .url
-        .trim_end_matches('/')
-        .trim_end_matches("/ws")
-        .to_string();
-    if !url.starts_with("ws://") {
-        return Err(format!(
-            "--url must look like ws://HOST:PORT, not {:?}",
-            args.url
-        ));
+    let mut urls = Vec::with_capacity(args.url.len());
+    for given in &args.url {
+        let url = given
+            .trim()
+            .trim_end_matches('/')
+            .trim_end_matches("/ws")
+            .to_string();
+        if !url.starts_with("ws://") || url.len() == "ws://".len() {
+            return Err(format!(
+                "--url must look like ws://HOST:PORT, not {given:?}"
+            ));
+        }
+        if urls.contains(&url) {
+            return Err(format!("--url {given:?} is given twice"));
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err("--url needs at least one ws://HOST:PORT".into());
     }
     Ok(Settings {
         scenario: args.scenario,
-        url,
+        urls,
         clients,
         rooms,
         members_per_room: members,
@@ -386,7 +416,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         closes: Default::default(),
         connect_errors: Default::default(),
         phase: phase_rx,
-        base_url: settings.url.clone(),
+        base_urls: settings.urls.clone(),
         read_buffer: read_buffer.max(256),
         auth_secret: args.auth_secret.clone().filter(|s| !s.trim().is_empty()),
     });
@@ -409,7 +439,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         churn_messages: args.churn_messages.max(1),
         handshakes: Arc::new(Semaphore::new(args.handshakes.max(1))),
     });
-    let server_before = args.server_pid.and_then(report::server_sample);
+    let before = Samples::take(&args.server_pid, args.db_pid);
     let bar = progress_bar(args);
 
     // Setup: start the connections at the ramp rate.
@@ -465,7 +495,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
     let connect_window_s = (c.last_connected_us.load(Ordering::Relaxed) as f64 / 1e6
         - (setup_started - shared.clock).as_secs_f64())
     .max(1e-6);
-    let server_connected = args.server_pid.and_then(report::server_sample);
+    let connected = Samples::take(&args.server_pid, args.db_pid);
 
     // Send (connect: hold).
     let _ = phase_tx.send(Phase::Sending);
@@ -503,7 +533,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         tick(&bar, &shared, "draining").await;
     }
     let drain_s = drain_started.elapsed().as_secs_f64();
-    let server_after = args.server_pid.and_then(report::server_sample);
+    let after = Samples::take(&args.server_pid, args.db_pid);
     let self_after = report::server_sample(std::process::id());
 
     let _ = phase_tx.send(Phase::Done);
@@ -515,16 +545,36 @@ async fn run(args: &Args, settings: Settings) -> Report {
     {
         None
     } else {
-        Some(check_stored(&settings.url, &plan, &outcomes).await)
+        Some(check_stored(&settings.urls, &plan, &outcomes).await)
     };
 
-    let server = args.server_pid.map(|pid| {
+    let usage = |pids: Vec<u32>, pick: &dyn Fn(&Samples) -> Option<report::ServerSample>| {
         ServerUsage::new(
-            pid,
-            server_before,
-            server_connected,
-            server_after,
+            pids,
+            pick(&before),
+            pick(&connected),
+            pick(&after),
             opened_in_setup,
+            setup_s,
+            sending_s + drain_s,
+        )
+    };
+    let server = (!args.server_pid.is_empty())
+        .then(|| usage(args.server_pid.clone(), &|s: &Samples| s.servers_total()));
+    // Per node, when there is more than one.
+    let server_nodes: Vec<ServerUsage> = if args.server_pid.len() > 1 {
+        (0..args.server_pid.len())
+            .map(|i| usage(vec![args.server_pid[i]], &|s: &Samples| s.servers[i]))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let database = args.db_pid.map(|pid| {
+        DatabaseUsage::new(
+            pid,
+            &before,
+            &connected,
+            &after,
             setup_s,
             sending_s + drain_s,
         )
@@ -545,7 +595,11 @@ async fn run(args: &Args, settings: Settings) -> Report {
         &shared,
         timing,
         stored,
-        server,
+        report::Usage {
+            server,
+            server_nodes,
+            database,
+        },
         report::CpuUse::between(self_before, self_after, sending_s + drain_s),
         warnings,
         unfinished,
@@ -610,28 +664,37 @@ fn panic_message(e: tokio::task::JoinError) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Asks the REST API how many messages each room stored and compares with
-/// what its senders had acknowledged.
-async fn check_stored(url: &str, plan: &Plan, outcomes: &[Outcome]) -> report::Stored {
+/// Asks the REST API of every node how many messages each room stored and
+/// compares with what its senders had acknowledged: in a cluster each node
+/// must count every message, whichever node it was sent to.
+async fn check_stored(urls: &[String], plan: &Plan, outcomes: &[Outcome]) -> report::Stored {
     let mut acked: HashMap<usize, u64> = HashMap::new();
     for o in outcomes {
         if o.sender.is_some() {
             *acked.entry(o.room).or_default() += o.acked;
         }
     }
-    let mut stored = report::Stored::default();
+    let mut stored = report::Stored {
+        nodes_asked: urls.len(),
+        ..Default::default()
+    };
     for room in 0..plan.rooms {
         let expected = acked.get(&room).copied().unwrap_or(0);
         stored.expected += expected;
-        match report::stored_count(url, &plan.room_name(room)).await {
-            Ok(found) => {
-                stored.found += found;
-                if found < expected {
-                    stored.short_rooms += 1;
-                }
+        // What the node that counts the fewest says.
+        let mut fewest: Option<u64> = None;
+        for url in urls {
+            match report::stored_count(url, &plan.room_name(room)).await {
+                Ok(found) => fewest = Some(fewest.map_or(found, |f| f.min(found))),
+                // One room that cannot be checked does not stop the others.
+                Err(e) => stored.error = Some(e),
             }
-            // One room that cannot be checked does not stop the others.
-            Err(e) => stored.error = Some(e),
+        }
+        if let Some(found) = fewest {
+            stored.found += found;
+            if found < expected {
+                stored.short_rooms += 1;
+            }
         }
     }
     stored
@@ -696,6 +759,38 @@ mod tests {
     fn settings_of(flags: &[&str]) -> Result<Settings, String> {
         let args = Args::parse_from(std::iter::once("loadtest").chain(flags.iter().copied()));
         settings(&args)
+    }
+
+    #[test]
+    fn several_urls_come_repeated_or_separated_by_commas() {
+        let urls = |flags: &[&str]| settings_of(flags).map(|s| s.urls);
+        let three = vec![
+            "ws://127.0.0.1:1".to_string(),
+            "ws://127.0.0.1:2".to_string(),
+            "ws://127.0.0.1:3".to_string(),
+        ];
+        assert_eq!(
+            urls(&[
+                "--url",
+                "ws://127.0.0.1:1,ws://127.0.0.1:2/ws, ws://127.0.0.1:3/"
+            ]),
+            Ok(three.clone())
+        );
+        assert_eq!(
+            urls(&[
+                "--url=ws://127.0.0.1:1",
+                "--url",
+                "ws://127.0.0.1:2",
+                "--url",
+                "ws://127.0.0.1:3"
+            ]),
+            Ok(three)
+        );
+        let why = urls(&["--url", "ws://127.0.0.1:1,http://127.0.0.1:2"]).unwrap_err();
+        assert!(why.contains("\"http://127.0.0.1:2\""), "{why}");
+        let why = urls(&["--url", "ws://127.0.0.1:1,ws://127.0.0.1:1/ws"]).unwrap_err();
+        assert!(why.contains("twice"), "{why}");
+        assert!(urls(&["--url", "ws://127.0.0.1:1,"]).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Also the two ways the load tester looks at the server besides WebSocket:
 //! `/proc/PID` for its memory and CPU, and the REST API for stored counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::accounting::{Receipts, SenderId};
 use crate::client::{Outcome, Shared};
 use crate::scenarios::Plan;
 use crate::{senders_by_room, Scenario, Settings};
@@ -80,8 +81,21 @@ pub struct Connections {
     pub latency_ms: Latency,
     /// Ended by the server before the run ended.
     pub dropped_by_server: u64,
+    /// Per node (`--url`, in order): where the connections went.
+    pub by_node: Vec<NodeConnections>,
     /// Those, by close code (1006: no close frame).
     pub closes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeConnections {
+    pub url: String,
+    /// Connections (churn: workers) that opened at least once.
+    pub opened: u64,
+    /// Of those, ready when sending started.
+    pub ready: u64,
+    /// Ready ones that send (fanout, rooms) or churn.
+    pub senders: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +119,9 @@ pub struct Stored {
     pub found: u64,
     pub short_rooms: u64,
     pub error: Option<String>,
+    /// Every node was asked about every room; `found` is, room by room,
+    /// what the node that counted the fewest said.
+    pub nodes_asked: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +132,11 @@ pub struct Deliveries {
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// (receiver, sender) pairs where the receiver got all the sender's
+    /// messages, but not all under the ids the sender's own copies came
+    /// with: the nodes disagree on a message's id. 0 when ids are the same
+    /// for everyone.
+    pub mismatched_ids: u64,
     /// Deliveries per second while senders were sending (sustained rate).
     pub per_s: f64,
     /// From when each message was due by its sender's schedule (not when
@@ -153,7 +175,8 @@ pub struct ServerSample {
 
 #[derive(Debug, Serialize)]
 pub struct ServerUsage {
-    pub pid: u32,
+    /// The processes these figures add up (one per node).
+    pub pids: Vec<u32>,
     pub rss_before_kb: Option<u64>,
     pub rss_connected_kb: Option<u64>,
     pub rss_after_kb: Option<u64>,
@@ -170,7 +193,7 @@ pub struct ServerUsage {
 
 impl ServerUsage {
     pub fn new(
-        pid: u32,
+        pids: Vec<u32>,
         before: Option<ServerSample>,
         connected: Option<ServerSample>,
         after: Option<ServerSample>,
@@ -185,7 +208,7 @@ impl ServerUsage {
             _ => None,
         };
         ServerUsage {
-            pid,
+            pids,
             rss_before_kb: before.map(|s| s.rss_kb),
             rss_connected_kb: connected.map(|s| s.rss_kb),
             rss_after_kb: after.map(|s| s.rss_kb),
@@ -202,6 +225,89 @@ impl ServerUsage {
     }
 }
 
+/// The database server's CPU: its postmaster with every child process.
+#[derive(Debug, Serialize)]
+pub struct DatabaseUsage {
+    pub pid: u32,
+    /// From the start of sending to the end of the drain.
+    pub cpu: Option<CpuUse>,
+    /// While connections were opened (and joined).
+    pub setup_cpu: Option<CpuUse>,
+    /// `cpu` as a share of all the server side's CPU in that time (the
+    /// database's and every `--server-pid`'s), in percent.
+    pub share_percent: Option<f64>,
+}
+
+impl DatabaseUsage {
+    pub fn new(
+        pid: u32,
+        before: &Samples,
+        connected: &Samples,
+        after: &Samples,
+        setup_s: f64,
+        run_s: f64,
+    ) -> DatabaseUsage {
+        let cpu = CpuUse::between(connected.database, after.database, run_s);
+        let servers = CpuUse::between(connected.servers_total(), after.servers_total(), run_s);
+        let share_percent = match (&cpu, &servers) {
+            (Some(db), Some(sv)) if db.cpu_s + sv.cpu_s > 0.0 => {
+                Some(round1(db.cpu_s / (db.cpu_s + sv.cpu_s) * 100.0))
+            }
+            _ => None,
+        };
+        DatabaseUsage {
+            pid,
+            cpu,
+            setup_cpu: CpuUse::between(before.database, connected.database, setup_s),
+            share_percent,
+        }
+    }
+}
+
+/// What `--server-pid` and `--db-pid` name, read at one moment.
+pub struct Samples {
+    /// Each server, in `--server-pid` order.
+    pub servers: Vec<Option<ServerSample>>,
+    /// The database's process tree.
+    pub database: Option<ServerSample>,
+}
+
+impl Samples {
+    pub fn take(server_pids: &[u32], db_pid: Option<u32>) -> Samples {
+        Samples {
+            servers: server_pids.iter().map(|&pid| server_sample(pid)).collect(),
+            database: db_pid.and_then(tree_sample),
+        }
+    }
+
+    /// The servers added up, when every one could be read.
+    pub fn servers_total(&self) -> Option<ServerSample> {
+        self.servers
+            .iter()
+            .try_fold(None::<ServerSample>, |sum, sample| {
+                let s = (*sample)?;
+                Some(Some(match sum {
+                    None => s,
+                    Some(t) => ServerSample {
+                        rss_kb: t.rss_kb + s.rss_kb,
+                        cpu_s: t.cpu_s + s.cpu_s,
+                        waited_s: t.waited_s + s.waited_s,
+                    },
+                }))
+            })
+            .flatten()
+    }
+}
+
+/// Everything the load tester read of the server side by pid.
+pub struct Usage {
+    /// Every `--server-pid` added up.
+    pub server: Option<ServerUsage>,
+    /// Each `--server-pid`, when there are several.
+    pub server_nodes: Vec<ServerUsage>,
+    pub database: Option<DatabaseUsage>,
+}
+
 /// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime + stime).
 pub fn server_sample(pid: u32) -> Option<ServerSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -213,16 +319,73 @@ pub fn server_sample(pid: u32) -> Option<ServerSample> {
         .trim()
         .parse()
         .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let stat = Stat::read(pid)?;
     // USER_HZ is 100 on Linux for every architecture this runs on.
     Some(ServerSample {
         rss_kb,
-        cpu_s: ticks as f64 / 100.0,
+        cpu_s: (stat.utime + stat.stime) as f64 / 100.0,
         waited_s: runqueue_wait_s(pid),
+    })
+}
+
+/// The fields of `/proc/PID/stat` the load tester reads, in clock ticks.
+struct Stat {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    /// CPU of children that ended and were waited for.
+    cutime: u64,
+    cstime: u64,
+}
+
+impl Stat {
+    fn read(pid: u32) -> Option<Stat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces), from field 3.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        Some(Stat {
+            ppid: u32::try_from(field(1)?).ok()?,
+            utime: field(11)?,
+            stime: field(12)?,
+            cutime: field(13)?,
+            cstime: field(14)?,
+        })
+    }
+}
+
+/// `pid` and its children (PostgreSQL's postmaster and its backends and
+/// helpers): their CPU, with that of children already ended (which the
+/// postmaster has waited for), summed; RSS and waits of the live ones.
+pub fn tree_sample(pid: u32) -> Option<ServerSample> {
+    let root = Stat::read(pid)?;
+    let mut ticks = root.utime + root.stime + root.cutime + root.cstime;
+    let mut rss_kb = server_sample(pid).map_or(0, |s| s.rss_kb);
+    let mut waited_s = runqueue_wait_s(pid);
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A child may end between the listing and the read: then its time
+        // is in the parent's cutime next time, and skipped now.
+        match Stat::read(child) {
+            Some(stat) if stat.ppid == pid => {
+                ticks += stat.utime + stat.stime + stat.cutime + stat.cstime;
+                rss_kb += server_sample(child).map_or(0, |s| s.rss_kb);
+                waited_s += runqueue_wait_s(child);
+            }
+            _ => {}
+        }
+    }
+    Some(ServerSample {
+        rss_kb,
+        cpu_s: ticks as f64 / 100.0,
+        waited_s,
     })
 }
 
@@ -312,7 +475,13 @@ pub struct Report {
     /// `error` frames received, by code.
     pub errors: BTreeMap<String, u64>,
     pub churn: Option<Churn>,
+    /// Every `--server-pid` added up.
     pub server: Option<ServerUsage>,
+    /// Each `--server-pid`, when several were given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_nodes: Vec<ServerUsage>,
+    /// `--db-pid`: the database server.
+    pub database: Option<DatabaseUsage>,
     /// The load tester's own CPU while sending and draining: if it nears
     /// 100% of a core, the load tester, not the server, is the limit.
     pub loadtest_cpu: Option<CpuUse>,
@@ -329,7 +498,7 @@ pub fn build(
     shared: &Shared,
     timing: Timing,
     stored: Option<Stored>,
-    server: Option<ServerUsage>,
+    usage: Usage,
     loadtest_cpu: Option<CpuUse>,
     mut warnings: Vec<String>,
     unfinished: Unfinished,
@@ -421,6 +590,7 @@ pub fn build(
         ),
         dropped_by_server: dropped,
         closes: tallies(&shared.closes),
+        by_node: by_node(&settings.urls, &outcomes),
     };
 
     // Messages and deliveries.
@@ -454,6 +624,17 @@ pub fn build(
     }
     if out_of_order > 0 {
         failures.push(format!("{out_of_order} deliveries out of order"));
+    }
+    // Churn's members come and go: there is no one set to agree on.
+    let mismatched_ids = match settings.scenario {
+        Scenario::Churn | Scenario::Connect => 0,
+        _ => mismatched_ids(&outcomes),
+    };
+    if mismatched_ids > 0 {
+        failures.push(format!(
+            "{mismatched_ids} receivers got some sender's messages under other ids than \
+             the sender's own copies came with"
+        ));
     }
     if let Some(stored) = &stored {
         match &stored.error {
@@ -496,6 +677,7 @@ pub fn build(
         lost,
         duplicated,
         out_of_order,
+        mismatched_ids,
         per_s: round1(timing.delivered_while_sending as f64 / timing.sending_s.max(1e-6)),
         latency_ms: Latency::from_micros(
             &shared
@@ -528,7 +710,9 @@ pub fn build(
         deliveries,
         errors,
         churn,
-        server,
+        server: usage.server,
+        server_nodes: usage.server_nodes,
+        database: usage.database,
         loadtest_cpu,
         unfinished,
     }
@@ -550,6 +734,59 @@ pub fn expected_and_lost(outcomes: &[Outcome]) -> (u64, u64) {
     (expected, lost)
 }
 
+/// (receiver, sender) pairs of a room where the receiver, ready when
+/// sending started, got every message of the sender in order but not all
+/// under the ids the sender's own copies (its echoes) came with. With
+/// members on several nodes, that is the nodes disagreeing on an id.
+pub fn mismatched_ids(outcomes: &[Outcome]) -> u64 {
+    let own: HashMap<SenderId, &Receipts> = outcomes
+        .iter()
+        .filter(|o| o.ready)
+        .filter_map(|o| Some((o.sender?, &o.receipts)))
+        .collect();
+    let by_room = senders_by_room(outcomes);
+    let mut mismatched = 0;
+    for o in outcomes.iter().filter(|o| o.ready) {
+        let Some(senders) = by_room.get(&o.room) else {
+            continue;
+        };
+        for &(sender, _) in senders {
+            if o.sender == Some(sender) {
+                continue;
+            }
+            let agrees = own
+                .get(&sender)
+                .and_then(|reference| o.receipts.same_ids(reference, sender));
+            if agrees == Some(false) {
+                mismatched += 1;
+            }
+        }
+    }
+    mismatched
+}
+
+/// Connections per node, from what each connection task reported.
+fn by_node(urls: &[String], outcomes: &[Outcome]) -> Vec<NodeConnections> {
+    let mut nodes: Vec<NodeConnections> = urls
+        .iter()
+        .map(|url| NodeConnections {
+            url: url.clone(),
+            opened: 0,
+            ready: 0,
+            senders: 0,
+        })
+        .collect();
+    for o in outcomes {
+        let Some(node) = nodes.get_mut(o.node) else {
+            continue;
+        };
+        node.opened += u64::from(o.connected);
+        node.ready += u64::from(o.ready);
+        node.senders += u64::from(o.ready && o.sender.is_some());
+    }
+    nodes
+}
+
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
@@ -566,7 +803,7 @@ impl Report {
             "scenario",
             format!(
                 "{:?} against {}: {} clients, {} rooms x {} members, {} senders at {:.1} msg/s each ({:.1} msg/s total), {} B texts, {:.1} s",
-                s.scenario, s.url, s.clients, s.rooms, s.members_per_room, s.senders,
+                s.scenario, s.urls.join(", "), s.clients, s.rooms, s.members_per_room, s.senders,
                 s.per_sender_rate, s.total_rate, s.message_size, s.duration_s
             ),
         );
@@ -580,6 +817,17 @@ impl Report {
         );
         for (why, n) in &c.failure_reasons {
             line("  failed", format!("{n} x {why}"));
+        }
+        if c.by_node.len() > 1 {
+            for node in &c.by_node {
+                line(
+                    "  node",
+                    format!(
+                        "{}: {} opened, {} ready, {} of them sending",
+                        node.url, node.opened, node.ready, node.senders
+                    ),
+                );
+            }
         }
         line(
             "dropped by server",
@@ -598,7 +846,13 @@ impl Report {
                 "stored",
                 match &st.error {
                     Some(e) => format!("not checked: {e}"),
-                    None => format!("{} of {} acknowledged", st.found, st.expected),
+                    None => format!(
+                        "{} of {} acknowledged (asked {} node{})",
+                        st.found,
+                        st.expected,
+                        st.nodes_asked,
+                        if st.nodes_asked == 1 { "" } else { "s" }
+                    ),
                 },
             );
         }
@@ -613,6 +867,10 @@ impl Report {
         line(
             "lost / dup / reordered",
             format!("{} / {} / {}", d.lost, d.duplicated, d.out_of_order),
+        );
+        line(
+            "ids differing",
+            format!("{} (receiver, sender) pairs", d.mismatched_ids),
         );
         line(
             "latency (ms)",
@@ -659,6 +917,23 @@ impl Report {
             }
             if let Some(cpu) = &sv.cpu {
                 line("server CPU", cpu.to_string());
+            }
+        }
+        for (n, sv) in self.server_nodes.iter().enumerate() {
+            if let Some(cpu) = &sv.cpu {
+                let pid = sv.pids.first().copied().unwrap_or(0);
+                line(&format!("  node {n} (pid {pid})"), cpu.to_string());
+            }
+        }
+        if let Some(db) = &self.database {
+            if let Some(cpu) = &db.cpu {
+                line(
+                    "database CPU",
+                    format!(
+                        "{cpu}; {} of the server side's",
+                        db.share_percent.map_or("?".into(), |p| format!("{p}%"))
+                    ),
+                );
             }
         }
         if let Some(cpu) = &self.loadtest_cpu {
@@ -754,5 +1029,56 @@ mod tests {
         let mut outcomes = outcomes;
         outcomes[1].receipts = received(&[(1, 0, 1), (3, 0, 3)]);
         assert_eq!(expected_and_lost(&outcomes), (6, 1));
+    }
+
+    #[test]
+    fn a_receiver_that_got_a_message_under_another_id_is_a_mismatch() {
+        let member = |node, sender, receipts| Outcome {
+            connected: true,
+            ready: true,
+            sender,
+            node,
+            room: 0,
+            acked: 2,
+            sent: 2,
+            receipts,
+            ..Outcome::default()
+        };
+        // Senders 0 (node 0) and 1 (node 1); their echoes' ids are the
+        // reference.
+        let seen = received(&[(1, 0, 1), (2, 1, 1), (3, 0, 2), (4, 1, 2)]);
+        let mut outcomes = vec![
+            member(0, Some(0), seen.clone()),
+            member(1, Some(1), seen.clone()),
+            // A receiver on node 2 that saw the same ids.
+            member(2, None, seen.clone()),
+        ];
+        assert_eq!(mismatched_ids(&outcomes), 0);
+        // One that got sender 1's second message under id 5.
+        outcomes.push(member(
+            2,
+            None,
+            received(&[(1, 0, 1), (2, 1, 1), (3, 0, 2), (5, 1, 2)]),
+        ));
+        assert_eq!(mismatched_ids(&outcomes), 1);
+        // One that lost it: a loss, which is no id to compare.
+        outcomes.push(member(
+            0,
+            None,
+            received(&[(1, 0, 1), (2, 1, 1), (3, 0, 2)]),
+        ));
+        assert_eq!(mismatched_ids(&outcomes), 1);
+        assert_eq!(expected_and_lost(&outcomes).1, 1);
+
+        let nodes = by_node(
+            &[
+                "ws://a".to_string(),
+                "ws://b".to_string(),
+                "ws://c".to_string(),
+            ],
+            &outcomes,
+        );
+        let per_node: Vec<(u64, u64)> = nodes.iter().map(|n| (n.ready, n.senders)).collect();
+        assert_eq!(per_node, [(2, 1), (1, 1), (2, 0)]);
     }
 }

@@ -57,8 +57,10 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
     } else {
         index / plan.members
     };
+    let node = shared.node_of(index);
     let failed = Outcome {
         room: room_index,
+        node,
         ..Outcome::default()
     };
     let Ok(permit) = plan.handshakes.clone().acquire_owned().await else {
@@ -69,11 +71,11 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
         return failed;
     }
     let user = plan.user_name(index);
-    let Some(ws) = shared.connect(&user).await else {
+    let Some(ws) = shared.connect(&user, node).await else {
         shared.settled();
         return failed;
     };
-    let mut m = Member::new(&shared, ws, user, plan.sender_of(index));
+    let mut m = Member::new(&shared, ws, user, plan.sender_of(index), node);
     let room = (plan.rooms > 0).then(|| plan.room_name(room_index));
     if let Some(room) = &room {
         if !m.join(room).await {
@@ -157,8 +159,11 @@ fn ready(outcome: Outcome) -> Outcome {
 /// Churn: one worker that, until the run stops, connects, joins a room,
 /// sends a few messages and waits for their echoes, leaves, and closes.
 pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Outcome {
+    // A worker keeps to one node, session after session.
+    let node = shared.node_of(worker);
     let mut total = Outcome {
         sender: Some(worker as SenderId),
+        node,
         ..Outcome::default()
     };
     let mut seq = 0;
@@ -179,7 +184,7 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
             break;
         };
         let user = plan.user_name(worker);
-        let Some(ws) = shared.connect(&user).await else {
+        let Some(ws) = shared.connect(&user, node).await else {
             if first {
                 shared.settled();
                 first = false;
@@ -187,7 +192,7 @@ pub async fn churner(shared: Arc<Shared>, plan: Arc<Plan>, worker: usize) -> Out
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let mut m = Member::new(&shared, ws, user, Some(worker as SenderId));
+        let mut m = Member::new(&shared, ws, user, Some(worker as SenderId), node);
         m.seq = seq;
         let joined = m.join(&room).await;
         drop(permit);
