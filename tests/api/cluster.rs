@@ -105,7 +105,7 @@ async fn three_nodes_deliver_every_message_once_in_one_order_to_everyone() {
             clients.push(client);
         }
     }
-    const EACH: usize = 25;
+    const EACH: usize = 100;
     let total = EACH * clients.len();
     // Everyone sends at once, so the nodes' batches interleave.
     let sends = clients
