@@ -39,6 +39,10 @@ pub(crate) fn security_headers() -> DefaultHeaders {
         .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
+        // Revalidate every time (an ETag makes that cheap): the page is
+        // many module files, and a browser that kept some from before an
+        // upgrade would run old and new together.
+        .add(("Cache-Control", "no-cache"))
 }
 
 /// The real path of `STATIC_DIR`, resolved once at start-up.

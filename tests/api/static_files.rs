@@ -121,6 +121,13 @@ async fn the_page_its_assets_and_the_api_carry_the_security_headers() {
             Some("no-referrer"),
             "{path}"
         );
+        // The page's modules are many files: after an upgrade a browser
+        // must ask again (cheaply, by ETag) rather than mix old and new.
+        assert_eq!(
+            header(&headers, "cache-control"),
+            Some("no-cache"),
+            "{path}"
+        );
     }
 }
 
