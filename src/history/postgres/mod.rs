@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::backend::{Backend, Inserted, NewChat};
@@ -139,6 +139,8 @@ struct NewMessage<'a> {
 
 #[derive(QueryableByName)]
 struct RoomTurn {
+    #[diesel(sql_type = Text)]
+    name: String,
     #[diesel(sql_type = BigInt)]
     last_seq: i64,
     #[diesel(sql_type = BigInt)]
@@ -218,21 +220,32 @@ fn insert_batch(
         *counts.entry(chat.room).or_default() += 1;
     }
     conn.transaction::<_, StoreError, _>(|conn| {
-        // Room by room in name order: every batch locks in the same order.
+        // Every room's turn in one statement, taken in name order (the
+        // rows are inserted, and so locked, in the order given): every
+        // batch locks in the same order, so two never deadlock.
+        let (names, ns): (Vec<&str>, Vec<i64>) = counts.iter().map(|(r, n)| (*r, *n)).unzip();
+        let taken: Vec<RoomTurn> = diesel::sql_query(
+            "INSERT INTO rooms (name, last_seq, last_millis) \
+             SELECT name, n, $3 FROM unnest($1::text[], $2::bigint[]) \
+               WITH ORDINALITY AS t(name, n, ord) ORDER BY ord \
+             ON CONFLICT (name) DO UPDATE SET \
+             last_seq = rooms.last_seq + EXCLUDED.last_seq, \
+             last_millis = GREATEST(rooms.last_millis, EXCLUDED.last_millis) \
+             RETURNING name, last_seq, last_millis",
+        )
+        .bind::<Array<Text>, _>(&names)
+        .bind::<Array<BigInt>, _>(&ns)
+        .bind::<BigInt, _>(batch[0].created_at)
+        .load(conn)?;
+        // (next seq to give, last seq, the timestamp), by room
         let mut turns: HashMap<&str, (i64, i64, i64)> = HashMap::new();
-        for (&room, &n) in &counts {
-            let turn: RoomTurn = diesel::sql_query(
-                "INSERT INTO rooms (name, last_seq, last_millis) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET \
-                 last_seq = rooms.last_seq + EXCLUDED.last_seq, \
-                 last_millis = GREATEST(rooms.last_millis, EXCLUDED.last_millis) \
-                 RETURNING last_seq, last_millis",
-            )
-            .bind::<Text, _>(room)
-            .bind::<BigInt, _>(n)
-            .bind::<BigInt, _>(batch[0].created_at)
-            .get_result(conn)?;
-            // (next seq to give, last seq, the timestamp)
+        for turn in &taken {
+            let Some((&room, &n)) = counts.get_key_value(turn.name.as_str()) else {
+                return Err(StoreError::Query(format!(
+                    "no turn asked for room {}",
+                    turn.name
+                )));
+            };
             turns.insert(
                 room,
                 (turn.last_seq - n + 1, turn.last_seq, turn.last_millis),
@@ -260,12 +273,15 @@ fn insert_batch(
             .into_iter()
             .map(|(room, seq, id)| ((room, seq), id))
             .collect();
-        for (&room, &(_, last_seq, _)) in &turns {
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<Text, _>(MESSAGES_CHANNEL)
-                .bind::<Text, _>(notification_payload(room, last_seq))
-                .execute(conn)?;
-        }
+        // One statement for every room's notification.
+        let payloads: Vec<String> = turns
+            .iter()
+            .map(|(room, &(_, last_seq, _))| notification_payload(room, last_seq))
+            .collect();
+        diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind::<Text, _>(MESSAGES_CHANNEL)
+            .bind::<Array<Text>, _>(&payloads)
+            .execute(conn)?;
         let inserted = rows
             .iter()
             .map(|row| {
