@@ -185,16 +185,13 @@ impl Handler<ListRooms> for ChatServer {
             .collect();
         rooms.sort_by(|a, b| a.0.cmp(&b.0));
         Box::pin(async move {
-            let counts = join_all(rooms.iter().map(|(_, addr)| addr.send(RoomUsers))).await;
+            let users = join_all(rooms.iter().map(|(_, addr)| addr.send(RoomUsers))).await;
             rooms
                 .into_iter()
-                .zip(counts)
+                .zip(users)
                 // A room that stopped meanwhile is no longer active.
                 .filter_map(|((name, _), users)| {
-                    users.ok().map(|users| RoomSummary {
-                        name,
-                        users: users.len(),
-                    })
+                    users.ok().map(|users| RoomSummary { name, users })
                 })
                 .collect()
         })

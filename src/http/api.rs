@@ -34,30 +34,19 @@ fn store_unavailable(e: StoreError) -> ApiError {
 
 /// `GET /api/rooms`: in cluster mode, every room with users on any node.
 pub(crate) async fn list_rooms(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rooms = state.chat.send(ListRooms).await.map_err(unavailable)?;
-    let Some(cluster) = &state.cluster else {
-        return Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })));
-    };
+    let local = state.chat.send(ListRooms).await.map_err(unavailable)?;
     // Each user once per room, whichever nodes they are on.
-    let mut all: BTreeMap<RoomName, BTreeSet<UserName>> = BTreeMap::new();
-    for (room, users) in cluster.rooms_elsewhere().await.map_err(store_unavailable)? {
-        all.entry(room).or_default().extend(users);
-    }
-    for summary in rooms {
-        let local = state
-            .chat
-            .send(ActiveRoomUsers {
-                room: summary.name.clone(),
-            })
-            .await
-            .map_err(unavailable)?;
-        if let Some(users) = local {
-            all.entry(summary.name).or_default().extend(users);
+    let mut all: BTreeMap<RoomName, BTreeSet<UserName>> = local
+        .into_iter()
+        .map(|room| (room.name, room.users.into_iter().collect()))
+        .collect();
+    if let Some(cluster) = &state.cluster {
+        for (room, users) in cluster.rooms_elsewhere().await.map_err(store_unavailable)? {
+            all.entry(room).or_default().extend(users);
         }
     }
     let rooms: Vec<_> = all
         .into_iter()
-        .filter(|(_, users)| !users.is_empty())
         .map(|(name, users)| json!({ "name": name, "users": users.len() }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))

@@ -68,15 +68,15 @@ pub(crate) struct MemberDropped {
 }
 
 /// From `GET /api/rooms`: the active rooms, sorted by name, with their
-/// distinct user counts.
+/// distinct users.
 #[derive(Message)]
 #[rtype(result = "Vec<RoomSummary>")]
 pub(crate) struct ListRooms;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RoomSummary {
     pub name: RoomName,
-    pub users: usize,
+    pub users: Vec<UserName>,
 }
 
 /// From `GET /api/rooms/{name}`: the users of one room, `None` when the
