@@ -187,26 +187,37 @@ impl RoomActor {
     /// Cluster mode: reads who is in the room on other nodes, and tells the
     /// members who came or went.
     fn refresh_elsewhere(&mut self, ctx: &mut Context<Self>) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
+        if let Some(read) = self.read_elsewhere() {
+            ctx.spawn(read);
+        }
+    }
+
+    /// The read behind [`RoomActor::refresh_elsewhere`], if one is to start
+    /// now (cluster mode, none in flight): the caller runs it.
+    fn read_elsewhere(&mut self) -> Option<impl ActorFuture<Self, Output = ()>> {
+        let cluster = self.cluster.clone()?;
         if !self.elsewhere.wants_read() {
-            return;
+            return None;
         }
         let name = self.name.clone();
         let read = async move { cluster.users_elsewhere(&name).await };
-        ctx.spawn(read.into_actor(self).map(|result, room, ctx| match result {
-            Ok(users) => {
-                room.elsewhere_read = Some((users, Instant::now()));
-                room.apply_elsewhere(ctx);
-            }
-            Err(e) => {
-                log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
-                if room.elsewhere.read_failed() {
-                    room.refresh_elsewhere(ctx);
-                }
-            }
-        }));
+        Some(
+            read.into_actor(self)
+                .map(
+                    |result, room: &mut Self, ctx: &mut Context<Self>| match result {
+                        Ok(users) => {
+                            room.elsewhere_read = Some((users, Instant::now()));
+                            room.apply_elsewhere(ctx);
+                        }
+                        Err(e) => {
+                            log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
+                            if room.elsewhere.read_failed() {
+                                room.refresh_elsewhere(ctx);
+                            }
+                        }
+                    },
+                ),
+        )
     }
 
     /// A user's last connection here closed: in cluster mode the others
@@ -398,26 +409,10 @@ impl Actor for RoomActor {
                     }
                 }),
         );
-        if clustered {
-            // Who is here through other nodes, before the first joiner's
-            // `presence`.
-            if let Some(cluster) = self.cluster.clone() {
-                let name = self.name.clone();
-                self.elsewhere.wants_read();
-                let read = async move { cluster.users_elsewhere(&name).await };
-                ctx.wait(read.into_actor(self).map(|result, room, ctx| {
-                    let again = match result {
-                        Ok(users) => room.elsewhere.read(users, |_| true).1,
-                        Err(e) => {
-                            log::warn!("room {}: cannot read presence elsewhere: {e}", room.name);
-                            room.elsewhere.read_failed()
-                        }
-                    };
-                    if again {
-                        room.refresh_elsewhere(ctx);
-                    }
-                }));
-            }
+        // Cluster mode: who is here through other nodes, before the first
+        // joiner's `presence` (with no members yet, nobody hears a join).
+        if let Some(read) = self.read_elsewhere() {
+            ctx.wait(read);
         }
         log::debug!("room {} started", self.name);
     }
