@@ -3,6 +3,7 @@
 //! When it drops, the listener reconnects with backoff; until then the node
 //! reports itself unhealthy, and after it every room catches up.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ const BACKOFF: [Duration; 4] = [
 pub struct Shared {
     url: String,
     client: Mutex<Option<Arc<Client>>>,
-    pub(super) up: std::sync::atomic::AtomicBool,
+    pub(super) up: AtomicBool,
     pub(super) metrics: Arc<Metrics>,
 }
 
@@ -43,7 +44,7 @@ impl Shared {
         Shared {
             url,
             client: Mutex::new(None),
-            up: super::flag(),
+            up: AtomicBool::new(false),
             metrics,
         }
     }

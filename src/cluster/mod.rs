@@ -21,7 +21,7 @@ mod connection;
 pub mod nodes;
 pub mod presence;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,9 +154,4 @@ pub fn default_node_id() -> String {
 fn set_up(shared: &Shared, up: bool) {
     shared.up.store(up, Ordering::SeqCst);
     shared.metrics.cluster_listener_up.set(i64::from(up));
-}
-
-/// A flag that starts false.
-fn flag() -> AtomicBool {
-    AtomicBool::new(false)
 }
