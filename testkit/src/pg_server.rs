@@ -280,17 +280,7 @@ impl PgServer {
             // A fresh log for each attempt, so an old failure is not read
             // as this one's.
             let _ = fs::remove_file(self.log_file());
-            let mut pg_ctl = self.programs.server_side(self.dir.path(), "pg_ctl");
-            pg_ctl
-                .arg("start")
-                .arg("--pgdata")
-                .arg(self.data())
-                .arg("--log")
-                .arg(self.log_file())
-                .args(["--wait", "--timeout", PG_CTL_TIMEOUT])
-                .arg("-o")
-                .arg(format!("-p {port}"));
-            match run(pg_ctl) {
+            match run(self.pg_ctl_start(port)) {
                 Ok(_) => {
                     self.port = port;
                     return;
@@ -315,6 +305,12 @@ impl PgServer {
 
     /// Starts the server again after [`PgServer::stop`], on the same port.
     pub fn start_again(&self) {
+        run(self.pg_ctl_start(self.port))
+            .unwrap_or_else(|e| panic!("PostgreSQL starts again on {}: {e}", self.port));
+    }
+
+    /// `pg_ctl start` of this cluster on `port`, waiting until it serves.
+    fn pg_ctl_start(&self, port: u16) -> Command {
         let mut pg_ctl = self.programs.server_side(self.dir.path(), "pg_ctl");
         pg_ctl
             .arg("start")
@@ -324,8 +320,8 @@ impl PgServer {
             .arg(self.log_file())
             .args(["--wait", "--timeout", PG_CTL_TIMEOUT])
             .arg("-o")
-            .arg(format!("-p {}", self.port));
-        run(pg_ctl).unwrap_or_else(|e| panic!("PostgreSQL starts again on {}: {e}", self.port));
+            .arg(format!("-p {port}"));
+        pg_ctl
     }
 
     /// The port on 127.0.0.1 the server listens on.
