@@ -11,9 +11,10 @@ use tokio_tungstenite::MaybeTlsStream;
 /// integration tests, for [`testkit::ServerProcess::start`].
 pub const CHATTERBOX: ServerBinary = ServerBinary::Path(env!("CARGO_BIN_EXE_chatterbox"));
 
-/// Every stored message of `room`, oldest first, through REST.
-pub async fn stored_texts(port: u16, room: &str) -> Vec<String> {
-    let mut texts = Vec::new();
+/// Every stored message of `room`, oldest first, through REST (paging
+/// with `after`).
+pub async fn stored_messages(port: u16, room: &str) -> Vec<Value> {
+    let mut stored = Vec::new();
     let mut after = 0;
     loop {
         let (status, _, page) = get_json(
@@ -24,13 +25,22 @@ pub async fn stored_texts(port: u16, room: &str) -> Vec<String> {
         assert_eq!(status, 200, "{page}");
         let messages = page["messages"].as_array().expect("a messages array");
         for m in messages {
-            texts.push(m["text"].as_str().expect("a text").to_string());
             after = m["id"].as_i64().expect("an id");
+            stored.push(m.clone());
         }
         if page["more"] == false {
-            return texts;
+            return stored;
         }
     }
+}
+
+/// The texts of every stored message of `room`, oldest first.
+pub async fn stored_texts(port: u16, room: &str) -> Vec<String> {
+    stored_messages(port, room)
+        .await
+        .iter()
+        .map(|m| m["text"].as_str().expect("a text").to_string())
+        .collect()
 }
 
 /// A client whose socket buffer is tiny, so it fills after a few frames
