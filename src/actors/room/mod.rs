@@ -21,6 +21,7 @@
 
 pub mod delivery;
 pub(crate) mod elsewhere;
+pub(crate) mod markers;
 pub mod members;
 pub(crate) mod recent;
 pub(crate) mod sequence;
@@ -33,6 +34,7 @@ use bytestring::ByteString;
 
 use self::delivery::{fan_out, Delivery, InFlight, Next};
 use self::elsewhere::Elsewhere;
+use self::markers::{ReadMarkers, ReadStep};
 use self::members::{Audience, Members};
 use self::recent::{HistorySource, Recent};
 use self::sequence::Sequence;
@@ -62,6 +64,7 @@ pub(crate) struct RoomActor {
     server: Recipient<MemberDropped>,
     outbox_limit: usize,
     members: Members<Outbox>,
+    markers: ReadMarkers,
     recent: Recent,
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
@@ -103,6 +106,7 @@ impl RoomActor {
             server,
             outbox_limit,
             members: Members::default(),
+            markers: ReadMarkers::default(),
             recent: Recent::new(max_history),
             delivery: Delivery::default(),
             stored_recipient: None,
@@ -227,6 +231,7 @@ impl RoomActor {
     /// A user's last connection here closed: in cluster mode the others
     /// hear `leave` only if the user has none on another node either.
     fn last_connection_closed(&mut self, user: &UserName) -> bool {
+        self.markers.forget(user);
         match &self.cluster {
             Some(cluster) => {
                 cluster.set_present(&self.name, user, false);
@@ -313,6 +318,7 @@ impl RoomActor {
         if join.outbox.push(history, self.outbox_limit).is_err() {
             return;
         }
+        self.markers.known(&join.user, read.0);
         let first = self
             .members
             .insert(join.session, join.user.clone(), join.outbox);
@@ -390,7 +396,8 @@ impl RoomActor {
     }
 
     /// A member's user read the room up to `id`: stored (only ever
-    /// forward), then every connection of that user is told the marker.
+    /// forward, one write per user at a time, see [`markers`]), then every
+    /// connection of that user is told the marker.
     fn read(
         &mut self,
         session: SessionId,
@@ -414,33 +421,79 @@ impl RoomActor {
             self.send_to(session, frame);
             return;
         }
-        let (history, name, user) = (self.history.clone(), self.name.clone(), member.user.clone());
-        let write = async move { history.set_read_marker(&name, &user, id).await };
         let user = member.user.clone();
-        ctx.spawn(
-            write
-                .into_actor(self)
-                .map(move |result, room, _| match result {
-                    Ok(marker) => {
-                        room.tell_read(&user, marker, reference.as_deref().map(|r| (session, r)));
-                        if let Some(cluster) = &room.cluster {
-                            cluster.publish_read(&room.name, &user, marker);
-                        }
+        match self
+            .markers
+            .request(&user, (session, reference.clone()), id)
+        {
+            ReadStep::Acknowledge(stored) => {
+                self.acknowledge_read(session, stored, reference.as_deref())
+            }
+            ReadStep::Write(id) => self.write_marker(user, id, ctx),
+            ReadStep::Queued { displaced, stored } => {
+                if let Some((session, reference)) = displaced {
+                    self.acknowledge_read(session, stored, reference.as_deref());
+                }
+            }
+        }
+    }
+
+    /// Answers one connection's `read` with the stored marker.
+    fn acknowledge_read(&mut self, session: SessionId, id: MessageId, reference: Option<&str>) {
+        let frame: ByteString = ServerFrame::Read {
+            room: &self.name,
+            id,
+            reference,
+        }
+        .encode()
+        .into();
+        self.send_to(session, frame);
+    }
+
+    /// Stores `user`'s marker `id`, then tells its connections (and the
+    /// other nodes), and starts the write queued meanwhile, if any.
+    fn write_marker(&mut self, user: UserName, id: MessageId, ctx: &mut Context<Self>) {
+        let (history, name, who) = (self.history.clone(), self.name.clone(), user.clone());
+        let write = async move { history.set_read_marker(&name, &who, id).await };
+        ctx.spawn(write.into_actor(self).map(move |result, room, ctx| {
+            let stored = match &result {
+                Ok(marker) => Some(*marker),
+                Err(e) => {
+                    log::error!("room {}: cannot store a read marker: {e}", room.name);
+                    None
+                }
+            };
+            let done = room.markers.written(&user, stored);
+            match (stored, done.asked) {
+                (Some(_), asked) => {
+                    let own = asked
+                        .as_ref()
+                        .and_then(|(s, r)| r.as_deref().map(|r| (*s, r)));
+                    room.tell_read(&user, done.stored, own);
+                    if let Some(cluster) = &room.cluster {
+                        cluster.publish_read(&room.name, &user, done.stored);
                     }
-                    Err(e) => {
-                        log::error!("room {}: cannot store a read marker: {e}", room.name);
-                        room.metrics.error(ErrorCode::StoreFailed);
-                        let frame: ByteString = ServerFrame::Error {
-                            code: ErrorCode::StoreFailed,
-                            message: "the read marker could not be stored; try again later",
-                            reference: reference.as_deref(),
-                        }
-                        .encode()
-                        .into();
-                        room.send_to(session, frame);
+                }
+                (None, Some((session, reference))) => {
+                    room.metrics.error(ErrorCode::StoreFailed);
+                    let frame: ByteString = ServerFrame::Error {
+                        code: ErrorCode::StoreFailed,
+                        message: "the read marker could not be stored; try again later",
+                        reference: reference.as_deref(),
                     }
-                }),
-        );
+                    .encode()
+                    .into();
+                    room.send_to(session, frame);
+                }
+                (None, None) => {}
+            }
+            if let Some((session, reference)) = done.covered {
+                room.acknowledge_read(session, done.stored, reference.as_deref());
+            }
+            if let Some(next) = done.next {
+                room.write_marker(user, next, ctx);
+            }
+        }));
     }
 
     /// Reads `user`'s marker and unread count up to what the room has
@@ -672,7 +725,10 @@ impl Handler<ClusterNews> for RoomActor {
             }
             ClusterNews::PresenceChanged => self.refresh_elsewhere(ctx),
             ClusterNews::Typing { user } => self.tell_typing(&user),
-            ClusterNews::Read { user, id } => self.tell_read(&user, id, None),
+            ClusterNews::Read { user, id } => {
+                self.markers.known(&user, id);
+                self.tell_read(&user, id, None);
+            }
             ClusterNews::Resync => {
                 if let Some(sequence) = self.delivery.sequence() {
                     sequence.read_to_end();
