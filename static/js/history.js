@@ -11,7 +11,6 @@ import { socket } from './connection.js';
 import {
   atBottom, scrollToBottom, showNewMarker, holdScroll, showInserted, renderOlderControls, renderJoined,
 } from './render.js';
-import { settlePending } from './composer.js';
 import { showError } from './notices.js';
 
 const OLDER_PAGE = 50;
@@ -69,7 +68,7 @@ export async function catchUp(room, cursor) {
       for (const m of page.messages) {
         if (insertMessage(room, m)) {
           added += 1;
-          if (!isCurrent(room) && m.user !== session.user) room.unread += 1;
+          if (!room.serverCounts && !isCurrent(room) && m.user !== session.user) room.unread += 1;
         }
         if (m.id > cursor) cursor = m.id;
       }
@@ -85,5 +84,4 @@ export async function catchUp(room, cursor) {
   } finally {
     room.catchingUp = false;
   }
-  settlePending(room);
 }
