@@ -55,7 +55,8 @@ export function readStateFromHistory(room, frame, rejoin, addedOthers) {
 // A chat from someone else arrived in `room`: unread unless seen.
 export function chatArrived(room, frame) {
   if (roomSeen(room)) { markRead(room); return; }
-  if (frame.user === session.user) return;
+  // Mine, or read already (another tab's `read` came first).
+  if (frame.user === session.user || frame.id <= room.lastRead) return;
   room.unread += 1;
   renderJoined();
 }

@@ -128,7 +128,7 @@ export function placeDivider(room) {
 export function renderTyping() {
   const room = currentRoom();
   const now = Date.now();
-  const names = room ? [...room.typing].filter(([, until]) => until > now).map(([u]) => u) : [];
+  const names = room ? [...room.typing].filter(([, until]) => until > now).map(([u]) => u).sort() : [];
   let text = '';
   if (names.length === 1) text = `${names[0]} is typing…`;
   else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
