@@ -19,18 +19,28 @@ export const windowSeen = () => document.visibilityState === 'visible' && docume
 // The reader sees `room` now.
 export const roomSeen = (room) => isCurrent(room) && windowSeen();
 
+const READ_DELAY_MS = 300;
+const readTimers = new Map(); // room name -> timer of its next `read`
+
 const newestChat = (room) => (room.messages.length ? room.messages[room.messages.length - 1].id : 0);
 
-// Marks `room` read up to its newest message, if the reader sees it.
+// Marks `room` read up to its newest message, if the reader sees it. The
+// count goes at once; the `read` frame waits READ_DELAY_MS, so that a busy
+// room costs one frame for a burst of messages, not one each.
 export function markRead(room) {
   if (!room || room.status !== 'joined' || !roomSeen(room)) return;
-  const id = newestChat(room);
   if (room.unread > 0) {
     room.unread = 0;
     renderJoined();
   }
-  if (id <= Math.max(room.lastRead, room.readSent)) return;
-  if (send(readFrame(room.name, id, nextRef('r')))) room.readSent = id;
+  if (readTimers.has(room.name)) return;
+  readTimers.set(room.name, setTimeout(() => {
+    readTimers.delete(room.name);
+    if (rooms.get(room.name) !== room || room.status !== 'joined') return;
+    const id = newestChat(room);
+    if (id <= Math.max(room.lastRead, room.readSent)) return;
+    if (send(readFrame(room.name, id, nextRef('r')))) room.readSent = id;
+  }, READ_DELAY_MS));
 }
 
 // The window came back into view or got the focus.

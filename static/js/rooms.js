@@ -29,6 +29,7 @@ export function newRoom(name) {
     serverCounts: false, // the server's history says `unread` (else the page counts)
     dividerAfter: null, // the "new messages" line goes after this id (from the join)
     typing: new Map(), // user -> time (ms) their typing line expires
+    changes: 0, // changes applied so far (each message notes its last)
     moreOlder: false,
     loadingOlder: false,
     catchingUp: false,
@@ -97,6 +98,7 @@ function messageOf(m) {
     deleted: m.deleted === true,
     reactions, // emoji -> users who gave it, sorted
     replyTo: typeof m.reply_to === 'number' ? m.reply_to : null,
+    changedAt: 0, // room.changes when a change was last applied to it
   };
 }
 
@@ -123,6 +125,32 @@ export function applyChange(room, c) {
   if (typeof c.id === 'number' && c.id > room.lastId) room.lastId = c.id;
   const msg = typeof c.target === 'number' ? room.byId.get(c.target) : undefined;
   if (!msg) return null;
+  const changed = changeOf(msg, c);
+  if (changed) {
+    room.changes += 1;
+    msg.changedAt = room.changes;
+  }
+  return changed;
+}
+
+// A chat `m` in its current state (a REST page) replaces the state of the
+// message with its id, unless a change was applied to it after the
+// room's change count `since`. The message when it changed, else null.
+export function updateMessage(room, m, since) {
+  const msg = typeof m.id === 'number' ? room.byId.get(m.id) : undefined;
+  if (!msg || (msg.changedAt || 0) > since) return null;
+  const now = messageOf(m);
+  const same = now.text === msg.text && now.editedAt === msg.editedAt && now.deleted === msg.deleted
+    && JSON.stringify([...now.reactions]) === JSON.stringify([...msg.reactions]);
+  if (same) return null;
+  msg.text = now.text;
+  msg.editedAt = now.editedAt;
+  msg.deleted = now.deleted;
+  msg.reactions = now.reactions;
+  return msg;
+}
+
+function changeOf(msg, c) {
   switch (c.type) {
     case 'edit':
       if (msg.deleted || typeof c.text !== 'string') return null;
