@@ -128,8 +128,10 @@ export function renderMode() {
     line.hidden = true;
     delete line.dataset.kind;
     $('composer-hint').textContent = HINT;
+    $('send').textContent = 'Send';
     return;
   }
+  $('send').textContent = mode.kind === 'edit' ? 'Save' : 'Send';
   line.hidden = false;
   line.dataset.kind = mode.kind;
   const msg = room.byId.get(mode.id);

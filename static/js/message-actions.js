@@ -81,6 +81,13 @@ export function onMessageClick(event) {
   }
 }
 
+// A click anywhere but in a picker or on a React button closes the pickers.
+export function onPageClick(event) {
+  if (!(event.target instanceof Element)) return;
+  if (event.target.closest('.react-picker, [data-action="react"]')) return;
+  closePickers(null);
+}
+
 // Escape in the message list closes an open reaction picker.
 export function onMessageKey(event) {
   if (event.key !== 'Escape') return;
