@@ -749,3 +749,115 @@ async fn a_message_pending_at_a_reload_is_sent_after_it_once() {
     );
     alice.close().await;
 }
+
+/// Where the features test saves a screenshot of alice's page, when set
+/// (the README's picture:
+/// `CHATTERBOX_FEATURES_SCREENSHOT=docs/screenshot.png cargo test --test browser features::`).
+const SCREENSHOT_VAR: &str = "CHATTERBOX_FEATURES_SCREENSHOT";
+
+#[actix_web::test]
+async fn a_reply_reactions_an_edit_typing_and_an_unread_count_show_together() {
+    let Some(browser) =
+        browser_or_skip("a_reply_reactions_an_edit_typing_and_an_unread_count_show_together").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let room = "rust-meetup";
+    let alice = signed_in(&browser, &app.url("/"), "alice", room).await;
+    let bob = signed_in(&browser, &app.url("/"), "bob", room).await;
+    let mut carol = app.connect("carol").await;
+    carol.join(room).await;
+    let mut dave = app.connect("dave").await;
+    dave.join("general").await;
+
+    let question = "Who is bringing the slides on Thursday?";
+    bob.say(question).await;
+    let asked = alice.message_id(question).await;
+    alice.message_action(asked, "reply").await;
+    alice.say("I will, they are nearly done").await;
+    let answer = bob.message_id("I will, they are nearly done").await;
+    carol
+        .chat(room, "Great, I'll bring the snacks then", "c1")
+        .await;
+    alice
+        .wait_for_texts(
+            "the conversation",
+            &[
+                question,
+                "I will, they are nearly done",
+                "Great, I'll bring the snacks then",
+            ],
+        )
+        .await;
+
+    // Reactions from bob (the picker) and carol (a plain client).
+    bob.message_action(answer, "react").await;
+    bob.click(&format!(
+        "#messages li[data-id=\"{answer}\"] .react-picker [data-emoji=\"🎉\"]"
+    ))
+    .await;
+    carol
+        .send(json!({"type": "react", "room": room, "target": answer, "emoji": "🎉"}))
+        .await;
+    carol
+        .send(json!({"type": "react", "room": room, "target": answer, "emoji": "👍"}))
+        .await;
+    alice
+        .wait_for_value(
+            "the reactions on alice's answer",
+            &reactions_of(answer),
+            json!(["🎉 2 bob, carol", "👍 1 carol"]),
+        )
+        .await;
+
+    // Alice corrects herself.
+    alice.message_action(answer, "edit").await;
+    alice
+        .type_into(
+            "#composer-input",
+            &format!("{CONTROL}a{RELEASE}I will, and they are done!{ENTER}"),
+        )
+        .await;
+    bob.wait_for_texts(
+        "the edit on bob's page",
+        &[
+            question,
+            "I will, and they are done!",
+            "Great, I'll bring the snacks then",
+        ],
+    )
+    .await;
+    bob.wait_for_value(
+        "the quote above the reply",
+        &quote_of(answer),
+        json!(format!("bob: {question}")),
+    )
+    .await;
+
+    // Elsewhere, dave asks something; here, bob starts typing.
+    dave.chat("general", "Has anyone read the release notes yet?", "d1")
+        .await;
+    alice
+        .wait_for_value("one unread in general", &unread_of("general"), json!("1"))
+        .await;
+    bob.type_into("#composer-input", "Perfect, see you").await;
+    alice
+        .wait_for_value("bob typing", TYPING, json!("bob is typing…"))
+        .await;
+    assert_eq!(
+        alice
+            .js(&format!(
+                "return document.querySelector('#messages li[data-id=\"{answer}\"] .edited') !== null"
+            ))
+            .await,
+        json!(true),
+        "the edit is marked"
+    );
+    if let Some(path) = std::env::var_os(SCREENSHOT_VAR) {
+        let png = alice.client.screenshot().await.expect("a screenshot");
+        std::fs::write(&path, png).expect("the screenshot is written");
+    }
+    alice.close().await;
+    bob.close().await;
+}
