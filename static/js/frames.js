@@ -143,10 +143,11 @@ function onChat(frame) {
   chatArrived(room, frame);
 }
 
-// An edit, delete or reaction (or a moderator's delete), live.
+// An edit, delete or reaction (or a moderator's delete), live. (The
+// answer to a reaction that changed nothing may come without an id.)
 function onChange(frame) {
   const room = rooms.get(frame.room);
-  if (!room || typeof frame.id !== 'number') return;
+  if (!room) return;
   const stick = isCurrent(room) && atBottom();
   applyItem(room, frame);
   if (stick) scrollToBottom();
