@@ -33,11 +33,14 @@ export function markRead(room) {
     room.unread = 0;
     renderJoined();
   }
+  // What the reader has seen now: by the time the frame goes out, the
+  // room may be out of sight and have newer messages, unread.
+  room.seenUpTo = Math.max(room.seenUpTo, newestChat(room));
   if (readTimers.has(room.name)) return;
   readTimers.set(room.name, setTimeout(() => {
     readTimers.delete(room.name);
     if (rooms.get(room.name) !== room || room.status !== 'joined') return;
-    const id = newestChat(room);
+    const id = room.seenUpTo;
     if (id <= Math.max(room.lastRead, room.readSent)) return;
     if (send(readFrame(room.name, id, nextRef('r')))) room.readSent = id;
   }, READ_DELAY_MS));

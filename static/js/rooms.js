@@ -26,6 +26,7 @@ export function newRoom(name) {
     lastId: 0, // highest id seen, of a chat or a change (the rejoin's `since`)
     lastRead: 0, // the reader's read marker (the server's, or what we sent)
     readSent: 0, // the highest id a `read` was sent for
+    seenUpTo: 0, // the newest chat the reader has seen here (the next `read`)
     serverCounts: false, // the server's history says `unread` (else the page counts)
     dividerAfter: null, // the "new messages" line goes after this id (from the join)
     typing: new Map(), // user -> time (ms) their typing line expires
