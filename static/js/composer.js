@@ -13,7 +13,6 @@ import { isOpen, send } from './connection.js';
 import { sendChat } from './pending.js';
 import { excerpt } from './message-view.js';
 import { autosize, scrollToBottom, renderEmptyNote } from './render.js';
-import { noteSent } from './typing.js';
 import { clearDivider } from './reading.js';
 import { showError } from './notices.js';
 
@@ -61,7 +60,6 @@ export function sendMessage(room) {
   }
   const replyTo = mode && mode.kind === 'reply' ? mode.id : null;
   if (!sendChat(room, text, replyTo)) return;
-  noteSent(room);
   clearDivider(room);
   if (mode) endMode(false);
   renderEmptyNote(room);

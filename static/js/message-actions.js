@@ -46,6 +46,8 @@ export function onMessageClick(event) {
     if (!li.classList.contains('show-actions')) closePickers(null);
     return;
   }
+  // Done with this message's controls (React opens its picker instead).
+  if (control.dataset.action !== 'react') li.classList.remove('show-actions');
   switch (control.dataset.action) {
     case 'reply':
       closePickers(null);

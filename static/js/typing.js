@@ -1,7 +1,9 @@
 // "alice is typing…": the reader's own typing is told to the room (a
 // `typing` frame at most every TYPING_EVERY_MS while the box has text, the
-// server's own throttle), and other people's is shown for TYPING_SHOW_MS
-// after their last `typing` frame, or until their message arrives.
+// server's own throttle: sending a message does not restart it, since the
+// server would drop a frame sooner), and other people's is shown for
+// TYPING_SHOW_MS after their last `typing` frame, or until their message
+// arrives.
 
 import { $ } from './dom.js';
 import { session } from './session.js';
@@ -23,11 +25,6 @@ export function userTyped(room) {
   const now = Date.now();
   if (now - (lastSent.get(room.name) || 0) < TYPING_EVERY_MS) return;
   if (send(typingFrame(room.name))) lastSent.set(room.name, now);
-}
-
-// The reader's message went out: the next keystroke says "typing" again.
-export function noteSent(room) {
-  lastSent.delete(room.name);
 }
 
 // A `typing` frame: that user is typing in that room.
