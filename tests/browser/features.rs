@@ -750,10 +750,9 @@ async fn a_message_pending_at_a_reload_is_sent_after_it_once() {
     alice.close().await;
 }
 
-/// Where the features test saves a screenshot of alice's page, when set
-/// (the README's picture:
-/// `CHATTERBOX_FEATURES_SCREENSHOT=docs/screenshot.png cargo test --test browser features::`).
-const SCREENSHOT_VAR: &str = "CHATTERBOX_FEATURES_SCREENSHOT";
+/// Where the features-together test saves a screenshot of alice's page,
+/// when set (the README's picture; see the README for the command).
+const SCREENSHOT_VAR: &str = "CHATTERBOX_SCREENSHOT";
 
 #[actix_web::test]
 async fn a_reply_reactions_an_edit_typing_and_an_unread_count_show_together() {
@@ -841,6 +840,8 @@ async fn a_reply_reactions_an_edit_typing_and_an_unread_count_show_together() {
     alice
         .wait_for_value("one unread in general", &unread_of("general"), json!("1"))
         .await;
+    // Past the server's 2 s typing throttle since bob last typed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     bob.type_into("#composer-input", "Perfect, see you").await;
     alice
         .wait_for_value("bob typing", TYPING, json!("bob is typing…"))
@@ -855,6 +856,8 @@ async fn a_reply_reactions_an_edit_typing_and_an_unread_count_show_together() {
         "the edit is marked"
     );
     if let Some(path) = std::env::var_os(SCREENSHOT_VAR) {
+        // The pointer off the messages, so no message shows its controls.
+        alice.click("#current-room").await;
         let png = alice.client.screenshot().await.expect("a screenshot");
         std::fs::write(&path, png).expect("the screenshot is written");
     }
