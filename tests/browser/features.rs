@@ -864,3 +864,102 @@ async fn a_reply_reactions_an_edit_typing_and_an_unread_count_show_together() {
     alice.close().await;
     bob.close().await;
 }
+
+#[actix_web::test]
+async fn edits_deletes_and_reactions_made_while_the_page_was_away_show_after_it_reconnects() {
+    let Some(browser) = browser_or_skip(
+        "edits_deletes_and_reactions_made_while_the_page_was_away_show_after_it_reconnects",
+    )
+    .await
+    else {
+        return;
+    };
+    // A short history, so that the rejoin's `history` holds only part of
+    // what changed and the page must fetch the rest over REST.
+    let app = spawn_app_with(|c| c.max_history = 3).await;
+    let alice = signed_in(&browser, &app.url("/"), "alice", "recap").await;
+    let mut bob = app.connect("bob").await;
+    bob.join("recap").await;
+    let mut ids = Vec::new();
+    for (i, text) in ["one", "two", "three", "four"].iter().enumerate() {
+        bob.chat("recap", text, &format!("c{i}")).await;
+        ids.push(next_chat(&mut bob).await["id"].as_i64().expect("an id"));
+    }
+    alice
+        .wait_for_texts("bob's four messages", &["one", "two", "three", "four"])
+        .await;
+
+    // The page's connection drops (its next frame closes it) and new ones
+    // are held, so that bob changes things while the page is away.
+    alice
+        .js("const Real = WebSocket;
+             const realSend = Real.prototype.send;
+             window.__hold = true;
+             Real.prototype.send = function () { Real.prototype.send = realSend; this.close(); };
+             function Held(url) {
+               if (window.__hold) throw new Error('held by the test');
+               return new Real(url);
+             }
+             Object.assign(Held, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+             window.WebSocket = Held;")
+        .await;
+    alice.type_into("#composer-input", "x").await; // a typing frame: the cut
+    alice
+        .wait_for(
+            "the page to notice the cut",
+            "return document.getElementById('conn').dataset.state !== 'online'",
+        )
+        .await;
+    let changes = [
+        json!({"type": "edit", "room": "recap", "target": ids[0], "text": "one (fixed)", "ref": "e1"}),
+        json!({"type": "delete", "room": "recap", "target": ids[1], "ref": "d1"}),
+        json!({"type": "react", "room": "recap", "target": ids[2], "emoji": "👍", "ref": "r1"}),
+        json!({"type": "react", "room": "recap", "target": ids[3], "emoji": "🎉", "ref": "r2"}),
+        json!({"type": "chat", "room": "recap", "text": "five", "ref": "c5"}),
+        json!({"type": "edit", "room": "recap", "target": ids[3], "text": "four (fixed)", "ref": "e2"}),
+    ];
+    for change in changes {
+        let reference = change["ref"].clone();
+        bob.send(change).await;
+        loop {
+            let frame = bob.recv().await;
+            assert_ne!(frame["type"], "error", "{frame}");
+            if frame["ref"] == reference {
+                break;
+            }
+        }
+    }
+
+    alice.js("window.__hold = false;").await;
+    alice.click("#retry-now").await;
+    alice
+        .wait_for_texts(
+            "every change applied once the page is back",
+            &[
+                "one (fixed)",
+                "message deleted",
+                "three",
+                "four (fixed)",
+                "five",
+            ],
+        )
+        .await;
+    alice
+        .wait_for_value(
+            "the 👍 on three",
+            &reactions_of(ids[2]),
+            json!(["👍 1 bob"]),
+        )
+        .await;
+    alice
+        .wait_for_value("the 🎉 on four", &reactions_of(ids[3]), json!(["🎉 1 bob"]))
+        .await;
+    let edited = "return [...document.querySelectorAll('#messages li.msg[data-id]')]
+        .map(li => li.querySelector('.edited') !== null);";
+    assert_eq!(
+        alice.js(edited).await,
+        json!([true, false, false, true, false]),
+        "one and four are marked edited"
+    );
+    alice.close().await;
+}
