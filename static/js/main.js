@@ -16,7 +16,9 @@ import { loadOlder } from './history.js';
 import { sendMessage, cancelMode } from './composer.js';
 import { userTyped } from './typing.js';
 import { windowShown } from './reading.js';
-import { onMessageClick, onMessageKey, onPageClick } from './message-actions.js';
+import {
+  onMessageClick, onMessageKey, onPageClick, onListFocus,
+} from './message-actions.js';
 import {
   atBottom, autosize, onRoomClicks, refreshComposer, scrollToBottom,
 } from './render.js';
@@ -67,6 +69,7 @@ box.addEventListener('input', () => {
 });
 $('messages').addEventListener('click', onMessageClick);
 $('messages').addEventListener('keydown', onMessageKey);
+$('messages').addEventListener('focus', onListFocus);
 document.addEventListener('click', onPageClick);
 window.addEventListener('focus', windowShown);
 document.addEventListener('visibilitychange', () => {

@@ -3,6 +3,9 @@
 // under a message toggles the reader's own), and on the reader's own
 // messages edit and delete. A tap on a message shows its controls (there
 // is no hover on a phone); a tap on a quote shows the message it quotes.
+// From the keyboard, the message list is one Tab stop: focusing it focuses
+// the newest message, the arrow keys move between messages, and Tab goes
+// into the focused message's controls.
 
 import { $ } from './dom.js';
 import { session } from './session.js';
@@ -90,13 +93,41 @@ export function onPageClick(event) {
   closePickers(null);
 }
 
-// Escape in the message list closes an open reaction picker.
+const messageNodes = () => [...$('messages').querySelectorAll('li.msg[tabindex]')];
+
+// Escape in the message list closes an open reaction picker; the arrow
+// keys (and Home, End) move between messages.
 export function onMessageKey(event) {
-  if (event.key !== 'Escape') return;
-  if ($('messages').querySelector('.react-picker:not([hidden])')) {
-    closePickers(null);
-    event.stopPropagation();
+  if (event.key === 'Escape') {
+    if ($('messages').querySelector('.react-picker:not([hidden])')) {
+      closePickers(null);
+      event.stopPropagation();
+    }
+    return;
   }
+  const moves = { ArrowUp: -1, ArrowDown: 1, Home: -Infinity, End: Infinity };
+  if (!(event.key in moves) || !(event.target instanceof Element)) return;
+  if (event.target.closest('.react-picker')) return;
+  const nodes = messageNodes();
+  if (nodes.length === 0) return;
+  const here = nodes.indexOf(event.target.closest('li.msg'));
+  const step = moves[event.key];
+  let next;
+  if (Number.isFinite(step)) next = here < 0 ? nodes.length - 1 : here + step;
+  else next = step < 0 ? 0 : nodes.length - 1;
+  next = Math.max(0, Math.min(nodes.length - 1, next));
+  event.preventDefault();
+  nodes[next].focus();
+}
+
+// The list itself took the focus (Tab from before it): the newest message
+// takes it instead. Coming back from inside the list (Shift+Tab), the list
+// keeps it, so the next Shift+Tab leaves.
+export function onListFocus(event) {
+  const list = $('messages');
+  if (event.target !== list || list.contains(event.relatedTarget)) return;
+  const nodes = messageNodes();
+  if (nodes.length) nodes[nodes.length - 1].focus();
 }
 
 // Scrolls to the message a quote is of, and marks it for a moment.

@@ -181,5 +181,8 @@ export function messageNode(room, msg, prev, pending) {
     li.appendChild(actionsNode(msg));
     li.appendChild(pickerNode(msg));
   }
+  // Reached with the arrow keys from the list (message-actions.js): a
+  // focused message shows its controls, and Tab goes into them.
+  if (!pending) li.tabIndex = -1;
   return li;
 }
