@@ -26,6 +26,8 @@ pub const ENTER: &str = "\u{E007}";
 pub const SHIFT: &str = "\u{E008}";
 pub const RELEASE: &str = "\u{E000}";
 pub const CONTROL: &str = "\u{E009}";
+pub const TAB: &str = "\u{E004}";
+pub const ARROW_UP: &str = "\u{E013}";
 pub const ESCAPE: &str = "\u{E00C}";
 
 /// One browser test at a time: each starts one or two Chromium processes,
@@ -260,6 +262,17 @@ impl Page {
             .send_keys(keys)
             .await
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    /// Presses `keys` in whatever has the focus.
+    pub async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("an element has the focus")
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
     }
 
     pub async fn click(&self, css: &str) {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use testkit::{spawn_app, spawn_app_in, spawn_app_with, Client};
 
-use crate::driver::{browser_or_skip, Browser, Page, CONTROL, ENTER, ESCAPE, RELEASE};
+use crate::driver::{
+    browser_or_skip, Browser, Page, ARROW_UP, CONTROL, ENTER, ESCAPE, RELEASE, SHIFT, TAB,
+};
 
 /// The reactions under message `id`: "emoji count who mine" each.
 fn reactions_of(id: i64) -> String {
@@ -961,5 +963,60 @@ async fn edits_deletes_and_reactions_made_while_the_page_was_away_show_after_it_
         json!([true, false, false, true, false]),
         "one and four are marked edited"
     );
+    alice.close().await;
+}
+
+#[actix_web::test]
+async fn the_message_controls_can_be_reached_from_the_keyboard() {
+    let Some(browser) =
+        browser_or_skip("the_message_controls_can_be_reached_from_the_keyboard").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let alice = signed_in(&browser, &app.url("/"), "alice", "keys").await;
+    alice.say("first").await;
+    alice.say("second").await;
+    alice
+        .wait_for_texts("both messages", &["first", "second"])
+        .await;
+    let first = alice.message_id("first").await;
+    let second = alice.message_id("second").await;
+    let focused = "const a = document.activeElement;
+        return a.closest('li.msg') ? [Number(a.closest('li.msg').dataset.id), a.dataset.action ?? null] : a.id;";
+
+    // Shift+Tab from the message box lands on the newest message.
+    alice
+        .type_into("#composer-input", &format!("{SHIFT}{TAB}{RELEASE}"))
+        .await;
+    alice
+        .wait_for_value("the newest message focused", focused, json!([second, null]))
+        .await;
+    // Up to the one before, then Tab into its controls: Reply, React, Edit.
+    alice.press(ARROW_UP).await;
+    alice
+        .wait_for_value("the first message focused", focused, json!([first, null]))
+        .await;
+    alice.press(TAB).await;
+    alice
+        .wait_for_value(
+            "its Reply control focused",
+            focused,
+            json!([first, "reply"]),
+        )
+        .await;
+    alice.press(&format!("{TAB}{TAB}")).await;
+    alice
+        .wait_for_value("its Edit control focused", focused, json!([first, "edit"]))
+        .await;
+    alice.press(ENTER).await;
+    alice
+        .wait_for_value(
+            "the box editing the first message",
+            "return document.getElementById('composer-mode').dataset.kind === 'edit'
+               && document.getElementById('composer-input').value",
+            json!("first"),
+        )
+        .await;
     alice.close().await;
 }
