@@ -1,18 +1,29 @@
 // What each frame from the server does to the rooms and the page
-// (protocol.js says what a frame is): a join's history, presence, members
-// coming and going, chat messages (the reader's own echo settles its
-// pending message) and errors (a refused join, a refused message, or a
-// toast). Frames about rooms the reader is not in are ignored.
+// (protocol.js says what a frame is): a join's history (chats, and after a
+// reconnect the edits, deletes and reactions missed, applied in order),
+// presence, members coming and going, chat messages (the reader's own echo
+// settles its pending message), edits, deletes and reactions, typing, read
+// markers, and errors (a refused join, a refused message, or a toast).
+// Frames about rooms the reader is not in are ignored.
 
 import { session } from './session.js';
-import { rooms, joinRefs, isCurrent } from './rooms.js';
+import {
+  rooms, joinRefs, isCurrent, applyChange, byCodePoint,
+} from './rooms.js';
 import { FRIENDLY } from './protocol.js';
 import { insertMessage, catchUp } from './history.js';
 import { dropRoom, pollRooms } from './membership.js';
-import { pendingWithRef, removePending, failPending, settlePending } from './composer.js';
+import {
+  pendingWithRef, removePending, failPending, resendPending,
+} from './pending.js';
+import { forgetTarget, renderMode } from './composer.js';
+import { onTyping, stoppedTyping } from './typing.js';
+import {
+  readStateFromHistory, markRead, chatArrived, onRead,
+} from './reading.js';
 import {
   atBottom, scrollToBottom, showNewMarker, renderEmptyNote, renderOlderControls, renderMembers,
-  renderJoined, refreshComposer,
+  renderJoined, refreshComposer, refreshMessage,
 } from './render.js';
 import { showError, announce } from './notices.js';
 
@@ -23,12 +34,30 @@ export function handleFrame(frame) {
     case 'join': return onMemberJoin(frame);
     case 'leave': return onMemberLeave(frame);
     case 'chat': return onChat(frame);
+    case 'edit':
+    case 'delete':
+    case 'reaction':
+    case 'moderation': return onChange(frame);
+    case 'typing': return onTyping(frame);
+    case 'read': return onRead(frame);
     case 'error': return onError(frame);
     default: return undefined;
   }
 }
 
-function byCodePoint(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+// A chat or a change from a history or a live frame, applied to `room`.
+// True when a chat was new to the page.
+function applyItem(room, m) {
+  const type = typeof m.type === 'string' ? m.type : 'chat';
+  if (type === 'chat') return insertMessage(room, m);
+  const msg = applyChange(room, m);
+  if (msg) {
+    refreshMessage(room, msg);
+    if (msg.deleted) forgetTarget(room, msg.id);
+    if (type === 'edit' || msg.deleted) renderMode();
+  }
+  return false;
+}
 
 function onHistory(frame) {
   const room = rooms.get(frame.room);
@@ -38,13 +67,16 @@ function onHistory(frame) {
   const stick = isCurrent(room) && atBottom();
   let cursor = rejoin ? room.sentSince : 0;
   let added = 0;
+  let addedOthers = 0;
   for (const m of frame.messages) {
-    if (insertMessage(room, m)) {
+    if (!m || typeof m !== 'object') continue;
+    if (applyItem(room, m)) {
       added += 1;
-      if (rejoin && !isCurrent(room) && m.user !== session.user) room.unread += 1;
+      if (m.user !== session.user) addedOthers += 1;
     }
     if (m.id > cursor) cursor = m.id;
   }
+  readStateFromHistory(room, frame, rejoin, addedOthers);
   room.status = 'joined';
   if (!rejoin) {
     room.moreOlder = frame.more === true;
@@ -57,7 +89,8 @@ function onHistory(frame) {
     else if (added) showNewMarker();
   }
   if (rejoin && frame.more === true) catchUp(room, cursor);
-  else settlePending(room);
+  resendPending(room);
+  markRead(room);
   renderJoined();
   refreshComposer();
   if (!rejoin) pollRooms(); // the room list shows the new member count now
@@ -98,6 +131,7 @@ function onChat(frame) {
     const p = pendingWithRef(room, frame.ref);
     if (p) removePending(room, p);
   }
+  stoppedTyping(room, frame.user);
   const stick = isCurrent(room) && atBottom();
   const added = insertMessage(room, frame);
   if (!added) return;
@@ -105,16 +139,27 @@ function onChat(frame) {
     if (stick || frame.user === session.user) scrollToBottom();
     else showNewMarker();
     if (frame.user !== session.user) announce(`${frame.user} in ${room.name}: ${frame.text}`);
-  } else if (frame.user !== session.user) {
-    room.unread += 1;
-    renderJoined();
   }
+  chatArrived(room, frame);
+}
+
+// An edit, delete or reaction (or a moderator's delete), live. (The
+// answer to a reaction that changed nothing may come without an id.)
+function onChange(frame) {
+  const room = rooms.get(frame.room);
+  if (!room) return;
+  const stick = isCurrent(room) && atBottom();
+  applyItem(room, frame);
+  if (stick) scrollToBottom();
 }
 
 function onError(frame) {
   const code = typeof frame.code === 'string' ? frame.code : 'error';
   const serverText = typeof frame.message === 'string' ? frame.message : '';
   const ref = typeof frame.ref === 'string' ? frame.ref : null;
+  // Only a server older than the page answers this (to `typing` or
+  // `read`, say): the reader can do nothing about it, and chat still works.
+  if (code === 'unknown_type') return;
   if (ref && joinRefs.has(ref)) {
     const name = joinRefs.get(ref);
     joinRefs.delete(ref);

@@ -5,13 +5,15 @@
 // once each, in id order.
 
 import { session } from './session.js';
-import { rooms, addMessage, isCurrent } from './rooms.js';
+import {
+  rooms, addMessage, updateMessage, isCurrent,
+} from './rooms.js';
 import { messagesBefore, messagesAfter } from './api.js';
 import { socket } from './connection.js';
 import {
   atBottom, scrollToBottom, showNewMarker, holdScroll, showInserted, renderOlderControls, renderJoined,
+  refreshMessage,
 } from './render.js';
-import { settlePending } from './composer.js';
 import { showError } from './notices.js';
 
 const OLDER_PAGE = 50;
@@ -47,10 +49,16 @@ export async function loadOlder(room) {
 
 // After a rejoin whose history was cut at MAX_HISTORY: page forward over
 // REST until nothing newer is left. Live messages may arrive meanwhile;
-// insertMessage keeps the list sorted and free of duplicates.
+// insertMessage keeps the list sorted and free of duplicates. The changes
+// cut off may be edits, deletes or reactions of messages the page already
+// shows, which REST does not list as changes: so the paging starts at the
+// first message shown, and each one shown takes its current state from
+// REST (unless a live change came after the paging began: that is newer).
 export async function catchUp(room, cursor) {
   room.catchingUp = true;
   const connection = socket();
+  const changesBefore = room.changes;
+  if (room.messages.length > 0) cursor = Math.min(cursor, room.messages[0].id - 1);
   let failures = 0;
   try {
     for (;;) {
@@ -69,7 +77,10 @@ export async function catchUp(room, cursor) {
       for (const m of page.messages) {
         if (insertMessage(room, m)) {
           added += 1;
-          if (!isCurrent(room) && m.user !== session.user) room.unread += 1;
+          if (!room.serverCounts && !isCurrent(room) && m.user !== session.user) room.unread += 1;
+        } else {
+          const msg = updateMessage(room, m, changesBefore);
+          if (msg) refreshMessage(room, msg);
         }
         if (m.id > cursor) cursor = m.id;
       }
@@ -85,5 +96,4 @@ export async function catchUp(room, cursor) {
   } finally {
     room.catchingUp = false;
   }
-  settlePending(room);
 }

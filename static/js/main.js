@@ -13,7 +13,12 @@ import {
   rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, submitJoin,
 } from './membership.js';
 import { loadOlder } from './history.js';
-import { sendMessage } from './composer.js';
+import { sendMessage, cancelMode } from './composer.js';
+import { userTyped } from './typing.js';
+import { windowShown } from './reading.js';
+import {
+  onMessageClick, onMessageKey, onPageClick, onListFocus,
+} from './message-actions.js';
 import {
   atBottom, autosize, onRoomClicks, refreshComposer, scrollToBottom,
 } from './render.js';
@@ -54,7 +59,22 @@ box.addEventListener('keydown', (event) => {
     sendMessage(currentRoom());
   }
 });
-box.addEventListener('input', autosize);
+box.addEventListener('keydown', (event) => {
+  // Escape ends a reply or an edit (and, with neither, closes a drawer).
+  if (event.key === 'Escape' && cancelMode()) event.stopPropagation();
+});
+box.addEventListener('input', () => {
+  autosize();
+  userTyped(currentRoom());
+});
+$('messages').addEventListener('click', onMessageClick);
+$('messages').addEventListener('keydown', onMessageKey);
+$('messages').addEventListener('focus', onListFocus);
+document.addEventListener('click', onPageClick);
+window.addEventListener('focus', windowShown);
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') windowShown();
+});
 const scroller = $('scroller');
 scroller.addEventListener('scroll', () => {
   if (atBottom()) $('new-marker').hidden = true;

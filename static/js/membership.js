@@ -15,6 +15,9 @@ import {
   renderRoom, renderJoined, renderRoomList, refreshComposer, showLeaving,
 } from './render.js';
 import { closeDrawers } from './drawers.js';
+import { savePending } from './pending.js';
+import { roomChanged } from './composer.js';
+import { markRead } from './reading.js';
 
 const ROOMS_POLL_MS = 5000;
 
@@ -91,8 +94,10 @@ export function dropRoom(room) {
     const next = rooms.keys().next();
     setCurrent(next.done ? null : next.value);
     renderRoom();
+    roomChanged();
   }
   saveRooms();
+  savePending();
   renderJoined();
   if (session.user) pollRooms();
 }
@@ -101,9 +106,10 @@ export function selectRoom(name) {
   const room = rooms.get(name);
   if (!room) return;
   setCurrent(name);
-  room.unread = 0;
   saveRooms();
   renderRoom();
+  roomChanged();
+  markRead(room);
   renderJoined();
   closeDrawers();
 }

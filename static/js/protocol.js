@@ -60,7 +60,38 @@ export function joinFrame(room, ref, since) {
 
 export const leaveFrame = (room, ref) => ({ type: 'leave', room, ref });
 
-export const chatFrame = (room, text, ref) => ({ type: 'chat', room, text, ref });
+// A chat; `key` makes it idempotent (a resend with the same key is not
+// stored twice), `replyTo` (an id, or null) quotes an earlier chat.
+export function chatFrame(room, text, ref, key, replyTo) {
+  const frame = { type: 'chat', room, text, ref };
+  if (key) frame.key = key;
+  if (replyTo !== null && replyTo !== undefined) frame.reply_to = replyTo;
+  return frame;
+}
+
+export const editFrame = (room, target, text, ref) => ({ type: 'edit', room, target, text, ref });
+
+export const deleteFrame = (room, target, ref) => ({ type: 'delete', room, target, ref });
+
+export const reactFrame = (room, target, emoji, on, ref) => ({
+  type: 'react', room, target, emoji, on, ref,
+});
+
+export const typingFrame = (room) => ({ type: 'typing', room });
+
+export const readFrame = (room, id, ref) => ({ type: 'read', room, id, ref });
+
+// A key for an idempotent chat: random (not only a counter, since keys
+// outlive the page: a reload resends with the same key, and other tabs of
+// the same user make keys too) and at most 64 characters. getRandomValues,
+// not randomUUID, which only exists on https and localhost.
+const KEY_PREFIX = (() => {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+})();
+let keySeq = 0;
+export const nextKey = () => `${KEY_PREFIX}-${Date.now().toString(36)}-${++keySeq}`;
 
 // ---- frames the server sends ---------------------------------------------
 
@@ -81,4 +112,8 @@ export const FRIENDLY = {
   invalid_room: 'That room name is not allowed.',
   not_joined: 'You are not in that room.',
   store_failed: 'The server could not save that message. Try again.',
+  overloaded: 'The server is busy right now. Wait a moment and try again.',
+  not_found: 'That message is gone (deleted, or not in this room).',
+  forbidden: 'You can only change your own messages.',
+  muted: 'You are muted in this room for now.',
 };

@@ -1,15 +1,17 @@
 // The chat's DOM: the shown room's messages (grouped by author, own ones
-// marked, pending ones until their echo), its members, the joined and
-// active room lists with their counts, the "load older" controls, the
-// scroll position, and the message box's state. It reads rooms.js and
-// session.js and changes nothing in them but a pending message's node.
+// marked, pending ones until their echo; each drawn by message-view.js and
+// drawn again when it changes), the "new messages" line, who is typing,
+// its members, the joined and active room lists with their counts, the
+// "load older" controls, the scroll position, and the message box's state.
+// It reads rooms.js and session.js and changes nothing in them but a
+// pending message's node.
 
 import { $, el } from './dom.js';
 import { session } from './session.js';
 import { rooms, currentRoom, isCurrent, activeRooms } from './rooms.js';
+import { messageNode, sameGroup, avatarColor } from './message-view.js';
 
 const STICK_PX = 48; // closer than this to the bottom counts as "at the bottom"
-const GROUP_MS = 5 * 60 * 1000; // same author within this: one group
 
 // What a click on a room in the sidebar does (membership.js, wired by main.js).
 const actions = { select: () => {}, join: () => {} };
@@ -47,74 +49,21 @@ export function holdScroll() {
 
 // ---- messages ----------------------------------------------------------------
 
-function sameGroup(prev, msg) {
-  if (!prev || prev.user !== msg.user) return false;
-  return Math.abs(Date.parse(msg.timestamp) - Date.parse(prev.timestamp)) < GROUP_MS;
-}
-
 function groupWith(node, prev, msg) {
   node.classList.toggle('cont', sameGroup(prev, msg));
 }
 
-// Distinct, readable-under-white-text colours; a name always gets the same one.
-const AVATAR_COLORS = ['#1971c2', '#9c36b5', '#0c8599', '#e8590c', '#c2255c', '#5f3dc4', '#2f9e44', '#862e9c'];
-
-function avatarColor(name) {
-  let h = 7;
-  for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0;
-  return AVATAR_COLORS[h % AVATAR_COLORS.length];
-}
-
-function formatTime(ts) {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return '';
-  const now = new Date();
-  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  if (d.toDateString() === now.toDateString()) return time;
-  return `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
-}
-
-function messageNode(msg, prev, pending) {
-  const own = msg.user === session.user;
-  const li = el('li', 'msg');
-  if (own) li.classList.add('own');
-  if (msg.id !== undefined) li.dataset.id = String(msg.id);
-  li.dataset.user = msg.user;
-  if (!pending && sameGroup(prev, msg)) li.classList.add('cont');
-  const avatar = el('span', 'avatar', [...msg.user][0].toUpperCase());
-  avatar.style.background = avatarColor(msg.user);
-  avatar.setAttribute('aria-hidden', 'true');
-  const body = el('div', 'bubble');
-  const meta = el('div', 'meta');
-  meta.appendChild(el('span', 'msg-user', msg.user));
-  if (pending) {
-    li.classList.add('pending');
-    li.dataset.pending = 'true';
-    meta.appendChild(el('span', 'msg-time', 'sending…'));
-  } else {
-    const time = el('time', 'msg-time', formatTime(msg.timestamp));
-    time.dateTime = msg.timestamp;
-    const d = new Date(msg.timestamp);
-    if (!Number.isNaN(d.getTime())) time.title = d.toLocaleString();
-    meta.appendChild(time);
-  }
-  body.appendChild(meta);
-  body.appendChild(el('div', 'msg-text', msg.text));
-  li.appendChild(avatar);
-  li.appendChild(body);
-  return li;
-}
-
 // The node of a message of the reader's on its way (its `ref` awaits the echo).
-function pendingNode(text, ref) {
-  const node = messageNode({ user: session.user, text }, null, true);
-  node.dataset.ref = ref;
+function pendingNode(room, p) {
+  const node = messageNode(room, { user: session.user, text: p.text, replyTo: p.replyTo }, null, true);
+  node.dataset.ref = p.ref;
+  if (p.hidden) node.hidden = true;
   return node;
 }
 
 // Shows pending message `p` at the end of the shown room.
-export function showPending(p) {
-  p.node = pendingNode(p.text, p.ref);
+export function showPending(room, p) {
+  p.node = pendingNode(room, p);
   $('messages').appendChild(p.node);
 }
 
@@ -124,10 +73,69 @@ export function showInserted(room, i) {
   const list = $('messages');
   const next = room.messages[i + 1];
   const before = next ? list.querySelector(`li[data-id="${next.id}"]`) : list.querySelector('li.pending');
-  const node = messageNode(msg, room.messages[i - 1]);
+  const node = messageNode(room, msg, room.messages[i - 1]);
   list.insertBefore(node, before);
   if (next && before) groupWith(before, msg, next);
   $('empty-room').hidden = true;
+  refreshReplies(room, msg.id);
+  placeDivider(room);
+}
+
+// Shows message `msg` of the shown room again after a change (edited,
+// deleted, reacted to), and the quotes of the replies to it.
+export function refreshMessage(room, msg) {
+  if (!isCurrent(room)) return;
+  const old = $('messages').querySelector(`li[data-id="${msg.id}"]`);
+  if (old) {
+    const i = room.messages.indexOf(msg);
+    const node = messageNode(room, msg, room.messages[i - 1]);
+    if (old.classList.contains('show-actions')) node.classList.add('show-actions');
+    old.replaceWith(node);
+  }
+  refreshReplies(room, msg.id);
+}
+
+// The replies to message `id` shown, drawn again (their quote changed).
+function refreshReplies(room, id) {
+  for (const node of $('messages').querySelectorAll(`.quote[data-reply-to="${id}"]`)) {
+    const li = node.closest('li.msg');
+    if (!li || !li.dataset.id) continue;
+    const msg = room.byId.get(Number(li.dataset.id));
+    if (msg && msg !== room.byId.get(id)) refreshMessage(room, msg);
+  }
+}
+
+// The "new messages" line above the first message of someone else newer
+// than the read marker the room had when the page joined it.
+export function placeDivider(room) {
+  if (!isCurrent(room)) return;
+  const list = $('messages');
+  const old = list.querySelector('li.new-divider');
+  const first = room.dividerAfter === null ? null
+    : room.messages.find((m) => m.id > room.dividerAfter && m.user !== session.user);
+  const node = first ? list.querySelector(`li[data-id="${first.id}"]`) : null;
+  if (!node) { if (old) old.remove(); return; }
+  if (old && old.nextElementSibling === node) return;
+  const line = old || el('li', 'new-divider');
+  if (!old) {
+    line.setAttribute('role', 'separator');
+    line.appendChild(el('span', null, 'New messages'));
+  }
+  list.insertBefore(line, node);
+}
+
+// "alice is typing…" under the messages of the shown room.
+export function renderTyping() {
+  const room = currentRoom();
+  const now = Date.now();
+  const names = room ? [...room.typing].filter(([, until]) => until > now).map(([u]) => u).sort() : [];
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]} are typing…`;
+  const line = $('typing');
+  if (line.textContent !== text) line.textContent = text;
+  line.dataset.users = names.join(',');
 }
 
 // "No messages yet" while a joined room shows none.
@@ -154,6 +162,7 @@ export function renderRoom() {
   $('leave-room').disabled = !!room && room.leaving;
   $('current-room').textContent = room ? `# ${room.name}` : 'No room';
   if (!room) {
+    renderTyping();
     $('empty-room').hidden = true;
     $('load-older').hidden = true;
     $('older-status').hidden = true;
@@ -164,13 +173,15 @@ export function renderRoom() {
   }
   let prev = null;
   for (const m of room.messages) {
-    list.appendChild(messageNode(m, prev));
+    list.appendChild(messageNode(room, m, prev));
     prev = m;
   }
   for (const p of room.pending) {
-    p.node = pendingNode(p.text, p.ref);
+    p.node = pendingNode(room, p);
     list.appendChild(p.node);
   }
+  placeDivider(room);
+  renderTyping();
   renderEmptyNote(room);
   renderOlderControls(room);
   renderMembers();

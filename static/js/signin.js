@@ -12,6 +12,8 @@ import { store, load, LS_NAME, SS_TOKEN } from './storage.js';
 import { NAME_RE, nameProblem } from './protocol.js';
 import { health } from './api.js';
 import { restoreRooms, forgetRooms } from './rooms.js';
+import { restorePending } from './pending.js';
+import { cancelMode } from './composer.js';
 import { connect, disconnect, forgetRefusal } from './connection.js';
 import { pollRooms, stopPolling } from './membership.js';
 import { renderJoined, renderRoom } from './render.js';
@@ -85,6 +87,7 @@ function start(user) {
   $('login').hidden = true;
   $('app').hidden = false;
   restoreRooms();
+  restorePending();
   renderJoined();
   renderRoom();
   connect();
@@ -98,6 +101,7 @@ export function signOut() {
   forgetRefusal();
   stopPolling();
   disconnect();
+  cancelMode();
   forgetRooms();
   if (session.authMode === 'token') {
     session.token = null;

@@ -5,10 +5,6 @@ use testkit::spawn_app;
 
 use crate::driver::{browser_or_skip, ENTER, RELEASE, SHIFT};
 
-/// Where the two-user test saves its screenshot, when set (the README's
-/// picture: `CHATTERBOX_SCREENSHOT=docs/screenshot.png cargo test --test browser`).
-const SCREENSHOT_VAR: &str = "CHATTERBOX_SCREENSHOT";
-
 #[actix_web::test]
 async fn two_users_see_each_others_messages_and_presence() {
     let Some(browser) = browser_or_skip("two_users_see_each_others_messages_and_presence").await
@@ -145,11 +141,6 @@ async fn two_users_see_each_others_messages_and_presence() {
         json!(0),
         "no error was shown"
     );
-
-    if let Some(path) = std::env::var_os(SCREENSHOT_VAR) {
-        let png = alice.client.screenshot().await.expect("a screenshot");
-        std::fs::write(&path, png).expect("the screenshot is written");
-    }
 
     // Bob leaves; alice sees him go, and the room leaves bob's list.
     bob.click("#leave-room").await;

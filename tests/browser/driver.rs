@@ -25,6 +25,10 @@ const POLL: Duration = Duration::from_millis(100);
 pub const ENTER: &str = "\u{E007}";
 pub const SHIFT: &str = "\u{E008}";
 pub const RELEASE: &str = "\u{E000}";
+pub const CONTROL: &str = "\u{E009}";
+pub const TAB: &str = "\u{E004}";
+pub const ARROW_UP: &str = "\u{E013}";
+pub const ESCAPE: &str = "\u{E00C}";
 
 /// One browser test at a time: each starts one or two Chromium processes,
 /// and the machine is small.
@@ -260,6 +264,17 @@ impl Page {
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
     }
 
+    /// Presses `keys` in whatever has the focus.
+    pub async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("an element has the focus")
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|e| panic!("pressing {keys:?}: {e}"));
+    }
+
     pub async fn click(&self, css: &str) {
         self.client
             .find(Locator::Css(css))
@@ -330,6 +345,36 @@ impl Page {
             "return [...document.querySelectorAll('#members li')].map(e => e.dataset.user);",
             json!(expected),
         )
+        .await;
+    }
+
+    /// The id of the confirmed message shown with `text` (the only one).
+    pub async fn message_id(&self, text: &str) -> i64 {
+        let ids = self
+            .wait_for(
+                &format!("the message {text:?}"),
+                &format!(
+                    "const ids = [...document.querySelectorAll('#messages li.msg[data-id]')]
+                       .filter(li => li.querySelector('.msg-text').textContent === {text})
+                       .map(li => Number(li.dataset.id));
+                     return ids.length ? ids : null;",
+                    text = json!(text)
+                ),
+            )
+            .await;
+        let ids: Vec<i64> = serde_json::from_value(ids).expect("message ids");
+        assert_eq!(ids.len(), 1, "{text:?} is shown once: {ids:?}");
+        ids[0]
+    }
+
+    /// Taps the message `id` (its controls show) and clicks its control
+    /// `action` (reply, react, edit, delete).
+    pub async fn message_action(&self, id: i64, action: &str) {
+        self.click(&format!("#messages li[data-id=\"{id}\"] .msg-text"))
+            .await;
+        self.click(&format!(
+            "#messages li[data-id=\"{id}\"] .msg-actions [data-action=\"{action}\"]"
+        ))
         .await;
     }
 

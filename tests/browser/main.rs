@@ -5,6 +5,7 @@
 mod auth;
 mod chat;
 mod driver;
+mod features;
 mod history;
 mod layout;
 mod reconnect;
