@@ -429,3 +429,43 @@ fn a_run_whose_every_message_is_refused_fails() {
     assert!(failures.contains("acknowledged none"), "{failures}");
     assert!(failures.contains("invalid_text"), "{failures}");
 }
+
+#[test]
+fn a_keyed_fanout_delivers_every_message_once_in_order() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
+
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "fanout",
+            "--keyed",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "2s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    let sent = result["messages"]["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{result:#}");
+    // Each sender's keys are its own (k1, k2...): none is a resend, so
+    // every chat is stored and delivered once.
+    assert_eq!(result["messages"]["acked"].as_u64(), Some(sent));
+    assert_eq!(result["deliveries"]["expected"].as_u64(), Some(sent * 10));
+    assert_eq!(result["deliveries"]["lost"], 0);
+    assert_eq!(result["deliveries"]["duplicated"], 0);
+    assert_eq!(result["messages"]["stored"]["found"].as_u64(), Some(sent));
+    // The flag belongs to the scenarios that chat from fixed members.
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--scenario", "churn", "--keyed"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
