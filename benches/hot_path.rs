@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 use chatterbox::actors::outbox::Overflow;
-use chatterbox::actors::room::delivery::{fan_out, InFlight, StoredChat};
+use chatterbox::actors::room::delivery::{fan_out, InFlight, Stored, StoredChat};
 use chatterbox::actors::room::members::{Members, Outlet};
 use chatterbox::actors::SessionId;
+
 use chatterbox::protocol::{decode_client_frame, ChatMessage, ClientFrame, ServerFrame};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -26,7 +27,7 @@ fn stored(text: String) -> ChatMessage {
         user: "alice".into(),
         text,
         timestamp: "2026-11-26T01:00:00.000Z".into(),
-        seq: None,
+        ..ChatMessage::default()
     }
 }
 
@@ -88,7 +89,10 @@ fn fan_out_to_room(c: &mut Criterion) {
                     reference,
                     received: Instant::now(),
                 };
-                let batch = [StoredChat::answer::<()>(chat, Ok(stored(text)))];
+                let batch = [StoredChat::answer::<()>(
+                    chat,
+                    Ok(Stored::New(stored(text))),
+                )];
                 let result = fan_out(&batch, &members, 64);
                 debug_assert!(result.overflowed.is_empty());
                 if members

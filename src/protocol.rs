@@ -4,6 +4,8 @@
 //! Nothing here touches actors or sockets, so the load tester and the tests
 //! reuse it as is.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -11,7 +13,8 @@ use serde_json::{Map, Value};
 pub type RoomName = String;
 /// A user's name: 1 to 32 characters from `A-Z a-z 0-9 _ - .`.
 pub type UserName = String;
-/// A stored chat message's id: the row id in SQLite, so it survives restarts.
+/// A stored change's id (a chat's, an edit's, ...): from one sequence in
+/// the database, so it survives restarts.
 pub type MessageId = i64;
 
 /// Longest `ref` a client may attach to a frame, in characters.
@@ -34,8 +37,9 @@ pub(crate) fn is_valid_user(name: &str) -> bool {
 }
 
 /// Every error code of the protocol, plus `store_failed` (documented in
-/// docs/PROTOCOL.md) for a chat the database refused, and `overloaded`
-/// (version 1.1) for a chat refused because too much waits to be stored.
+/// docs/PROTOCOL.md) for a chat the database refused; version 1.1 adds
+/// `overloaded` (too much waits to be stored), `not_found` and `forbidden`
+/// (an edit, delete, reaction or reply aimed at the wrong message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -51,13 +55,15 @@ pub enum ErrorCode {
     RateLimited,
     StoreFailed,
     Overloaded,
+    NotFound,
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub(crate) const ALL: [ErrorCode; 12] = [
+    pub(crate) const ALL: [ErrorCode; 14] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -70,6 +76,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::StoreFailed,
         ErrorCode::Overloaded,
+        ErrorCode::NotFound,
+        ErrorCode::Forbidden,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -86,6 +94,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StoreFailed => "store_failed",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -106,8 +116,49 @@ pub enum ClientFrame {
         room: RoomName,
         text: String,
         reference: Option<String>,
+        /// The chat of this room it answers.
+        reply_to: Option<MessageId>,
+        /// Makes the send idempotent: a repeat within a day returns the
+        /// original.
+        key: Option<String>,
+    },
+    Edit {
+        room: RoomName,
+        target: MessageId,
+        text: String,
+        reference: Option<String>,
+    },
+    Delete {
+        room: RoomName,
+        target: MessageId,
+        reference: Option<String>,
+    },
+    React {
+        room: RoomName,
+        target: MessageId,
+        emoji: String,
+        /// Add (`true`) or remove the reaction.
+        on: bool,
+        reference: Option<String>,
+    },
+    Typing {
+        room: RoomName,
+        reference: Option<String>,
+    },
+    Read {
+        room: RoomName,
+        /// Read up to and including this id.
+        id: MessageId,
+        reference: Option<String>,
     },
 }
+
+/// Longest `key` of an idempotent chat, in characters.
+pub(crate) const MAX_KEY_CHARS: usize = 64;
+
+/// Longest reaction, in Unicode scalar values: room for an emoji built of
+/// several (a flag, a family, a skin tone).
+pub(crate) const MAX_EMOJI_CHARS: usize = 8;
 
 /// Why a text frame was refused; becomes an `error` frame carrying the
 /// frame's `ref` when it had a usable one.
@@ -196,31 +247,180 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
         }),
         "chat" => {
             let room = take_room(&mut object, &reference)?;
-            let text = match object.remove("text") {
-                Some(Value::String(text)) => text,
-                _ => {
+            let text = take_text(&mut object, max_text_chars, &reference)?;
+            let reply_to = match object.get("reply_to") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(message_id(value, "reply_to", &reference)?),
+            };
+            let key = match object.remove("key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(key))
+                    if !key.is_empty() && key.chars().count() <= MAX_KEY_CHARS =>
+                {
+                    Some(key)
+                }
+                Some(_) => {
                     return Err(DecodeError::new(
-                        ErrorCode::InvalidText,
-                        "\"text\" must be a string",
+                        ErrorCode::InvalidField,
+                        format!("\"key\" must be a string of 1 to {MAX_KEY_CHARS} characters"),
                         reference,
                     ))
                 }
             };
-            if let Err(why) = check_text(&text, max_text_chars) {
-                return Err(DecodeError::new(ErrorCode::InvalidText, why, reference));
-            }
             Ok(ClientFrame::Chat {
                 room,
                 text,
+                reference,
+                reply_to,
+                key,
+            })
+        }
+        "edit" => {
+            let room = take_room(&mut object, &reference)?;
+            let target = take_target(&object, &reference)?;
+            let text = take_text(&mut object, max_text_chars, &reference)?;
+            Ok(ClientFrame::Edit {
+                room,
+                target,
+                text,
+                reference,
+            })
+        }
+        "delete" => {
+            let room = take_room(&mut object, &reference)?;
+            let target = take_target(&object, &reference)?;
+            Ok(ClientFrame::Delete {
+                room,
+                target,
+                reference,
+            })
+        }
+        "react" => {
+            let room = take_room(&mut object, &reference)?;
+            let target = take_target(&object, &reference)?;
+            let emoji = match object.remove("emoji") {
+                Some(Value::String(emoji)) if is_valid_emoji(&emoji) => emoji,
+                _ => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidField,
+                        format!(
+                            "\"emoji\" must be 1 to {MAX_EMOJI_CHARS} characters without white space"
+                        ),
+                        reference,
+                    ))
+                }
+            };
+            let on = match object.get("on") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(on)) => *on,
+                Some(_) => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidField,
+                        "\"on\" must be true or false",
+                        reference,
+                    ))
+                }
+            };
+            Ok(ClientFrame::React {
+                room,
+                target,
+                emoji,
+                on,
+                reference,
+            })
+        }
+        "typing" => Ok(ClientFrame::Typing {
+            room: take_room(&mut object, &reference)?,
+            reference,
+        }),
+        "read" => {
+            let room = take_room(&mut object, &reference)?;
+            let id = match object.get("id") {
+                Some(Value::Number(n)) => match n.as_i64() {
+                    Some(id) if id >= 0 => id,
+                    _ => return Err(bad_id("id", &reference)),
+                },
+                _ => return Err(bad_id("id", &reference)),
+            };
+            Ok(ClientFrame::Read {
+                room,
+                id,
                 reference,
             })
         }
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
-            format!("unknown type {other:?}; expected join, leave or chat"),
+            format!(
+                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing or read"
+            ),
             reference,
         )),
     }
+}
+
+/// A chat or edit's `text`, checked against the text rules.
+fn take_text(
+    object: &mut Map<String, Value>,
+    max_text_chars: usize,
+    reference: &Option<String>,
+) -> Result<String, DecodeError> {
+    let text = match object.remove("text") {
+        Some(Value::String(text)) => text,
+        _ => {
+            return Err(DecodeError::new(
+                ErrorCode::InvalidText,
+                "\"text\" must be a string",
+                reference.clone(),
+            ))
+        }
+    };
+    if let Err(why) = check_text(&text, max_text_chars) {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidText,
+            why,
+            reference.clone(),
+        ));
+    }
+    Ok(text)
+}
+
+/// The `target` of an edit, delete or reaction: a message id.
+fn take_target(
+    object: &Map<String, Value>,
+    reference: &Option<String>,
+) -> Result<MessageId, DecodeError> {
+    match object.get("target") {
+        Some(value) => message_id(value, "target", reference),
+        None => Err(bad_id("target", reference)),
+    }
+}
+
+/// A positive message id, or `invalid_field` naming `field`.
+fn message_id(
+    value: &Value,
+    field: &str,
+    reference: &Option<String>,
+) -> Result<MessageId, DecodeError> {
+    match value.as_i64() {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(bad_id(field, reference)),
+    }
+}
+
+fn bad_id(field: &str, reference: &Option<String>) -> DecodeError {
+    DecodeError::new(
+        ErrorCode::InvalidField,
+        format!("\"{field}\" must be a message id (a positive integer)"),
+        reference.clone(),
+    )
+}
+
+/// True for a valid reaction: 1 to [`MAX_EMOJI_CHARS`] Unicode scalar
+/// values, none of them white space or a control character.
+pub(crate) fn is_valid_emoji(emoji: &str) -> bool {
+    let n = emoji.chars().count();
+    (1..=MAX_EMOJI_CHARS).contains(&n)
+        && emoji.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
 fn take_room(
@@ -257,20 +457,126 @@ pub(crate) fn check_text(text: &str, max_chars: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// One stored chat message as clients see it in `history` and over REST.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a stored change does: every change of a room has an id from the
+/// same sequence, and its place in the room's order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A new message.
+    #[default]
+    Chat,
+    /// New text for the chat `target`.
+    Edit,
+    /// The chat `target` is gone.
+    Delete,
+    /// A user's `emoji` on the chat `target`, added or removed.
+    Reaction,
+}
+
+impl ChangeKind {
+    /// Its name on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Chat => "chat",
+            ChangeKind::Edit => "edit",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Reaction => "reaction",
+        }
+    }
+
+    /// Reads a name written by [`ChangeKind::as_str`]; an unknown one (a
+    /// newer server's) reads as a chat, which shows its text.
+    pub fn parse(name: &str) -> ChangeKind {
+        match name {
+            "edit" => ChangeKind::Edit,
+            "delete" => ChangeKind::Delete,
+            "reaction" => ChangeKind::Reaction,
+            _ => ChangeKind::Chat,
+        }
+    }
+}
+
+/// Who reacted with what to a chat: emoji to the sorted list of users.
+pub type Reactions = BTreeMap<String, Vec<UserName>>;
+
+/// One stored change of a room (most often a chat message) as clients see
+/// it: live, in `history` and over REST. A chat read "in its current
+/// state" (history on join, REST) carries what later changes did to it
+/// (`edited_at`, `deleted`, `reactions`); a change replayed for `since`
+/// is exactly as it was broadcast. It is encoded as the server frame of
+/// its kind, so a history item reads like the live frame.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatMessage {
     pub id: MessageId,
     pub room: RoomName,
     pub user: UserName,
+    pub kind: ChangeKind,
+    /// A chat's text, or an edit's new text; empty for the others, and for
+    /// a deleted chat and its edits.
     pub text: String,
     /// RFC 3339, UTC, milliseconds; see [`format_timestamp`].
     pub timestamp: String,
+    /// The chat an edit, delete or reaction is about.
+    pub target: Option<MessageId>,
+    /// The chat this chat answers.
+    pub reply_to: Option<MessageId>,
+    /// A reaction's emoji, and whether it was added.
+    pub emoji: Option<String>,
+    pub on: bool,
+    /// Current state of a chat: when it was last edited.
+    pub edited_at: Option<String>,
+    /// Current state of a chat: it was deleted (its text is gone).
+    pub deleted: bool,
+    /// Current state of a chat: its reactions.
+    pub reactions: Reactions,
     /// Its place in its room, 1, 2, 3, ... with no gap: set in cluster
     /// mode only, where it lets a node see that it missed a message
     /// another node stored. Never sent to clients.
-    #[serde(skip)]
     pub seq: Option<i64>,
+}
+
+impl ChatMessage {
+    /// Applies a later change to this chat, in its current state: what a
+    /// client does with each frame it receives. Changes to another chat are
+    /// ignored.
+    pub fn apply(&mut self, change: &ChatMessage) {
+        if change.target != Some(self.id) || self.deleted {
+            return;
+        }
+        match change.kind {
+            ChangeKind::Chat => {}
+            ChangeKind::Edit => {
+                self.text = change.text.clone();
+                self.edited_at = Some(change.timestamp.clone());
+            }
+            ChangeKind::Delete => {
+                self.deleted = true;
+                self.text.clear();
+                self.edited_at = None;
+                self.reactions.clear();
+            }
+            ChangeKind::Reaction => {
+                let Some(emoji) = &change.emoji else { return };
+                let users = self.reactions.entry(emoji.clone()).or_default();
+                match (change.on, users.binary_search(&change.user)) {
+                    (true, Err(at)) => users.insert(at, change.user.clone()),
+                    (false, Ok(at)) => {
+                        users.remove(at);
+                    }
+                    _ => {}
+                }
+                if users.is_empty() {
+                    self.reactions.remove(emoji);
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for ChatMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ServerFrame::change(self, None).serialize(serializer)
+    }
 }
 
 /// A frame the server sends. Borrowed fields: a frame is encoded once and
@@ -284,6 +590,54 @@ pub enum ServerFrame<'a> {
         user: &'a str,
         text: &'a str,
         timestamp: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited_at: Option<&'a str>,
+        #[serde(skip_serializing_if = "is_false")]
+        deleted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reactions: Option<&'a Reactions>,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Edit {
+        id: MessageId,
+        room: &'a str,
+        user: &'a str,
+        target: MessageId,
+        text: &'a str,
+        timestamp: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Delete {
+        id: MessageId,
+        room: &'a str,
+        user: &'a str,
+        target: MessageId,
+        timestamp: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Reaction {
+        id: MessageId,
+        room: &'a str,
+        user: &'a str,
+        target: MessageId,
+        emoji: &'a str,
+        on: bool,
+        timestamp: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Typing {
+        room: &'a str,
+        user: &'a str,
+    },
+    Read {
+        room: &'a str,
+        id: MessageId,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
     },
@@ -301,6 +655,8 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         messages: &'a [ChatMessage],
         more: bool,
+        last_read: MessageId,
+        unread: i64,
     },
     Presence {
         room: &'a str,
@@ -314,6 +670,10 @@ pub enum ServerFrame<'a> {
     },
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl ServerFrame<'_> {
     /// The frame as JSON text, ready to send.
     pub fn encode(&self) -> String {
@@ -322,15 +682,56 @@ impl ServerFrame<'_> {
         serde_json::to_string(self).expect("server frames always serialize")
     }
 
-    /// The `chat` frame for a stored message, with the sender's `ref` if any.
+    /// The frame for a stored change (see [`ServerFrame::change`]); kept
+    /// under its old name for chats.
     pub fn chat<'a>(message: &'a ChatMessage, reference: Option<&'a str>) -> ServerFrame<'a> {
-        ServerFrame::Chat {
-            id: message.id,
-            room: &message.room,
-            user: &message.user,
-            text: &message.text,
-            timestamp: &message.timestamp,
-            reference,
+        ServerFrame::change(message, reference)
+    }
+
+    /// The frame for a stored change of any kind, with the sender's `ref`
+    /// if any: `chat`, `edit`, `delete` or `reaction`.
+    pub fn change<'a>(message: &'a ChatMessage, reference: Option<&'a str>) -> ServerFrame<'a> {
+        let target = message.target.unwrap_or_default();
+        match message.kind {
+            ChangeKind::Chat => ServerFrame::Chat {
+                id: message.id,
+                room: &message.room,
+                user: &message.user,
+                text: &message.text,
+                timestamp: &message.timestamp,
+                reply_to: message.reply_to,
+                edited_at: message.edited_at.as_deref(),
+                deleted: message.deleted,
+                reactions: Some(&message.reactions).filter(|r| !r.is_empty()),
+                reference,
+            },
+            ChangeKind::Edit => ServerFrame::Edit {
+                id: message.id,
+                room: &message.room,
+                user: &message.user,
+                target,
+                text: &message.text,
+                timestamp: &message.timestamp,
+                reference,
+            },
+            ChangeKind::Delete => ServerFrame::Delete {
+                id: message.id,
+                room: &message.room,
+                user: &message.user,
+                target,
+                timestamp: &message.timestamp,
+                reference,
+            },
+            ChangeKind::Reaction => ServerFrame::Reaction {
+                id: message.id,
+                room: &message.room,
+                user: &message.user,
+                target,
+                emoji: message.emoji.as_deref().unwrap_or_default(),
+                on: message.on,
+                timestamp: &message.timestamp,
+                reference,
+            },
         }
     }
 }
@@ -368,6 +769,8 @@ mod tests {
                 ErrorCode::RateLimited => 9,
                 ErrorCode::StoreFailed => 10,
                 ErrorCode::Overloaded => 11,
+                ErrorCode::NotFound => 12,
+                ErrorCode::Forbidden => 13,
             };
             assert_eq!(i, position, "{}", code.as_str());
         }
@@ -416,8 +819,112 @@ mod tests {
             Ok(ClientFrame::Chat {
                 room: "r".into(),
                 text: "  hi  ".into(),
-                reference: None
+                reference: None,
+                reply_to: None,
+                key: None,
             })
+        );
+    }
+
+    #[test]
+    fn decodes_the_chat_feature_frames() {
+        let decode = |text: &str| decode_client_frame(text, 4096);
+        assert_eq!(
+            decode(r#"{"type":"chat","room":"r","text":"hi","reply_to":3,"key":"k-1"}"#),
+            Ok(ClientFrame::Chat {
+                room: "r".into(),
+                text: "hi".into(),
+                reference: None,
+                reply_to: Some(3),
+                key: Some("k-1".into()),
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"edit","room":"r","target":4,"text":"fixed","ref":"e"}"#),
+            Ok(ClientFrame::Edit {
+                room: "r".into(),
+                target: 4,
+                text: "fixed".into(),
+                reference: Some("e".into()),
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"delete","room":"r","target":4}"#),
+            Ok(ClientFrame::Delete {
+                room: "r".into(),
+                target: 4,
+                reference: None,
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"react","room":"r","target":4,"emoji":"👍🏽"}"#),
+            Ok(ClientFrame::React {
+                room: "r".into(),
+                target: 4,
+                emoji: "👍🏽".into(),
+                on: true,
+                reference: None,
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"react","room":"r","target":4,"emoji":"x","on":false}"#),
+            Ok(ClientFrame::React {
+                room: "r".into(),
+                target: 4,
+                emoji: "x".into(),
+                on: false,
+                reference: None,
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"typing","room":"r"}"#),
+            Ok(ClientFrame::Typing {
+                room: "r".into(),
+                reference: None,
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"read","room":"r","id":0}"#),
+            Ok(ClientFrame::Read {
+                room: "r".into(),
+                id: 0,
+                reference: None,
+            })
+        );
+    }
+
+    #[test]
+    fn each_malformed_feature_field_gets_its_code() {
+        for frame in [
+            r#"{"type":"chat","room":"r","text":"t","reply_to":"3"}"#,
+            r#"{"type":"chat","room":"r","text":"t","reply_to":0}"#,
+            r#"{"type":"chat","room":"r","text":"t","key":""}"#,
+            r#"{"type":"chat","room":"r","text":"t","key":7}"#,
+            r#"{"type":"edit","room":"r","text":"t"}"#,
+            r#"{"type":"edit","room":"r","target":1.5,"text":"t"}"#,
+            r#"{"type":"delete","room":"r","target":-2}"#,
+            r#"{"type":"react","room":"r","target":1}"#,
+            r#"{"type":"react","room":"r","target":1,"emoji":""}"#,
+            r#"{"type":"react","room":"r","target":1,"emoji":"a b"}"#,
+            r#"{"type":"react","room":"r","target":1,"emoji":"123456789"}"#,
+            r#"{"type":"react","room":"r","target":1,"emoji":"x","on":"yes"}"#,
+            r#"{"type":"read","room":"r"}"#,
+            r#"{"type":"read","room":"r","id":-1}"#,
+        ] {
+            assert_eq!(code_of(frame), ErrorCode::InvalidField, "{frame}");
+        }
+        let long_key = format!(
+            r#"{{"type":"chat","room":"r","text":"t","key":"{}"}}"#,
+            "k".repeat(65)
+        );
+        assert_eq!(code_of(&long_key), ErrorCode::InvalidField);
+        assert_eq!(
+            code_of(r#"{"type":"edit","room":"r","target":1,"text":" "}"#),
+            ErrorCode::InvalidText
+        );
+        assert_eq!(
+            code_of(r#"{"type":"typing","room":"no room"}"#),
+            ErrorCode::InvalidRoom
         );
     }
 
@@ -513,12 +1020,114 @@ mod tests {
             user: "u".into(),
             text: "t".into(),
             timestamp: format_timestamp(0),
-            seq: None,
+            ..ChatMessage::default()
         };
         let plain = ServerFrame::chat(&message, None).encode();
         assert!(!plain.contains("ref"), "{plain}");
         let own = ServerFrame::chat(&message, Some("x")).encode();
         assert!(own.contains(r#""ref":"x""#), "{own}");
+    }
+
+    fn chat(id: MessageId) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: "r".into(),
+            user: "alice".into(),
+            text: "hello".into(),
+            timestamp: format_timestamp(0),
+            ..ChatMessage::default()
+        }
+    }
+
+    fn change(id: MessageId, user: &str, kind: ChangeKind, target: MessageId) -> ChatMessage {
+        ChatMessage {
+            id,
+            user: user.into(),
+            kind,
+            target: Some(target),
+            text: String::new(),
+            timestamp: format_timestamp(id),
+            ..chat(id)
+        }
+    }
+
+    #[test]
+    fn changes_applied_in_order_give_the_current_state() {
+        let mut message = chat(1);
+        let mut edit = change(2, "alice", ChangeKind::Edit, 1);
+        edit.text = "hello, world".into();
+        let react = |id, user: &str, emoji: &str, on| ChatMessage {
+            emoji: Some(emoji.into()),
+            on,
+            ..change(id, user, ChangeKind::Reaction, 1)
+        };
+        for c in [
+            edit,
+            react(3, "bob", "👍", true),
+            react(4, "amy", "👍", true),
+            react(5, "bob", "🎉", true),
+            react(6, "bob", "🎉", false),
+            react(7, "amy", "👍", true),
+            react(8, "zed", "x", false),
+            change(9, "alice", ChangeKind::Edit, 99),
+        ] {
+            message.apply(&c);
+        }
+        assert_eq!(message.text, "hello, world");
+        assert_eq!(
+            message.edited_at.as_deref(),
+            Some(format_timestamp(2).as_str())
+        );
+        let expected: Reactions = [("👍".to_string(), vec!["amy".into(), "bob".into()])].into();
+        assert_eq!(message.reactions, expected);
+        let item = serde_json::to_value(&message).unwrap();
+        assert_eq!(item["type"], "chat");
+        assert_eq!(item["reactions"]["👍"], serde_json::json!(["amy", "bob"]));
+
+        message.apply(&change(10, "alice", ChangeKind::Delete, 1));
+        let item = serde_json::to_value(&message).unwrap();
+        assert_eq!(item["deleted"], true);
+        assert_eq!(item["text"], "");
+        assert!(item.get("reactions").is_none() && item.get("edited_at").is_none());
+        message.apply(&react(11, "bob", "👍", true));
+        assert!(
+            message.reactions.is_empty(),
+            "a deleted chat takes no reactions"
+        );
+    }
+
+    #[test]
+    fn each_change_encodes_as_its_frame() {
+        let plain = serde_json::to_value(chat(1)).unwrap();
+        for absent in [
+            "reply_to",
+            "edited_at",
+            "deleted",
+            "reactions",
+            "ref",
+            "target",
+        ] {
+            assert!(plain.get(absent).is_none(), "{absent} in {plain}");
+        }
+        let mut edit = change(2, "alice", ChangeKind::Edit, 1);
+        edit.text = "new".into();
+        let frame: Value =
+            serde_json::from_str(&ServerFrame::change(&edit, Some("e")).encode()).unwrap();
+        assert_eq!(frame["type"], "edit");
+        assert_eq!(frame["target"], 1);
+        assert_eq!(frame["text"], "new");
+        assert_eq!(frame["ref"], "e");
+        let delete = serde_json::to_value(change(3, "alice", ChangeKind::Delete, 1)).unwrap();
+        assert_eq!(delete["type"], "delete");
+        assert!(delete.get("text").is_none());
+        let reaction = ChatMessage {
+            emoji: Some("🎉".into()),
+            on: false,
+            ..change(4, "bob", ChangeKind::Reaction, 1)
+        };
+        let reaction = serde_json::to_value(reaction).unwrap();
+        assert_eq!(reaction["emoji"], "🎉");
+        assert_eq!(reaction["on"], false);
     }
 
     #[test]
@@ -584,7 +1193,7 @@ mod tests {
         fn any_valid_chat_round_trips(room in "[A-Za-z0-9_-]{1,64}", text in "\\PC{0,50}[a-z]", r in "[a-z]{0,64}") {
             let frame = serde_json::json!({"type": "chat", "room": room, "text": text, "ref": r});
             let decoded = decode_client_frame(&frame.to_string(), 4096);
-            prop_assert_eq!(decoded, Ok(ClientFrame::Chat { room, text, reference: Some(r) }));
+            prop_assert_eq!(decoded, Ok(ClientFrame::Chat { room, text, reference: Some(r), reply_to: None, key: None }));
         }
     }
 }

@@ -412,7 +412,7 @@ mod tests {
             user: "u.2".into(),
             text: make_text(stamp(3, 4), 40),
             timestamp: "2026-11-25T19:30:24.123Z".into(),
-            seq: None,
+            ..ChatMessage::default()
         };
         for reference in [None, Some("17")] {
             let frame = ServerFrame::chat(&message, reference).encode();

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::messages::room::{
-    AddMember, CatchUp, Chat, ClusterNews, RemoveMember, RoomUsers, StopRoom,
-};
+use super::messages::room::{AddMember, CatchUp, ClusterNews, RemoveMember, RoomUsers, StopRoom};
 use super::messages::server::{
     ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect, JoinError,
-    JoinRoom, LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
+    JoinRoom, Joined, LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
 };
 use super::messages::session::GoingAway;
 use super::room::RoomActor;
@@ -117,7 +115,7 @@ impl Handler<Disconnect> for ChatServer {
 }
 
 impl Handler<JoinRoom> for ChatServer {
-    type Result = Result<Recipient<Chat>, JoinError>;
+    type Result = Result<Joined, JoinError>;
 
     fn handle(&mut self, msg: JoinRoom, ctx: &mut Self::Context) -> Self::Result {
         if self.shutting_down {
@@ -144,13 +142,18 @@ impl Handler<JoinRoom> for ChatServer {
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         self.metrics.rooms.set(self.rooms.len() as i64);
+        let (admitted, told) = tokio::sync::oneshot::channel();
         addr.do_send(AddMember {
             session: msg.session,
             user: msg.user,
             outbox: msg.outbox,
             since: msg.since,
+            admitted,
         });
-        Ok(addr.recipient())
+        Ok(Joined {
+            room: addr.recipient(),
+            admitted: told,
+        })
     }
 }
 
@@ -255,6 +258,8 @@ impl Handler<ClusterEvent> for ChatServer {
         let (room, news) = match event {
             ClusterEvent::Committed { room, last_seq } => (room, ClusterNews::Committed(last_seq)),
             ClusterEvent::PresenceChanged { room } => (room, ClusterNews::PresenceChanged),
+            ClusterEvent::Typing { room, user } => (room, ClusterNews::Typing { user }),
+            ClusterEvent::Read { room, user, id } => (room, ClusterNews::Read { user, id }),
             ClusterEvent::Resync => {
                 for active in self.rooms.values() {
                     active.addr.do_send(ClusterNews::Resync);

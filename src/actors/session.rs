@@ -14,7 +14,7 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
-use super::messages::room::Chat;
+use super::messages::room::{FromMember, MemberRequest};
 use super::messages::server::{Connect, Disconnect, JoinError, JoinRoom, LeaveRoom};
 use super::messages::session::{GoingAway, Outgoing};
 use super::outbox::{Outbox, OutboxState, Reserve};
@@ -23,6 +23,7 @@ use super::SessionId;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
 use crate::config::Config;
+use crate::history::NewChange;
 use crate::metrics::Metrics;
 use crate::protocol::{
     decode_client_frame, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
@@ -42,8 +43,8 @@ pub(crate) struct ChatSession {
     user: UserName,
     server: Addr<ChatServer>,
     config: Arc<Config>,
-    /// The rooms this connection is in, and where to send their chats.
-    rooms: HashMap<RoomName, Recipient<Chat>>,
+    /// The rooms this connection is in, and where to send what it asks.
+    rooms: HashMap<RoomName, Recipient<FromMember>>,
     /// Shared with the rooms that queue frames for this connection.
     outbox: Arc<OutboxState>,
     /// Last time anything arrived from the client; any frame counts.
@@ -165,49 +166,130 @@ impl ChatSession {
                 room,
                 text,
                 reference,
+                reply_to,
+                key,
             } => {
-                let Some(addr) = self.rooms.get(&room) else {
-                    return self.send_error(
-                        ctx,
-                        ErrorCode::NotJoined,
-                        &format!("join room {room} before chatting in it"),
-                        reference.as_deref(),
-                    );
-                };
-                // Before the rate limit, so a refused chat spends no token.
-                let admitted = match self.backlog.admit(text.len()) {
-                    Ok(admitted) => admitted,
-                    Err(overloaded) => {
-                        return self.send_error(
-                            ctx,
-                            ErrorCode::Overloaded,
-                            &overloaded.to_string(),
-                            reference.as_deref(),
-                        )
-                    }
-                };
-                if !self.rate.try_take() {
-                    self.metrics.rate_limited.inc();
-                    return self.send_error(
-                        ctx,
-                        ErrorCode::RateLimited,
-                        &format!(
-                            "more than {} messages a second (bursts of {}); this one was dropped",
-                            self.config.rate_limit, self.config.rate_burst
-                        ),
-                        reference.as_deref(),
-                    );
-                }
-                self.metrics.messages_received.inc();
-                addr.do_send(Chat {
-                    session: self.id,
+                let change = NewChange::Chat {
                     text,
-                    reference,
-                    received: Instant::now(),
-                    admitted,
-                });
+                    reply_to,
+                    key,
+                };
+                self.change(room, change, reference, ctx)
             }
+            ClientFrame::Edit {
+                room,
+                target,
+                text,
+                reference,
+            } => self.change(room, NewChange::Edit { target, text }, reference, ctx),
+            ClientFrame::Delete {
+                room,
+                target,
+                reference,
+            } => self.change(room, NewChange::Delete { target }, reference, ctx),
+            ClientFrame::React {
+                room,
+                target,
+                emoji,
+                on,
+                reference,
+            } => {
+                let change = NewChange::React { target, emoji, on };
+                self.change(room, change, reference, ctx)
+            }
+            ClientFrame::Typing { room, reference } => {
+                self.ask(room, MemberRequest::Typing, reference, ctx)
+            }
+            ClientFrame::Read {
+                room,
+                id,
+                reference,
+            } => self.ask(room, MemberRequest::Read { id }, reference, ctx),
         }
+    }
+
+    /// Passes a request to the room it is about, or answers `not_joined`.
+    fn ask(
+        &mut self,
+        room: RoomName,
+        request: MemberRequest,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let Some(addr) = self.rooms.get(&room) else {
+            return self.send_error(
+                ctx,
+                ErrorCode::NotJoined,
+                &format!("join room {room} first"),
+                reference.as_deref(),
+            );
+        };
+        addr.do_send(FromMember {
+            session: self.id,
+            request,
+            reference,
+            received: Instant::now(),
+        });
+    }
+
+    /// A chat, edit, delete or reaction: checked against membership, the
+    /// backlog and the chat rate (in that order, so a refused one spends no
+    /// token), then passed to the room to store.
+    fn change(
+        &mut self,
+        room: RoomName,
+        change: NewChange,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.rooms.contains_key(&room) {
+            let what = match change {
+                NewChange::Chat { .. } => "chatting",
+                NewChange::Edit { .. } => "editing",
+                NewChange::Delete { .. } => "deleting",
+                NewChange::React { .. } => "reacting",
+            };
+            return self.send_error(
+                ctx,
+                ErrorCode::NotJoined,
+                &format!("join room {room} before {what} in it"),
+                reference.as_deref(),
+            );
+        }
+        let size = match &change {
+            NewChange::React { emoji, .. } => emoji.len(),
+            other => other.text().len(),
+        };
+        let admitted = match self.backlog.admit(size) {
+            Ok(admitted) => admitted,
+            Err(overloaded) => {
+                return self.send_error(
+                    ctx,
+                    ErrorCode::Overloaded,
+                    &overloaded.to_string(),
+                    reference.as_deref(),
+                )
+            }
+        };
+        if !self.rate.try_take() {
+            self.metrics.rate_limited.inc();
+            return self.send_error(
+                ctx,
+                ErrorCode::RateLimited,
+                &format!(
+                    "more than {} messages a second (bursts of {}); this one was dropped",
+                    self.config.rate_limit, self.config.rate_burst
+                ),
+                reference.as_deref(),
+            );
+        }
+        self.metrics.messages_received.inc();
+        self.ask(
+            room,
+            MemberRequest::Change { change, admitted },
+            reference,
+            ctx,
+        );
     }
 
     fn join(
@@ -252,8 +334,12 @@ impl ChatSession {
             request
                 .into_actor(self)
                 .map(move |answer, session, ctx| match answer {
-                    Ok(Ok(addr)) => {
-                        session.rooms.insert(room, addr);
+                    Ok(Ok(joined)) => {
+                        session.rooms.insert(room, joined.room);
+                        // And nothing until the room has sent `history`, so
+                        // joins sent back to back are answered in order.
+                        let admitted = joined.admitted.into_actor(session).map(|_, _, _| ());
+                        ctx.wait(admitted);
                     }
                     Ok(Err(e @ JoinError::TooManyRooms(_))) => {
                         // Refused for another reason than the budget: the

@@ -12,6 +12,7 @@ use futures_util::stream::{poll_fn, StreamExt};
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
+use super::events::{Event, EVENTS_CHANNEL};
 use super::presence::PresenceWriter;
 use super::{set_up, ClusterEvent, MESSAGES_CHANNEL, PRESENCE_CHANNEL};
 use crate::history::postgres::parse_notification;
@@ -83,7 +84,8 @@ async fn open(shared: &Shared) -> Result<Connection, StoreError> {
         })?;
     // The connection has to be polled for LISTEN to complete; drive it
     // until the client's statement is answered.
-    let statement = format!("LISTEN {MESSAGES_CHANNEL}; LISTEN {PRESENCE_CHANNEL};");
+    let statement =
+        format!("LISTEN {MESSAGES_CHANNEL}; LISTEN {PRESENCE_CHANNEL}; LISTEN {EVENTS_CHANNEL};");
     {
         let mut listen = std::pin::pin!(client.batch_execute(&statement));
         loop {
@@ -127,7 +129,7 @@ pub fn spawn_listener(
         let mut attempt = 0;
         loop {
             if let Some(conn) = connection.take() {
-                listen(conn, &shared, &events).await;
+                listen(conn, &shared, &node, &events).await;
                 set_up(&shared, false);
                 shared.set_client(None);
                 log::error!("cluster: node {node} lost its database connection; reconnecting");
@@ -160,13 +162,18 @@ pub fn spawn_listener(
 }
 
 /// Passes each notification on until the connection ends.
-async fn listen(mut connection: Connection, shared: &Shared, events: &Recipient<ClusterEvent>) {
+async fn listen(
+    mut connection: Connection,
+    shared: &Shared,
+    node: &str,
+    events: &Recipient<ClusterEvent>,
+) {
     let mut messages = poll_fn(move |cx| connection.poll_message(cx));
     while let Some(message) = messages.next().await {
         match message {
             Ok(AsyncMessage::Notification(note)) => {
                 shared.metrics.cluster_notifications_received.inc();
-                if let Some(event) = event_for(note.channel(), note.payload()) {
+                if let Some(event) = event_for(note.channel(), note.payload(), node) {
                     events.do_send(event);
                 }
             }
@@ -180,10 +187,25 @@ async fn listen(mut connection: Connection, shared: &Shared, events: &Recipient<
     }
 }
 
-/// The event a notification stands for; `None` for a payload that is not
-/// ours (logged).
-fn event_for(channel: &str, payload: &str) -> Option<ClusterEvent> {
+/// The event a notification stands for; `None` for this node's own
+/// events, and for a payload that is not ours (logged).
+fn event_for(channel: &str, payload: &str, node: &str) -> Option<ClusterEvent> {
     let event = match channel {
+        EVENTS_CHANNEL => {
+            return match Event::parse(payload) {
+                Some((from, _)) if from == node => None,
+                Some((_, Event::Typing { room, user })) => {
+                    Some(ClusterEvent::Typing { room, user })
+                }
+                Some((_, Event::Read { room, user, id })) => {
+                    Some(ClusterEvent::Read { room, user, id })
+                }
+                None => {
+                    log::warn!("cluster: ignoring a notification on {channel}: {payload:?}");
+                    None
+                }
+            }
+        }
         MESSAGES_CHANNEL => {
             parse_notification(payload).map(|(room, last_seq)| ClusterEvent::Committed {
                 room: room.to_string(),
@@ -214,19 +236,31 @@ mod tests {
     #[test]
     fn notifications_become_events_and_strangers_are_ignored() {
         assert_eq!(
-            event_for(MESSAGES_CHANNEL, "12 general"),
+            event_for(MESSAGES_CHANNEL, "12 general", "me"),
             Some(ClusterEvent::Committed {
                 room: "general".into(),
                 last_seq: 12
             })
         );
         assert_eq!(
-            event_for(PRESENCE_CHANNEL, "general"),
+            event_for(PRESENCE_CHANNEL, "general", "me"),
             Some(ClusterEvent::PresenceChanged {
                 room: "general".into()
             })
         );
-        assert_eq!(event_for(MESSAGES_CHANNEL, "twelve general"), None);
-        assert_eq!(event_for("elsewhere", "general"), None);
+        assert_eq!(event_for(MESSAGES_CHANNEL, "twelve general", "me"), None);
+        assert_eq!(event_for("elsewhere", "general", "me"), None);
+        assert_eq!(
+            event_for(EVENTS_CHANNEL, "typing other general bob", "me"),
+            Some(ClusterEvent::Typing {
+                room: "general".into(),
+                user: "bob".into()
+            })
+        );
+        assert_eq!(
+            event_for(EVENTS_CHANNEL, "typing me general bob", "me"),
+            None,
+            "a node's own events come back to it and are ignored"
+        );
     }
 }

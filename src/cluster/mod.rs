@@ -9,7 +9,8 @@
 //!   then telling every room to read what it may have missed);
 //! * the node's heartbeat in the `nodes` table, and the removal of nodes
 //!   that stopped beating, with their users ([`nodes`]);
-//! * per-user presence across nodes, in the `presence` table ([`presence`]).
+//! * per-user presence across nodes, in the `presence` table ([`presence`]);
+//! * typing notices and read markers for other nodes' members ([`events`]).
 //!
 //! It uses tokio-postgres rather than diesel: a listener has to wake up
 //! when a notification arrives, and libpq through diesel can only be asked
@@ -18,6 +19,7 @@
 //! presence.
 
 mod connection;
+pub mod events;
 pub mod nodes;
 pub mod presence;
 
@@ -30,8 +32,9 @@ use actix::prelude::*;
 pub(crate) use crate::actors::messages::server::ClusterEvent;
 use crate::history::StoreError;
 use crate::metrics::Metrics;
-use crate::protocol::{RoomName, UserName};
+use crate::protocol::{MessageId, RoomName, UserName};
 use connection::Shared;
+use events::{Event, Publisher};
 use presence::PresenceWriter;
 
 pub use crate::history::postgres::MESSAGES_CHANNEL;
@@ -45,6 +48,7 @@ pub struct Cluster {
     node: Arc<str>,
     shared: Arc<Shared>,
     presence: PresenceWriter,
+    events: Publisher,
 }
 
 /// Cluster settings, from [`crate::config::Config`].
@@ -88,6 +92,7 @@ impl Cluster {
         );
         presence.spawn(shared.clone());
         Ok(Cluster {
+            events: Publisher::new(node.clone(), shared.clone()),
             node,
             shared,
             presence,
@@ -108,6 +113,23 @@ impl Cluster {
     /// longer has one (`false`). Written in the background, coalesced.
     pub fn set_present(&self, room: &RoomName, user: &UserName, present: bool) {
         self.presence.set(room, user, present);
+    }
+
+    /// Tells the other nodes that `user` is typing in `room`.
+    pub fn publish_typing(&self, room: &RoomName, user: &UserName) {
+        self.events.publish(Event::Typing {
+            room: room.clone(),
+            user: user.clone(),
+        });
+    }
+
+    /// Tells the other nodes that `user`'s read marker in `room` is `id`.
+    pub fn publish_read(&self, room: &RoomName, user: &UserName, id: MessageId) {
+        self.events.publish(Event::Read {
+            room: room.clone(),
+            user: user.clone(),
+            id,
+        });
     }
 
     /// The users other nodes have in `room`.

@@ -1,22 +1,66 @@
 //! [`Backend`]: what a database must do for chat history, in blocking calls
 //! made from the history worker threads. The SQLite backend is in
-//! [`super::sqlite`]; a second database goes beside it and is chosen in
-//! [`super::History::start`].
+//! [`super::sqlite`], PostgreSQL's in [`super::postgres`]; a third database
+//! goes beside them and is chosen in [`super::History::start`].
+//!
+//! History is a log of changes per room (chats, edits, deletes,
+//! reactions), each with an id from one sequence. A backend keeps the log
+//! as it was broadcast (for `since` replays and other nodes) and each
+//! chat's current state (for history on join and REST), and decides, in
+//! the transaction that stores a batch, which changes may be stored at all
+//! (see [`super::rules`]).
 
 use super::{Page, StoreError};
-use crate::protocol::MessageId;
+use crate::protocol::{ChatMessage, MessageId};
 
-/// A chat message to insert, as the worker hands it to a backend.
+/// A change a member asked for, before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewChange {
+    Chat {
+        text: String,
+        reply_to: Option<MessageId>,
+        /// Idempotency key: a repeat within [`KEY_WINDOW_MS`] is not
+        /// stored again.
+        key: Option<String>,
+    },
+    Edit {
+        target: MessageId,
+        text: String,
+    },
+    Delete {
+        target: MessageId,
+    },
+    React {
+        target: MessageId,
+        emoji: String,
+        on: bool,
+    },
+}
+
+impl NewChange {
+    /// The text stored in the log row: a chat's or an edit's.
+    pub fn text(&self) -> &str {
+        match self {
+            NewChange::Chat { text, .. } | NewChange::Edit { text, .. } => text,
+            NewChange::Delete { .. } | NewChange::React { .. } => "",
+        }
+    }
+}
+
+/// How long a chat's `key` makes a resend return the original: 24 hours.
+pub const KEY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A change to store, as the worker hands it to a backend.
 #[derive(Debug, Clone, Copy)]
-pub struct NewChat<'a> {
+pub struct NewRow<'a> {
     pub room: &'a str,
     pub user: &'a str,
-    pub text: &'a str,
+    pub change: &'a NewChange,
     /// Milliseconds since the Unix epoch, UTC.
     pub created_at: i64,
 }
 
-/// What the database made of one inserted chat.
+/// What the database made of one stored change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inserted {
     pub id: MessageId,
@@ -28,30 +72,70 @@ pub struct Inserted {
     pub created_at: i64,
 }
 
+/// Why a change was not stored, as its sender is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The target or `reply_to` is not a chat of this room, or was deleted.
+    NotFound,
+    /// An edit or delete of another user's chat.
+    Forbidden,
+}
+
+/// What became of one change of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Stored: it goes to every member.
+    Stored(Inserted),
+    /// Not stored; its sender gets an error.
+    Refused(Refusal),
+    /// A chat whose key was used before: nothing stored, its sender gets
+    /// the original back.
+    Repeat(ChatMessage),
+    /// A reaction already in the asked state: nothing stored, its sender
+    /// gets the state (`on`).
+    Unchanged { on: bool },
+}
+
 /// One worker thread's access to the database. Every method blocks; each
 /// is called on a [`super::worker::HistoryActor`] thread only.
 ///
 /// What every backend guarantees: [`Backend::insert_batch`] is one
 /// transaction, durable when it returns `Ok`; within a room, ids rise in
-/// the order messages are committed; reads see every committed message.
+/// the order changes are committed; reads see every committed change.
 pub trait Backend: Send + 'static {
-    /// Inserts `batch` in one transaction, in order, and returns what each
-    /// row became, in the same order.
-    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<Inserted>, StoreError>;
+    /// Decides on and stores `batch` in one transaction, in order, and
+    /// returns what became of each change, in the same order. The
+    /// decisions ([`super::rules::judge`]) are made inside the transaction,
+    /// so they see every change committed before it, on any node.
+    fn insert_batch(&mut self, batch: &[NewRow<'_>]) -> Result<Vec<Outcome>, StoreError>;
 
-    /// The newest `limit` messages of `room` with `id < before` (any id
-    /// when `None`), oldest first, and whether older ones exist.
-    fn messages_before(
+    /// The newest `limit` chats of `room` with `id < before` (any id when
+    /// `None`), oldest first, in their current state, and whether older
+    /// ones exist.
+    fn chats_before(
         &mut self,
         room: &str,
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError>;
 
-    /// The oldest `limit` messages of `room` with `after < id <= up_to` (no
-    /// upper bound when `None`), oldest first, and whether more exist in
-    /// that range past the last one returned.
-    fn messages_after(
+    /// The oldest `limit` chats of `room` with `id > after`, oldest first,
+    /// in their current state, and whether newer ones exist.
+    fn chats_after(
+        &mut self,
+        room: &str,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// The newest `limit` changes of `room` (of every kind, as broadcast),
+    /// oldest first, and whether older ones exist.
+    fn newest_changes(&mut self, room: &str, limit: usize) -> Result<Page, StoreError>;
+
+    /// The oldest `limit` changes of `room` with `after < id <= up_to` (no
+    /// upper bound when `None`), oldest first, as broadcast, and whether
+    /// more exist in that range past the last one returned.
+    fn changes_after(
         &mut self,
         room: &str,
         after: MessageId,
@@ -59,8 +143,27 @@ pub trait Backend: Send + 'static {
         limit: usize,
     ) -> Result<Page, StoreError>;
 
-    /// How many messages `room` has stored.
-    fn count_messages(&mut self, room: &str) -> Result<i64, StoreError>;
+    /// How many chats `room` has stored (deleted ones included: they keep
+    /// their place).
+    fn count_chats(&mut self, room: &str) -> Result<i64, StoreError>;
+
+    /// `user`'s read marker in `room` (0 when none) and how many chats
+    /// with an id above it, up to `up_to`, are not deleted.
+    fn read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        up_to: MessageId,
+    ) -> Result<(MessageId, i64), StoreError>;
+
+    /// Moves `user`'s read marker in `room` forward to `id` (never back)
+    /// and returns the stored marker. Durable when it returns.
+    fn set_read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<MessageId, StoreError>;
 
     /// One small real write, committed like a batch: what `/health` uses to
     /// see that the database takes writes when no chat was stored lately.

@@ -1,10 +1,12 @@
 //! Chat history: the one door to storage.
 //!
 //! Everything the server stores or reads goes through a [`History`] handle:
-//! rooms [`store`](History::store) chats and read their
-//! [`recent`](History::recent) window and what a reconnecting client missed
-//! ([`after`](History::after)); REST reads [`page`](History::page)s and
-//! [`count`](History::count)s; `/health` asks
+//! rooms [`store`](History::store) changes (chats, edits, deletes,
+//! reactions), read what they [`start_room`](History::start_room) from and
+//! what a reconnecting client missed ([`after`](History::after)), and keep
+//! read markers ([`read_marker`](History::read_marker),
+//! [`set_read_marker`](History::set_read_marker)); REST reads
+//! [`page`](History::page)s and [`count`](History::count)s; `/health` asks
 //! [`write_health`](History::write_health); shutdown
 //! [`flush`](History::flush)es and [`checkpoint`](History::checkpoint)s.
 //!
@@ -17,6 +19,8 @@
 pub mod backend;
 mod error;
 pub mod postgres;
+pub(crate) mod rows;
+pub mod rules;
 pub mod sqlite;
 mod worker;
 
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+pub use backend::{NewChange, Refusal};
 pub use error::StoreError;
 
 use backend::Backend;
@@ -37,8 +42,8 @@ use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
 use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
 use worker::{
-    CheckWrite, Checkpoint, Flush, HistoryActor, MessageCount, MessagesAfter, MessagesBefore,
-    Nudge, RecentMessages, Shared, WriteHealth, WriteQueue,
+    ChangesAfter, ChatCount, ChatsPage, CheckWrite, Checkpoint, Flush, HistoryActor, Nudge,
+    ReadMarker, SetReadMarker, Shared, StartRoom, WriteHealth, WriteQueue,
 };
 
 /// Where the history lives.
@@ -56,11 +61,11 @@ pub enum Storage {
 /// for [`History::after`] and [`Cursor::After`]).
 pub type Page = (Vec<ChatMessage>, bool);
 
-/// A chat message on its way to storage, with the room to tell once stored.
+/// A change on its way to storage, with the room to tell once stored.
 pub struct PendingWrite {
     pub room: RoomName,
     pub user: UserName,
-    pub text: String,
+    pub change: NewChange,
     pub reply: Recipient<MessagesStored>,
     /// Its place in the backlog, handed back to the room with the answer.
     pub admitted: Admitted,
@@ -76,7 +81,28 @@ pub struct PendingWrite {
 pub struct MessagesStored(pub Answers, pub Admitted);
 
 /// One room's answers to a run of its consecutive writes.
-pub type Answers = Vec<Result<ChatMessage, StoreError>>;
+pub type Answers = Vec<Result<Stored, StoreError>>;
+
+/// What became of one change, as its room passes it on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// Stored: it goes to every member, as broadcast.
+    New(ChatMessage),
+    /// Nothing was stored; its sender alone gets this frame: the original
+    /// of a repeated key, or a reaction's unchanged state (id 0).
+    Reply(ChatMessage),
+    /// Not stored; its sender gets this error.
+    Refused(Refusal),
+}
+
+/// What a room starts from (see [`History::start_room`]).
+#[derive(Debug, Default)]
+pub struct Start {
+    /// The newest chats in their current state, and whether older exist.
+    pub chats: Page,
+    /// The newest changes as broadcast, and whether older exist.
+    pub changes: Page,
+}
 
 /// Which page of a room's history REST asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +193,7 @@ impl History {
         })
     }
 
-    /// Queues a chat message for the next transaction. Its room hears
+    /// Queues a change for the next transaction. Its room hears
     /// [`MessagesStored`] when it is durable.
     pub fn store(&self, write: PendingWrite) {
         self.queue
@@ -180,21 +206,21 @@ impl History {
         }
     }
 
-    /// The newest `limit` messages of `room`, oldest first, and whether
-    /// older ones exist; including every message accepted before the call
-    /// (it commits what is queued first), so a room that starts sees them.
-    pub async fn recent(&self, room: &RoomName, limit: usize) -> Result<Page, StoreError> {
-        let read = RecentMessages {
+    /// What `room` starts from: its newest `limit` chats in their current
+    /// state and its newest `limit` changes as broadcast, including every
+    /// change accepted before the call (it commits what is queued first).
+    pub async fn start_room(&self, room: &RoomName, limit: usize) -> Result<Start, StoreError> {
+        let read = StartRoom {
             room: room.clone(),
             limit,
         };
         answer(self.writer.send(read).await)
     }
 
-    /// The oldest `limit` messages of `room` with `after < id <= up_to`,
-    /// oldest first, and whether more exist in that range; like
-    /// [`History::recent`], including every message accepted before the
-    /// call. What a room reads for a client recovering with `since`.
+    /// The oldest `limit` changes of `room` with `after < id <= up_to`, as
+    /// broadcast, oldest first, and whether more exist in that range;
+    /// including every change accepted before the call. What a room reads
+    /// for a client recovering with `since`.
     pub async fn after(
         &self,
         room: &RoomName,
@@ -202,7 +228,7 @@ impl History {
         up_to: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let read = MessagesAfter {
+        let read = ChangesAfter {
             room: room.clone(),
             after,
             up_to,
@@ -211,54 +237,78 @@ impl History {
         answer(self.writer.send(read).await)
     }
 
-    /// Cluster mode: the oldest `limit` committed messages of `room` with
-    /// an id above `after`, and whether more exist: what other nodes
-    /// stored. Read on the reader threads, so it never waits behind this
-    /// node's commits.
+    /// Cluster mode: the oldest `limit` committed changes of `room` with an
+    /// id above `after`, as broadcast, and whether more exist: what other
+    /// nodes stored. Read on the reader threads, so it never waits behind
+    /// this node's commits.
     pub async fn catch_up(
         &self,
         room: &RoomName,
         after: MessageId,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.page(room, Cursor::After(after), limit).await
+        let read = ChangesAfter {
+            room: room.clone(),
+            after,
+            up_to: None,
+            limit,
+        };
+        answer(self.readers.send(read).await)
     }
 
-    /// A page of `room`'s committed messages, for REST. Read on the reader
-    /// threads, so it never waits behind a commit.
+    /// A page of `room`'s committed chats in their current state, for
+    /// REST. Read on the reader threads, so it never waits behind a commit.
     pub async fn page(
         &self,
         room: &RoomName,
         cursor: Cursor,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let room = room.clone();
-        let sent = match cursor {
-            Cursor::Before(before) => {
-                let read = MessagesBefore {
-                    room,
-                    before,
-                    limit,
-                };
-                self.readers.send(read).await
-            }
-            Cursor::After(after) => {
-                let read = MessagesAfter {
-                    room,
-                    after,
-                    up_to: None,
-                    limit,
-                };
-                self.readers.send(read).await
-            }
+        let read = ChatsPage {
+            room: room.clone(),
+            cursor,
+            limit,
         };
-        answer(sent)
+        answer(self.readers.send(read).await)
     }
 
-    /// How many messages `room` has stored.
+    /// How many chats `room` has stored.
     pub async fn count(&self, room: &RoomName) -> Result<i64, StoreError> {
-        let read = MessageCount { room: room.clone() };
+        let read = ChatCount { room: room.clone() };
         answer(self.readers.send(read).await)
+    }
+
+    /// `user`'s read marker in `room` (0 when none) and how many chats
+    /// above it, up to `up_to`, are not deleted. Read on the reader threads:
+    /// everything up to `up_to` (what the room broadcast) is committed.
+    pub async fn read_marker(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        up_to: MessageId,
+    ) -> Result<(MessageId, i64), StoreError> {
+        let read = ReadMarker {
+            room: room.clone(),
+            user: user.clone(),
+            up_to,
+        };
+        answer(self.readers.send(read).await)
+    }
+
+    /// Moves `user`'s read marker in `room` forward to `id`; answers with
+    /// the stored marker once it is durable.
+    pub async fn set_read_marker(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        id: MessageId,
+    ) -> Result<MessageId, StoreError> {
+        let write = SetReadMarker {
+            room: room.clone(),
+            user: user.clone(),
+            id,
+        };
+        answer(self.writer.send(write).await)
     }
 
     /// Whether the database takes writes: `Err` with a plain reason while

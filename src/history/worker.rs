@@ -4,7 +4,8 @@
 //! queries without waiting behind commits. What they say to the database
 //! goes through a [`Backend`]; this module is the same for every backend.
 //!
-//! Writes use group commit. Rooms put chat messages on a shared queue
+//! Writes use group commit. Rooms put changes (chats, edits, deletes,
+//! reactions) on a shared queue
 //! ([`super::History::store`]) and nudge the writer; the writer takes what
 //! is queued, oldest first and at most [`MAX_BATCH`] messages, and commits
 //! it in one transaction. A lone message commits at once; messages that
@@ -30,18 +31,41 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::backend::{Backend, NewChat};
-use super::{Answers, MessagesStored, Page, PendingWrite, StoreError};
+use super::backend::{Backend, Inserted, NewRow, Outcome};
+use super::rows::broadcast_form;
+use super::{Answers, Cursor, MessagesStored, Page, PendingWrite, Start, StoreError, Stored};
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
-use crate::protocol::{now_millis, ChatMessage, MessageId, RoomName};
+use crate::protocol::{now_millis, MessageId, RoomName, UserName};
 
 /// One answer on its way to its room: where to, what, and the write's place.
 type Reply = (
     Recipient<MessagesStored>,
-    Result<ChatMessage, StoreError>,
+    Result<Stored, StoreError>,
     Admitted,
 );
+
+/// What a change's sender (or everyone) is told, from its outcome.
+fn answer_of(row: &NewRow<'_>, outcome: Outcome) -> Stored {
+    match outcome {
+        Outcome::Stored(inserted) => Stored::New(broadcast_form(row, &inserted)),
+        Outcome::Refused(refusal) => Stored::Refused(refusal),
+        Outcome::Repeat(original) => Stored::Reply(original),
+        Outcome::Unchanged { on } => {
+            // Nothing was stored, so the frame has no id of its own: 0.
+            let mut state = broadcast_form(
+                row,
+                &Inserted {
+                    id: 0,
+                    seq: None,
+                    created_at: row.created_at,
+                },
+            );
+            state.on = on;
+            Stored::Reply(state)
+        }
+    }
+}
 
 /// Sends each room its answers, one message per run of consecutive writes
 /// from the same room, keeping the queue's order.
@@ -96,42 +120,60 @@ pub(super) struct Flush;
 #[rtype(result = "()")]
 pub(super) struct Nudge;
 
-/// The newest `limit` messages of a room, oldest first, and whether older
-/// ones exist. Sent to the writer, which flushes first, so a room that starts
-/// sees every message accepted before it.
+/// What a room starts from: its newest chats in their current state and
+/// its newest changes as broadcast. Sent to the writer, which flushes
+/// first, so a room that starts sees every change accepted before it.
 #[derive(Message)]
-#[rtype(result = "Result<Page, StoreError>")]
-pub(super) struct RecentMessages {
+#[rtype(result = "Result<Start, StoreError>")]
+pub(super) struct StartRoom {
     pub room: RoomName,
     pub limit: usize,
 }
 
-/// The newest `limit` messages with `id < before` (`None`: the newest page),
-/// oldest first, and whether older ones exist.
+/// A page of a room's chats in their current state (REST).
 #[derive(Message)]
 #[rtype(result = "Result<Page, StoreError>")]
-pub(super) struct MessagesBefore {
+pub(super) struct ChatsPage {
     pub room: RoomName,
-    pub before: Option<MessageId>,
+    pub cursor: Cursor,
     pub limit: usize,
 }
 
-/// The oldest `limit` messages with `after < id <= up_to`, oldest first, and
-/// whether more exist in that range.
+/// The oldest `limit` changes with `after < id <= up_to`, oldest first, as
+/// broadcast, and whether more exist in that range. On the writer it
+/// flushes first.
 #[derive(Message)]
 #[rtype(result = "Result<Page, StoreError>")]
-pub(super) struct MessagesAfter {
+pub(super) struct ChangesAfter {
     pub room: RoomName,
     pub after: MessageId,
     pub up_to: Option<MessageId>,
     pub limit: usize,
 }
 
-/// How many messages a room has stored.
+/// How many chats a room has stored.
 #[derive(Message)]
 #[rtype(result = "Result<i64, StoreError>")]
-pub(super) struct MessageCount {
+pub(super) struct ChatCount {
     pub room: RoomName,
+}
+
+/// A user's read marker in a room and the unread chats up to `up_to`.
+#[derive(Message)]
+#[rtype(result = "Result<(MessageId, i64), StoreError>")]
+pub(super) struct ReadMarker {
+    pub room: RoomName,
+    pub user: UserName,
+    pub up_to: MessageId,
+}
+
+/// Move a user's read marker forward; answered with the stored marker.
+#[derive(Message)]
+#[rtype(result = "Result<MessageId, StoreError>")]
+pub(super) struct SetReadMarker {
+    pub room: RoomName,
+    pub user: UserName,
+    pub id: MessageId,
 }
 
 /// Whether the database takes writes, for `/health`: the outcome of the
@@ -248,51 +290,51 @@ impl HistoryActor {
         let taken = batch.len();
         let millis = now_millis().max(self.last_millis);
         self.last_millis = millis;
-        let rows: Vec<NewChat<'_>> = batch
+        let rows: Vec<NewRow<'_>> = batch
             .iter()
-            .map(|w| NewChat {
+            .map(|w| NewRow {
                 room: &w.room,
                 user: &w.user,
-                text: &w.text,
+                change: &w.change,
                 created_at: millis,
             })
             .collect();
         let started = Instant::now();
         let result = self.backend.insert_batch(&rows);
         self.record_health(&result);
-        drop(rows);
         self.metrics
             .store_commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.store_batch_size.observe(batch.len() as f64);
         log::debug!(
-            "group commit of {} messages: {:?}",
+            "group commit of {} changes: {:?}",
             batch.len(),
             result.is_ok()
         );
         let result = match result {
-            Ok(inserted) => {
-                self.metrics.messages_stored.inc_by(inserted.len() as u64);
-                let timestamp = crate::protocol::format_timestamp(millis);
-                reply_in_runs(batch.into_iter().zip(inserted).map(|(write, row)| {
-                    let message = ChatMessage {
-                        id: row.id,
-                        room: write.room,
-                        user: write.user,
-                        text: write.text,
-                        timestamp: if row.created_at == millis {
-                            timestamp.clone()
-                        } else {
-                            crate::protocol::format_timestamp(row.created_at)
-                        },
-                        seq: row.seq,
-                    };
-                    (write.reply, Ok(message), write.admitted)
-                }));
+            Ok(outcomes) => {
+                let answers: Vec<Stored> = rows
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(row, outcome)| answer_of(row, outcome))
+                    .collect();
+                drop(rows);
+                let stored = answers
+                    .iter()
+                    .filter(|a| matches!(a, Stored::New(_)))
+                    .count();
+                self.metrics.messages_stored.inc_by(stored as u64);
+                reply_in_runs(
+                    batch
+                        .into_iter()
+                        .zip(answers)
+                        .map(|(write, answer)| (write.reply, Ok(answer), write.admitted)),
+                );
                 Ok(())
             }
             Err(e) => {
-                log::error!("could not store {} chat messages: {e}", batch.len());
+                drop(rows);
+                log::error!("could not store {} changes: {e}", batch.len());
                 reply_in_runs(
                     batch
                         .into_iter()
@@ -365,40 +407,59 @@ impl Handler<Flush> for HistoryActor {
     }
 }
 
-impl Handler<RecentMessages> for HistoryActor {
-    type Result = Result<Page, StoreError>;
-    fn handle(&mut self, msg: RecentMessages, ctx: &mut Self::Context) -> Self::Result {
+impl Handler<StartRoom> for HistoryActor {
+    type Result = Result<Start, StoreError>;
+    fn handle(&mut self, msg: StartRoom, ctx: &mut Self::Context) -> Self::Result {
         // A failed flush has already told its rooms; the read goes on.
         let _ = self.flush();
         self.nudge_if_queued(ctx);
-        self.backend.messages_before(&msg.room, None, msg.limit)
+        Ok(Start {
+            chats: self.backend.chats_before(&msg.room, None, msg.limit)?,
+            changes: self.backend.newest_changes(&msg.room, msg.limit)?,
+        })
     }
 }
 
-impl Handler<MessagesBefore> for HistoryActor {
+impl Handler<ChatsPage> for HistoryActor {
     type Result = Result<Page, StoreError>;
-    fn handle(&mut self, msg: MessagesBefore, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ChatsPage, _: &mut Self::Context) -> Self::Result {
+        match msg.cursor {
+            Cursor::Before(before) => self.backend.chats_before(&msg.room, before, msg.limit),
+            Cursor::After(after) => self.backend.chats_after(&msg.room, after, msg.limit),
+        }
+    }
+}
+
+impl Handler<ChangesAfter> for HistoryActor {
+    type Result = Result<Page, StoreError>;
+    fn handle(&mut self, msg: ChangesAfter, ctx: &mut Self::Context) -> Self::Result {
         let _ = self.flush();
         self.nudge_if_queued(ctx);
         self.backend
-            .messages_before(&msg.room, msg.before, msg.limit)
+            .changes_after(&msg.room, msg.after, msg.up_to, msg.limit)
     }
 }
 
-impl Handler<MessagesAfter> for HistoryActor {
-    type Result = Result<Page, StoreError>;
-    fn handle(&mut self, msg: MessagesAfter, ctx: &mut Self::Context) -> Self::Result {
-        let _ = self.flush();
-        self.nudge_if_queued(ctx);
-        self.backend
-            .messages_after(&msg.room, msg.after, msg.up_to, msg.limit)
-    }
-}
-
-impl Handler<MessageCount> for HistoryActor {
+impl Handler<ChatCount> for HistoryActor {
     type Result = Result<i64, StoreError>;
-    fn handle(&mut self, msg: MessageCount, _: &mut Self::Context) -> Self::Result {
-        self.backend.count_messages(&msg.room)
+    fn handle(&mut self, msg: ChatCount, _: &mut Self::Context) -> Self::Result {
+        self.backend.count_chats(&msg.room)
+    }
+}
+
+impl Handler<ReadMarker> for HistoryActor {
+    type Result = Result<(MessageId, i64), StoreError>;
+    fn handle(&mut self, msg: ReadMarker, _: &mut Self::Context) -> Self::Result {
+        self.backend.read_marker(&msg.room, &msg.user, msg.up_to)
+    }
+}
+
+impl Handler<SetReadMarker> for HistoryActor {
+    type Result = Result<MessageId, StoreError>;
+    fn handle(&mut self, msg: SetReadMarker, _: &mut Self::Context) -> Self::Result {
+        let result = self.backend.set_read_marker(&msg.room, &msg.user, msg.id);
+        self.record_health(&result);
+        result
     }
 }
 

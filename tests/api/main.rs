@@ -7,6 +7,7 @@ mod chat;
 mod cluster;
 mod database_files;
 mod errors;
+mod features;
 mod frozen;
 mod healthcheck;
 mod helpers;

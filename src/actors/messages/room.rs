@@ -11,6 +11,7 @@ use actix::prelude::*;
 use crate::actors::outbox::Outbox;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
+use crate::history::NewChange;
 use crate::protocol::{MessageId, UserName};
 
 /// From the server, for a session's `JoinRoom`: add a connection to the
@@ -24,6 +25,8 @@ pub(crate) struct AddMember {
     pub outbox: Outbox,
     /// Recover messages with `id > since` instead of the latest ones.
     pub since: Option<MessageId>,
+    /// Told once the joiner has its `history` and `presence`.
+    pub admitted: tokio::sync::oneshot::Sender<()>,
 }
 
 /// From the server, for a session's `LeaveRoom` or `Disconnect`: remove a
@@ -36,20 +39,32 @@ pub(crate) struct RemoveMember {
     pub acknowledge: bool,
 }
 
-/// From a member's session, straight (not through the server): say
-/// something in the room. The session has already validated it and applied
-/// the rate limit.
+/// From a member's session, straight (not through the server): a change
+/// to store, a typing notice or a read marker. The session has already
+/// validated it and applied its rate limits.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Chat {
+pub(crate) struct FromMember {
     pub session: SessionId,
-    pub text: String,
+    pub request: MemberRequest,
     pub reference: Option<String>,
     /// When the session read it, for the delivery latency metric.
     pub received: Instant,
-    /// Its place in the server's backlog, held until the room has handed
-    /// the stored chat to its members.
-    pub admitted: Admitted,
+}
+
+/// What a member asks of its room.
+pub(crate) enum MemberRequest {
+    /// A chat, edit, delete or reaction: stored, then broadcast.
+    Change {
+        change: NewChange,
+        /// Its place in the server's backlog, held until the room has
+        /// handed the stored change to its members.
+        admitted: Admitted,
+    },
+    /// The member is typing: passed on (throttled), never stored.
+    Typing,
+    /// The member's user has read the room up to `id`.
+    Read { id: MessageId },
 }
 
 /// From the server, for the REST API: the room's distinct users, sorted.
@@ -73,7 +88,7 @@ pub(crate) struct StopRoom;
 
 /// From the server, in cluster mode: what the cluster's listener heard
 /// about this room.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub(crate) enum ClusterNews {
     /// Some node committed messages into the room, up to this `seq`.
@@ -82,4 +97,8 @@ pub(crate) enum ClusterNews {
     PresenceChanged,
     /// The listener was down: read whatever was missed.
     Resync,
+    /// A user on another node is typing.
+    Typing { user: UserName },
+    /// A user's read marker moved on another node.
+    Read { user: UserName, id: MessageId },
 }

@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use super::room::Chat;
+use super::room::FromMember;
 use super::session::GoingAway;
 use crate::actors::outbox::Outbox;
 use crate::actors::SessionId;
@@ -28,16 +28,26 @@ pub(crate) struct Disconnect {
 }
 
 /// From a session, for its client's `join`: join a room, starting it if it
-/// is not active. Answers with where to send the room's chat messages; the
-/// room itself sends `history` and `presence`.
+/// is not active. Answers with where to send what the member asks of the
+/// room; the room itself sends `history` and `presence`.
 #[derive(Message)]
-#[rtype(result = "Result<Recipient<Chat>, JoinError>")]
+#[rtype(result = "Result<Joined, JoinError>")]
 pub(crate) struct JoinRoom {
     pub session: SessionId,
     pub user: UserName,
     pub room: RoomName,
     pub since: Option<MessageId>,
     pub outbox: Outbox,
+}
+
+/// The server's yes to a [`JoinRoom`].
+pub(crate) struct Joined {
+    /// Where the member's requests go.
+    pub room: Recipient<FromMember>,
+    /// Fires once the room has sent `history` and `presence` (or dropped
+    /// the join): the session waits for it, so a client's joins are
+    /// answered in the order it sent them.
+    pub admitted: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Why the server refused a [`JoinRoom`].
@@ -119,6 +129,14 @@ pub(crate) enum ClusterEvent {
     Committed { room: RoomName, last_seq: i64 },
     /// Some node's users in `room` changed.
     PresenceChanged { room: RoomName },
+    /// A user on another node is typing in `room`.
+    Typing { room: RoomName, user: UserName },
+    /// A user's read marker in `room` moved on another node.
+    Read {
+        room: RoomName,
+        user: UserName,
+        id: MessageId,
+    },
     /// The listener was down for a while: notifications may have been
     /// missed, so every room reads what it has not seen, and its presence.
     Resync,

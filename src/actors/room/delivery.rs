@@ -20,6 +20,9 @@ use super::members::{Members, Outlet};
 use super::sequence::Sequence;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
+use crate::history::Refusal;
+/// What storage made of a change; re-exported for the fan-out bench.
+pub use crate::history::Stored;
 use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
 
 /// How long a room waits between two deliveries, per member. Each delivery
@@ -33,6 +36,12 @@ pub(crate) const DELIVERY_SPACING_PER_MEMBER: Duration = Duration::from_micros(2
 
 /// What the sender of a chat that could not be stored reads.
 const STORE_FAILED_MESSAGE: &str = "the message could not be stored; try again later";
+
+/// What the sender of a change aimed at a missing chat reads.
+const NOT_FOUND_MESSAGE: &str = "no such message in this room (or it was deleted)";
+
+/// What the sender of an edit or delete of someone else's chat reads.
+const FORBIDDEN_MESSAGE: &str = "only its author may edit or delete a message";
 
 /// A chat handed to storage, waiting for its answer.
 pub struct InFlight {
@@ -53,50 +62,74 @@ pub struct StoredChat {
     message: Option<ChatMessage>,
     /// What every member gets (`None` when the message was not stored).
     shared: Option<ByteString>,
-    /// What the sender gets instead: its copy with its `ref`, or the error.
+    /// What the sender gets instead: its copy with its `ref`, a frame for
+    /// it alone, or the error.
     own: Option<ByteString>,
+    /// The error the sender is told, if it is one.
+    error: Option<ErrorCode>,
 }
 
 impl StoredChat {
-    /// Encodes storage's answer to `chat`: a stored message once for
-    /// everyone, plus the sender's copy when it carries a `ref`; or, when it
-    /// could not be stored, the error for its sender alone. The writer has
-    /// logged why, once for the batch; the client gets no SQLite detail.
-    pub fn answer<E>(chat: InFlight, answer: Result<ChatMessage, E>) -> StoredChat {
+    /// Encodes storage's answer to `chat`: a stored change once for
+    /// everyone, plus the sender's copy when it carries a `ref`; or, when
+    /// nothing was stored, the frame or error for its sender alone. When
+    /// the database failed the writer has logged why, once for the batch;
+    /// the client gets no SQLite detail.
+    pub fn answer<E>(chat: InFlight, answer: Result<Stored, E>) -> StoredChat {
         let InFlight {
             sender,
             reference,
             received,
         } = chat;
+        let alone = |own: ByteString, error: Option<ErrorCode>| StoredChat {
+            sender: Some(sender),
+            received: Some(received),
+            message: None,
+            shared: None,
+            own: Some(own),
+            error,
+        };
+        let error = |code: ErrorCode, message: &str| -> ByteString {
+            ServerFrame::Error {
+                code,
+                message,
+                reference: reference.as_deref(),
+            }
+            .encode()
+            .into()
+        };
         match answer {
             // Everyone's copy is the same bytes, encoded once; the sender's
             // carries its ref.
-            Ok(message) => StoredChat {
+            Ok(Stored::New(message)) => StoredChat {
                 sender: Some(sender),
                 received: Some(received),
-                shared: Some(ServerFrame::chat(&message, None).encode().into()),
-                own: reference.map(|reference| {
-                    ServerFrame::chat(&message, Some(&reference))
+                shared: Some(ServerFrame::change(&message, None).encode().into()),
+                own: reference.as_deref().map(|reference| {
+                    ServerFrame::change(&message, Some(reference))
                         .encode()
                         .into()
                 }),
                 message: Some(message),
+                error: None,
             },
-            Err(_) => StoredChat {
-                sender: Some(sender),
-                received: Some(received),
-                message: None,
-                shared: None,
-                own: Some(
-                    ServerFrame::Error {
-                        code: ErrorCode::StoreFailed,
-                        message: STORE_FAILED_MESSAGE,
-                        reference: reference.as_deref(),
-                    }
+            Ok(Stored::Reply(message)) => alone(
+                ServerFrame::change(&message, reference.as_deref())
                     .encode()
                     .into(),
-                ),
-            },
+                None,
+            ),
+            Ok(Stored::Refused(refusal)) => {
+                let (code, why) = match refusal {
+                    Refusal::NotFound => (ErrorCode::NotFound, NOT_FOUND_MESSAGE),
+                    Refusal::Forbidden => (ErrorCode::Forbidden, FORBIDDEN_MESSAGE),
+                };
+                alone(error(code, why), Some(code))
+            }
+            Err(_) => alone(
+                error(ErrorCode::StoreFailed, STORE_FAILED_MESSAGE),
+                Some(ErrorCode::StoreFailed),
+            ),
         }
     }
 
@@ -105,9 +138,10 @@ impl StoredChat {
         StoredChat {
             sender: None,
             received: None,
-            shared: Some(ServerFrame::chat(&message, None).encode().into()),
+            shared: Some(ServerFrame::change(&message, None).encode().into()),
             own: None,
             message: Some(message),
+            error: None,
         }
     }
 
@@ -128,10 +162,11 @@ impl StoredChat {
 }
 
 /// What [`Delivery::stored`] made of a batch of answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Matched {
-    /// Answers that were errors: their senders get `store_failed`.
-    pub failed: usize,
+    /// Answers that were errors, by code (`store_failed`, `not_found`,
+    /// `forbidden`): their senders are told.
+    pub errors: Vec<ErrorCode>,
     /// Answers with no chat in flight left to match (a bug; dropped).
     pub unmatched: usize,
 }
@@ -220,7 +255,7 @@ impl Delivery {
     /// and `admitted` (their backlog places) with them.
     pub(crate) fn stored<E>(
         &mut self,
-        answers: Vec<Result<ChatMessage, E>>,
+        answers: Vec<Result<Stored, E>>,
         admitted: Admitted,
     ) -> Matched {
         match &mut self.pending_admitted {
@@ -229,7 +264,7 @@ impl Delivery {
         }
         let total = answers.len();
         let mut matched = Matched {
-            failed: 0,
+            errors: Vec::new(),
             unmatched: 0,
         };
         self.pending.reserve(total);
@@ -239,9 +274,7 @@ impl Delivery {
                 break;
             };
             let stored = StoredChat::answer(chat, answer);
-            if stored.message.is_none() {
-                matched.failed += 1;
-            }
+            matched.errors.extend(stored.error);
             match &mut self.sequence {
                 Some(sequence) => sequence.answered(stored),
                 None => self.pending.push(stored),
@@ -341,15 +374,15 @@ mod tests {
     use crate::metrics::Metrics;
     use serde_json::Value;
 
-    fn message(id: i64, text: &str) -> ChatMessage {
-        ChatMessage {
+    fn message(id: i64, text: &str) -> Stored {
+        Stored::New(ChatMessage {
             id,
             room: "general".into(),
             user: "alice".into(),
             text: text.into(),
             timestamp: "2026-11-26T01:00:00.000Z".into(),
-            seq: None,
-        }
+            ..ChatMessage::default()
+        })
     }
 
     fn chat(sender: u64, reference: Option<&str>) -> InFlight {
@@ -417,7 +450,7 @@ mod tests {
         assert_eq!(
             matched,
             Matched {
-                failed: 1,
+                errors: vec![ErrorCode::StoreFailed],
                 unmatched: 0
             }
         );

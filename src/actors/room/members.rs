@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
@@ -37,6 +38,20 @@ impl Outlet for Outbox {
 pub struct Member<O> {
     pub(crate) user: UserName,
     pub outbox: O,
+    /// When its last `typing` was passed on.
+    last_typing: Option<Instant>,
+}
+
+/// How often one connection's `typing` is passed on in one room.
+pub(crate) const TYPING_EVERY: Duration = Duration::from_secs(2);
+
+/// Who gets a frame about one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience<'a> {
+    /// That user's connections (a read marker).
+    User(&'a str),
+    /// Everyone else's (a typing notice).
+    Others(&'a str),
 }
 
 /// The room's connections and, per user, how many of them it has.
@@ -63,7 +78,14 @@ impl<O> Members<O> {
         let count = self.users.entry(user.clone()).or_default();
         *count += 1;
         let first = *count == 1;
-        self.sessions.insert(session, Member { user, outbox });
+        self.sessions.insert(
+            session,
+            Member {
+                user,
+                outbox,
+                last_typing: None,
+            },
+        );
         first
     }
 
@@ -86,6 +108,22 @@ impl<O> Members<O> {
 
     pub fn get(&self, session: SessionId) -> Option<&Member<O>> {
         self.sessions.get(&session)
+    }
+
+    /// The throttle on typing notices: the user of `session` if its
+    /// `typing` is to be passed on at `now` (the first, or the first
+    /// [`TYPING_EVERY`] after the last one passed on); `None` for a
+    /// connection not here or one that typed too recently.
+    pub(crate) fn typing(&mut self, session: SessionId, now: Instant) -> Option<&UserName> {
+        let member = self.sessions.get_mut(&session)?;
+        if member
+            .last_typing
+            .is_some_and(|last| now.saturating_duration_since(last) < TYPING_EVERY)
+        {
+            return None;
+        }
+        member.last_typing = Some(now);
+        Some(&member.user)
     }
 
     /// How many connections the room has.
@@ -122,6 +160,36 @@ impl<O: Outlet> Members<O> {
         let mut overflowed = Vec::new();
         for (session, member) in self.iter() {
             if Some(session) != except && member.outbox.push(frame.clone(), limit).is_err() {
+                overflowed.push(session);
+            }
+        }
+        overflowed
+    }
+
+    /// Pushes `frame` to the members of `audience`, and `own` instead to
+    /// the one connection it names; returns the members whose outbox
+    /// overflowed.
+    pub(crate) fn push_about(
+        &self,
+        audience: Audience<'_>,
+        frame: &ByteString,
+        own: Option<(SessionId, ByteString)>,
+        limit: usize,
+    ) -> Vec<SessionId> {
+        let mut overflowed = Vec::new();
+        for (session, member) in self.iter() {
+            let included = match audience {
+                Audience::User(user) => member.user == user,
+                Audience::Others(user) => member.user != user,
+            };
+            if !included {
+                continue;
+            }
+            let frame = match &own {
+                Some((to, own)) if *to == session => own.clone(),
+                _ => frame.clone(),
+            };
+            if member.outbox.push(frame, limit).is_err() {
                 overflowed.push(session);
             }
         }
@@ -225,5 +293,58 @@ pub(crate) mod tests {
         assert!(a.frames().is_empty(), "the joiner hears no join of its own");
         assert_eq!(b.frames(), [ByteString::from("join")]);
         assert_eq!(c.frames(), [ByteString::from("old")]);
+    }
+
+    #[test]
+    fn typing_is_passed_on_at_most_once_per_connection_every_two_seconds() {
+        let mut members = Members::default();
+        members.insert(SessionId(1), "alice".into(), Queue::default());
+        members.insert(SessionId(2), "alice".into(), Queue::default());
+        let start = Instant::now();
+        let typed = |members: &mut Members<Queue>, session, after: u64| {
+            members
+                .typing(SessionId(session), start + Duration::from_millis(after))
+                .cloned()
+        };
+        assert_eq!(typed(&mut members, 1, 0), Some("alice".into()));
+        assert_eq!(typed(&mut members, 1, 1_999), None, "too soon");
+        assert_eq!(
+            typed(&mut members, 2, 1_000),
+            Some("alice".into()),
+            "per connection: alice's other tab has its own throttle"
+        );
+        assert_eq!(typed(&mut members, 1, 2_000), Some("alice".into()));
+        assert_eq!(typed(&mut members, 9, 0), None, "not a member");
+    }
+
+    #[test]
+    fn frames_about_a_user_reach_that_user_or_everyone_else() {
+        let mut members = Members::default();
+        let queues: Vec<Queue> = (0..3).map(|_| Queue::default()).collect();
+        members.insert(SessionId(1), "alice".into(), queues[0].clone());
+        members.insert(SessionId(2), "alice".into(), queues[1].clone());
+        members.insert(SessionId(3), "bob".into(), queues[2].clone());
+        let (read, own) = (ByteString::from("read"), ByteString::from("read+ref"));
+        members.push_about(
+            Audience::User("alice"),
+            &read,
+            Some((SessionId(1), own.clone())),
+            10,
+        );
+        assert_eq!(queues[0].frames(), [own]);
+        assert_eq!(queues[1].frames(), [read]);
+        assert!(queues[2].frames().is_empty());
+        members.push_about(
+            Audience::Others("bob"),
+            &ByteString::from("typing"),
+            None,
+            10,
+        );
+        assert_eq!(
+            queues[2].frames().len(),
+            0,
+            "bob's own typing is not sent back"
+        );
+        assert_eq!(queues[1].frames().len(), 2);
     }
 }

@@ -33,21 +33,25 @@ use bytestring::ByteString;
 
 use self::delivery::{fan_out, Delivery, InFlight, Next};
 use self::elsewhere::Elsewhere;
-use self::members::Members;
+use self::members::{Audience, Members};
 use self::recent::{HistorySource, Recent};
 use self::sequence::Sequence;
 use super::outbox::Outbox;
 use super::SessionId;
 use crate::actors::messages::room::{
-    AddMember, CatchUp, Chat, ClusterNews, RemoveMember, RoomUsers, StopRoom,
+    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, RemoveMember, RoomUsers, StopRoom,
 };
 use crate::actors::messages::server::MemberDropped;
 use crate::cluster::Cluster;
 use crate::history::{History, MessagesStored, PendingWrite};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_timestamp, now_millis, ChatMessage, ErrorCode, RoomName, ServerFrame, UserName,
+    format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
+    UserName,
 };
+
+/// A user's read marker in a room and the chats unread above it.
+type Marker = (MessageId, i64);
 
 pub(crate) struct RoomActor {
     name: RoomName,
@@ -292,12 +296,17 @@ impl RoomActor {
         .into()
     }
 
-    /// Admits a joiner once its history is known.
-    fn admit(&mut self, join: AddMember, messages: Vec<ChatMessage>, more: bool) {
+    /// Admits a joiner once its history and read marker are known.
+    fn admit(&mut self, mut join: AddMember, messages: Vec<ChatMessage>, more: bool, read: Marker) {
+        let (admitted, _) = tokio::sync::oneshot::channel();
+        // Told on return, whatever happens: the session waits for it.
+        let _admitted = std::mem::replace(&mut join.admitted, admitted);
         let history: ByteString = ServerFrame::History {
             room: &self.name,
             messages: &messages,
             more,
+            last_read: read.0,
+            unread: read.1,
         }
         .encode()
         .into();
@@ -325,6 +334,152 @@ impl RoomActor {
                 self.broadcast(&frame, Some(join.session));
             }
         }
+    }
+
+    /// Sends a frame about `user` to its audience (`own` instead to the
+    /// connection it names), dropping members whose outbox overflowed.
+    fn send_about(
+        &mut self,
+        audience: Audience<'_>,
+        frame: ByteString,
+        own: Option<(SessionId, ByteString)>,
+    ) {
+        let overflowed = self
+            .members
+            .push_about(audience, &frame, own, self.outbox_limit);
+        self.drop_members(overflowed);
+    }
+
+    /// A member is typing: the other users hear it, at most once per
+    /// connection every two seconds; in cluster mode other nodes too.
+    fn typing(&mut self, session: SessionId) {
+        let Some(user) = self.members.typing(session, Instant::now()).cloned() else {
+            return;
+        };
+        self.tell_typing(&user);
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_typing(&self.name, &user);
+        }
+    }
+
+    /// Tells the members who are not `user` that `user` is typing.
+    fn tell_typing(&mut self, user: &UserName) {
+        let frame = ServerFrame::Typing {
+            room: &self.name,
+            user,
+        }
+        .encode()
+        .into();
+        self.send_about(Audience::Others(user), frame, None);
+    }
+
+    /// Tells `user`'s connections here that its read marker is `id`; the
+    /// one that moved it gets its `ref`.
+    fn tell_read(&mut self, user: &UserName, id: MessageId, own: Option<(SessionId, &str)>) {
+        let frame = |reference| -> ByteString {
+            ServerFrame::Read {
+                room: &self.name,
+                id,
+                reference,
+            }
+            .encode()
+            .into()
+        };
+        let own = own.map(|(session, reference)| (session, frame(Some(reference))));
+        self.send_about(Audience::User(user), frame(None), own);
+    }
+
+    /// A member's user read the room up to `id`: stored (only ever
+    /// forward), then every connection of that user is told the marker.
+    fn read(
+        &mut self,
+        session: SessionId,
+        id: MessageId,
+        reference: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(member) = self.members.get(session) else {
+            return;
+        };
+        let last = self.recent.last_id();
+        if id > last {
+            let frame: ByteString = ServerFrame::Error {
+                code: ErrorCode::InvalidField,
+                message: &format!("\"id\" {id} is past the room's last message ({last})"),
+                reference: reference.as_deref(),
+            }
+            .encode()
+            .into();
+            self.metrics.error(ErrorCode::InvalidField);
+            self.send_to(session, frame);
+            return;
+        }
+        let (history, name, user) = (self.history.clone(), self.name.clone(), member.user.clone());
+        let write = async move { history.set_read_marker(&name, &user, id).await };
+        let user = member.user.clone();
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |result, room, _| match result {
+                    Ok(marker) => {
+                        room.tell_read(&user, marker, reference.as_deref().map(|r| (session, r)));
+                        if let Some(cluster) = &room.cluster {
+                            cluster.publish_read(&room.name, &user, marker);
+                        }
+                    }
+                    Err(e) => {
+                        log::error!("room {}: cannot store a read marker: {e}", room.name);
+                        room.metrics.error(ErrorCode::StoreFailed);
+                        let frame: ByteString = ServerFrame::Error {
+                            code: ErrorCode::StoreFailed,
+                            message: "the read marker could not be stored; try again later",
+                            reference: reference.as_deref(),
+                        }
+                        .encode()
+                        .into();
+                        room.send_to(session, frame);
+                    }
+                }),
+        );
+    }
+
+    /// Reads `user`'s marker and unread count up to what the room has
+    /// broadcast, then admits the joiner, the room waiting meanwhile so
+    /// `history` and the live stream still meet exactly.
+    fn read_marker_then_admit(
+        &mut self,
+        join: AddMember,
+        history: Option<(MessageId, Option<MessageId>)>,
+        cached: (Vec<ChatMessage>, bool),
+        ctx: &mut Context<Self>,
+    ) {
+        let (store, name, user) = (self.history.clone(), self.name.clone(), join.user.clone());
+        let (up_to, limit) = (self.recent.last_id(), self.recent.max());
+        let read = async move {
+            let marker = store.read_marker(&name, &user, up_to).await;
+            let page = match history {
+                Some((after, up_to)) => Some(store.after(&name, after, up_to, limit).await),
+                None => None,
+            };
+            (marker, page)
+        };
+        ctx.wait(read.into_actor(self).map(move |(marker, page), room, _| {
+            let marker = marker.unwrap_or_else(|e| {
+                log::error!("room {}: cannot read a read marker: {e}", room.name);
+                (0, 0)
+            });
+            let (messages, more) = match page {
+                None => cached,
+                Some(Ok(page)) => page,
+                Some(Err(e)) => {
+                    log::error!("room {}: cannot read history: {e}", room.name);
+                    // `more: true` tells the client to fetch what it
+                    // missed over REST.
+                    (Vec::new(), true)
+                }
+            };
+            room.admit(join, messages, more, marker);
+        }));
     }
 
     /// Delivers the pending stored chats now if the room has waited long
@@ -380,23 +535,19 @@ impl Actor for RoomActor {
         // Nothing else is handled until the recent history is loaded, so
         // the first joiners get it too.
         let (history, name, limit) = (self.history.clone(), self.name.clone(), self.recent.max());
-        // In cluster mode the newest message is where the room's order
-        // starts, even with MAX_HISTORY=0.
+        // The newest change is where the room's ids (and, in cluster mode,
+        // its order) start, even with MAX_HISTORY=0.
         let clustered = self.cluster.is_some();
-        let read = if clustered { limit.max(1) } else { limit };
-        let load = async move { history.recent(&name, read).await };
+        let load = async move { history.start_room(&name, limit.max(1)).await };
         ctx.wait(
             load.into_actor(self)
                 .map(move |result, room, _| match result {
-                    Ok((mut messages, more)) => {
+                    Ok(start) => {
                         if clustered {
-                            let sequence = Sequence::starting_at(messages.last());
+                            let sequence = Sequence::starting_at(start.changes.0.last());
                             room.delivery = Delivery::in_sequence(sequence);
                         }
-                        let more = more || messages.len() > limit;
-                        let excess = messages.len().saturating_sub(limit);
-                        messages.drain(..excess);
-                        room.recent.loaded(messages, more);
+                        room.recent.loaded(start);
                     }
                     Err(e) => {
                         log::error!("room {}: cannot load history: {e}", room.name);
@@ -428,25 +579,12 @@ impl Handler<AddMember> for RoomActor {
     fn handle(&mut self, join: AddMember, ctx: &mut Self::Context) {
         self.deliver_pending();
         match self.recent.source(join.since) {
-            HistorySource::Cache { messages, more } => self.admit(join, messages, more),
+            HistorySource::Cache { messages, more } => {
+                self.read_marker_then_admit(join, None, (messages, more), ctx)
+            }
+            // Rare: a client recovering more than the cache holds.
             HistorySource::Database { after, up_to } => {
-                // Rare: a client recovering more than the cache holds. The
-                // room waits for the read so the joiner's history and the
-                // live stream meet exactly at `up_to`.
-                let (history, name) = (self.history.clone(), self.name.clone());
-                let limit = self.recent.max();
-                let read = async move { history.after(&name, after, up_to, limit).await };
-                ctx.wait(read.into_actor(self).map(move |result, room, _| {
-                    match result {
-                        Ok((messages, more)) => room.admit(join, messages, more),
-                        Err(e) => {
-                            log::error!("room {}: cannot read history: {e}", room.name);
-                            // `more: true` tells the client to fetch what it
-                            // missed over REST.
-                            room.admit(join, Vec::new(), true)
-                        }
-                    }
-                }));
+                self.read_marker_then_admit(join, Some((after, up_to)), (Vec::new(), true), ctx)
             }
         }
     }
@@ -470,29 +608,35 @@ impl Handler<RemoveMember> for RoomActor {
     }
 }
 
-impl Handler<Chat> for RoomActor {
+impl Handler<FromMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, chat: Chat, _: &mut Self::Context) {
-        let Some(member) = self.members.get(chat.session) else {
+    fn handle(&mut self, asked: FromMember, ctx: &mut Self::Context) {
+        let Some(member) = self.members.get(asked.session) else {
             // The session was dropped as a slow reader and is closing.
             return;
         };
-        let Some(reply) = self.stored_recipient.clone() else {
-            return;
-        };
-        self.history.store(PendingWrite {
-            room: self.name.clone(),
-            user: member.user.clone(),
-            text: chat.text,
-            reply,
-            admitted: chat.admitted,
-        });
-        self.delivery.sent(InFlight {
-            sender: chat.session,
-            reference: chat.reference,
-            received: chat.received,
-        });
+        match asked.request {
+            MemberRequest::Change { change, admitted } => {
+                let Some(reply) = self.stored_recipient.clone() else {
+                    return;
+                };
+                self.history.store(PendingWrite {
+                    room: self.name.clone(),
+                    user: member.user.clone(),
+                    change,
+                    reply,
+                    admitted,
+                });
+                self.delivery.sent(InFlight {
+                    sender: asked.session,
+                    reference: asked.reference,
+                    received: asked.received,
+                });
+            }
+            MemberRequest::Typing => self.typing(asked.session),
+            MemberRequest::Read { id } => self.read(asked.session, id, asked.reference, ctx),
+        }
     }
 }
 
@@ -507,8 +651,9 @@ impl Handler<MessagesStored> for RoomActor {
                 self.name
             );
         }
-        self.metrics
-            .errors_sent(ErrorCode::StoreFailed, matched.failed as u64);
+        for code in matched.errors {
+            self.metrics.error(code);
+        }
         self.schedule_delivery(ctx);
         self.catch_up(ctx);
     }
@@ -526,6 +671,8 @@ impl Handler<ClusterNews> for RoomActor {
                 self.catch_up(ctx);
             }
             ClusterNews::PresenceChanged => self.refresh_elsewhere(ctx),
+            ClusterNews::Typing { user } => self.tell_typing(&user),
+            ClusterNews::Read { user, id } => self.tell_read(&user, id, None),
             ClusterNews::Resync => {
                 if let Some(sequence) = self.delivery.sequence() {
                     sequence.read_to_end();

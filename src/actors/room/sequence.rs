@@ -29,8 +29,9 @@ pub struct Sequence {
     delivered_id: MessageId,
     /// Messages that arrived before a lower `seq` was delivered.
     held: BTreeMap<i64, StoredChat>,
-    /// Answers without a message (`store_failed`), each waiting behind the
-    /// own messages answered before it, so its sender reads them in order.
+    /// Answers without a stored change (an error, a repeated key's
+    /// original, an unchanged reaction), each waiting behind the own
+    /// changes answered before it, so its sender reads them in order.
     errors: Vec<(i64, StoredChat)>,
     /// The highest `seq` committed that this room knows of.
     known: i64,
@@ -216,6 +217,7 @@ mod tests {
             text: format!("seq {seq}"),
             timestamp: "2026-12-01T00:00:00.000Z".into(),
             seq: Some(seq),
+            ..ChatMessage::default()
         }
     }
 
@@ -225,7 +227,7 @@ mod tests {
             reference: Some(format!("r{seq}")),
             received: Instant::now(),
         };
-        StoredChat::answer::<()>(chat, Ok(message(id, seq)))
+        StoredChat::answer::<()>(chat, Ok(crate::history::Stored::New(message(id, seq))))
     }
 
     fn failed() -> StoredChat {

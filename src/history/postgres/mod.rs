@@ -15,7 +15,7 @@
 
 mod schema;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +25,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::backend::{Backend, Inserted, NewChat};
+use super::backend::{Backend, Inserted, NewChange, NewRow, Outcome, KEY_WINDOW_MS};
+use super::rows::{self, NewColumns, Row};
+use super::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
 use super::{Page, StoreError};
 use crate::metrics::Metrics;
-use crate::protocol::{format_timestamp, ChatMessage, MessageId};
-use schema::{messages, write_check};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId};
+use schema::{messages, reactions, read_markers, write_check};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -112,17 +114,34 @@ struct StoredMessage {
     user_name: String,
     text: String,
     created_at: i64,
+    kind: String,
+    target: Option<i64>,
+    reply_to: Option<i64>,
+    emoji: Option<String>,
+    reaction_on: Option<bool>,
+    idempotency_key: Option<String>,
+    edited_text: Option<String>,
+    edited_at: Option<i64>,
+    deleted: bool,
 }
 
-impl From<StoredMessage> for ChatMessage {
+impl From<StoredMessage> for Row {
     fn from(row: StoredMessage) -> Self {
-        ChatMessage {
+        Row {
             id: row.id,
             room: row.room,
-            user: row.user_name,
-            text: row.text,
-            timestamp: format_timestamp(row.created_at),
             seq: Some(row.seq),
+            user_name: row.user_name,
+            text: row.text,
+            created_at: row.created_at,
+            kind: row.kind,
+            target: row.target,
+            reply_to: row.reply_to,
+            emoji: row.emoji,
+            reaction_on: row.reaction_on,
+            edited_text: row.edited_text,
+            edited_at: row.edited_at,
+            deleted: row.deleted,
         }
     }
 }
@@ -135,6 +154,18 @@ struct NewMessage<'a> {
     user_name: &'a str,
     text: &'a str,
     created_at: i64,
+    kind: &'a str,
+    target: Option<i64>,
+    reply_to: Option<i64>,
+    emoji: Option<&'a str>,
+    reaction_on: Option<bool>,
+    idempotency_key: Option<&'a str>,
+}
+
+#[derive(QueryableByName)]
+struct MarkerRow {
+    #[diesel(sql_type = BigInt)]
+    last_read: i64,
 }
 
 #[derive(QueryableByName)]
@@ -210,14 +241,16 @@ impl PostgresBackend {
 }
 
 /// The batch's transaction: each room's turn (its row locked, its seqs
-/// reserved), the rows, and one notification per room.
+/// reserved), the decisions on what may be stored (made under those locks,
+/// so they see every other node's commits), the rows and their effects,
+/// and one notification per room.
 fn insert_batch(
     conn: &mut PgConnection,
-    batch: &[NewChat<'_>],
-) -> Result<(Vec<Inserted>, usize), StoreError> {
+    batch: &[NewRow<'_>],
+) -> Result<(Vec<Outcome>, usize), StoreError> {
     let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-    for chat in batch {
-        *counts.entry(chat.room).or_default() += 1;
+    for row in batch {
+        *counts.entry(row.room).or_default() += 1;
     }
     conn.transaction::<_, StoreError, _>(|conn| {
         // Every room's turn in one statement, taken in name order (the
@@ -237,8 +270,26 @@ fn insert_batch(
         .bind::<Array<BigInt>, _>(&ns)
         .bind::<BigInt, _>(batch[0].created_at)
         .load(conn)?;
+        // Decided under the rooms' locks. A plain batch reads nothing.
+        let wanted = rules::wanted(batch);
+        let verdicts = if wanted.is_empty() {
+            vec![Verdict::Store; batch.len()]
+        } else {
+            let since = batch[0].created_at - KEY_WINDOW_MS;
+            let mut known = load_known(conn, &wanted, since)?;
+            rules::judge(batch, &mut known)
+        };
+        // What each room stores: its seqs were reserved for every change
+        // of the batch, and those not stored are given back below.
+        let mut stored: HashMap<&str, i64> = HashMap::new();
+        for (row, verdict) in batch.iter().zip(&verdicts) {
+            if *verdict == Verdict::Store {
+                *stored.entry(row.room).or_default() += 1;
+            }
+        }
         // (next seq to give, last seq, the timestamp), by room
         let mut turns: HashMap<&str, (i64, i64, i64)> = HashMap::new();
+        let mut unused: Vec<(&str, i64)> = Vec::new();
         for turn in &taken {
             let Some((&room, &n)) = counts.get_key_value(turn.name.as_str()) else {
                 return Err(StoreError::Query(format!(
@@ -246,67 +297,266 @@ fn insert_batch(
                     turn.name
                 )));
             };
-            turns.insert(
-                room,
-                (turn.last_seq - n + 1, turn.last_seq, turn.last_millis),
-            );
+            let used = stored.get(room).copied().unwrap_or(0);
+            if used < n {
+                unused.push((room, n - used));
+            }
+            let first = turn.last_seq - n + 1;
+            turns.insert(room, (first, first + used - 1, turn.last_millis));
+        }
+        if !unused.is_empty() {
+            let (names, ns): (Vec<&str>, Vec<i64>) = unused.into_iter().unzip();
+            diesel::sql_query(
+                "UPDATE rooms SET last_seq = rooms.last_seq - t.n \
+                 FROM unnest($1::text[], $2::bigint[]) AS t(name, n) \
+                 WHERE rooms.name = t.name",
+            )
+            .bind::<Array<Text>, _>(&names)
+            .bind::<Array<BigInt>, _>(&ns)
+            .execute(conn)?;
         }
         let mut rows: Vec<NewMessage<'_>> = Vec::with_capacity(batch.len());
-        for chat in batch {
-            let Some(turn) = turns.get_mut(chat.room) else {
-                return Err(StoreError::Query(format!("room {} has no turn", chat.room)));
+        for (row, verdict) in batch.iter().zip(&verdicts) {
+            if *verdict != Verdict::Store {
+                continue;
+            }
+            let Some(turn) = turns.get_mut(row.room) else {
+                return Err(StoreError::Query(format!("room {} has no turn", row.room)));
             };
+            let columns = NewColumns::of(row.change);
             rows.push(NewMessage {
-                room: chat.room,
+                room: row.room,
                 seq: turn.0,
-                user_name: chat.user,
-                text: chat.text,
+                user_name: row.user,
+                text: columns.text,
                 created_at: turn.2,
+                kind: columns.kind,
+                target: columns.target,
+                reply_to: columns.reply_to,
+                emoji: columns.emoji,
+                reaction_on: columns.reaction_on,
+                idempotency_key: columns.idempotency_key,
             });
             turn.0 += 1;
         }
-        let ids: Vec<(String, i64, i64)> = diesel::insert_into(messages::table)
-            .values(&rows)
-            .returning((messages::room, messages::seq, messages::id))
-            .get_results(conn)?;
+        let ids: Vec<(String, i64, i64)> = if rows.is_empty() {
+            Vec::new()
+        } else {
+            diesel::insert_into(messages::table)
+                .values(&rows)
+                .returning((messages::room, messages::seq, messages::id))
+                .get_results(conn)?
+        };
         let ids: HashMap<(String, i64), i64> = ids
             .into_iter()
             .map(|(room, seq, id)| ((room, seq), id))
             .collect();
-        // One statement for every room's notification.
+        for (row, verdict) in batch.iter().zip(&verdicts) {
+            if *verdict == Verdict::Store {
+                apply(conn, row)?;
+            }
+        }
+        // One statement for every room's notification (rooms where nothing
+        // was stored have nothing to tell).
         let payloads: Vec<String> = turns
             .iter()
+            .filter(|(room, _)| stored.contains_key(*room))
             .map(|(room, &(_, last_seq, _))| notification_payload(room, last_seq))
             .collect();
-        diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-            .bind::<Text, _>(MESSAGES_CHANNEL)
-            .bind::<Array<Text>, _>(&payloads)
-            .execute(conn)?;
-        let inserted = rows
-            .iter()
-            .map(|row| {
-                let id = ids
-                    .get(&(row.room.to_string(), row.seq))
-                    .copied()
-                    .ok_or_else(|| {
-                        StoreError::Query(format!(
-                            "the insert did not return message {} of room {}",
-                            row.seq, row.room
-                        ))
-                    })?;
-                Ok(Inserted {
-                    id,
-                    seq: Some(row.seq),
-                    created_at: row.created_at,
-                })
+        if !payloads.is_empty() {
+            diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+                .bind::<Text, _>(MESSAGES_CHANNEL)
+                .bind::<Array<Text>, _>(&payloads)
+                .execute(conn)?;
+        }
+        let mut inserted = rows.iter().map(|row| {
+            let id = ids
+                .get(&(row.room.to_string(), row.seq))
+                .copied()
+                .ok_or_else(|| {
+                    StoreError::Query(format!(
+                        "the insert did not return message {} of room {}",
+                        row.seq, row.room
+                    ))
+                })?;
+            Ok::<_, StoreError>(Inserted {
+                id,
+                seq: Some(row.seq),
+                created_at: row.created_at,
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((inserted, turns.len()))
+        });
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        for verdict in verdicts {
+            let outcome = match verdict {
+                Verdict::Store => match inserted.next() {
+                    Some(row) => Outcome::Stored(row?),
+                    None => {
+                        return Err(StoreError::Query("fewer rows inserted than stored".into()))
+                    }
+                },
+                Verdict::Refuse(refusal) => Outcome::Refused(refusal),
+                Verdict::Repeat(original) => Outcome::Repeat(*original),
+                Verdict::RepeatOfRow(position) => rows::repeat_of(batch, &outcomes, position)?,
+                Verdict::Unchanged { on } => Outcome::Unchanged { on },
+            };
+            outcomes.push(outcome);
+        }
+        Ok((outcomes, payloads.len()))
     })
 }
 
+/// What a stored change does to the chat it is about.
+fn apply(conn: &mut PgConnection, row: &NewRow<'_>) -> Result<(), StoreError> {
+    match row.change {
+        NewChange::Chat { .. } => {}
+        NewChange::Edit { target, text } => {
+            diesel::update(messages::table.find(target))
+                .set((
+                    messages::edited_text.eq(text),
+                    messages::edited_at.eq(row.created_at),
+                ))
+                .execute(conn)?;
+        }
+        NewChange::Delete { target } => {
+            diesel::update(messages::table.find(target))
+                .set((
+                    messages::deleted.eq(true),
+                    messages::text.eq(""),
+                    messages::edited_text.eq(None::<String>),
+                    messages::edited_at.eq(None::<i64>),
+                ))
+                .execute(conn)?;
+            diesel::update(messages::table.filter(messages::target.eq(target)))
+                .filter(messages::kind.eq(ChangeKind::Edit.as_str()))
+                .set(messages::text.eq(""))
+                .execute(conn)?;
+            diesel::delete(reactions::table.filter(reactions::message_id.eq(target)))
+                .execute(conn)?;
+        }
+        NewChange::React { target, emoji, on } => {
+            if *on {
+                diesel::insert_into(reactions::table)
+                    .values((
+                        reactions::message_id.eq(target),
+                        reactions::emoji.eq(emoji),
+                        reactions::user_name.eq(row.user),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            } else {
+                diesel::delete(
+                    reactions::table
+                        .filter(reactions::message_id.eq(target))
+                        .filter(reactions::emoji.eq(emoji))
+                        .filter(reactions::user_name.eq(row.user)),
+                )
+                .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the rules need of what a batch refers to; keys only of chats
+/// stored at or after `since`.
+fn load_known(conn: &mut PgConnection, wanted: &Wanted, since: i64) -> Result<Known, StoreError> {
+    let mut known = Known::default();
+    if !wanted.ids.is_empty() {
+        let targets: Vec<(MessageId, String, String, String, bool)> = messages::table
+            .filter(messages::id.eq_any(&wanted.ids))
+            .select((
+                messages::id,
+                messages::room,
+                messages::user_name,
+                messages::kind,
+                messages::deleted,
+            ))
+            .load(conn)?;
+        for (id, room, user, kind, deleted) in targets {
+            let kind = ChangeKind::parse(&kind);
+            known.targets.insert(
+                id,
+                Target {
+                    room,
+                    user,
+                    kind,
+                    deleted,
+                },
+            );
+        }
+    }
+    if !wanted.keys.is_empty() {
+        let rooms: Vec<&str> = wanted.keys.iter().map(|k| k.0.as_str()).collect();
+        let users: Vec<&str> = wanted.keys.iter().map(|k| k.1.as_str()).collect();
+        let keys: Vec<&str> = wanted.keys.iter().map(|k| k.2.as_str()).collect();
+        let found = messages::table
+            .filter(messages::room.eq_any(&rooms))
+            .filter(messages::user_name.eq_any(&users))
+            .filter(messages::idempotency_key.eq_any(&keys))
+            .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+            .filter(messages::created_at.ge(since))
+            .order(messages::id.asc())
+            .select(StoredMessage::as_select())
+            .load(conn)?;
+        rules::remember_keys(
+            &mut known,
+            wanted,
+            found.into_iter().map(|row| {
+                let key = row.idempotency_key.clone();
+                (key, Row::from(row).broadcast())
+            }),
+        );
+    }
+    if !wanted.reactions.is_empty() {
+        let ids: Vec<MessageId> = wanted.reactions.iter().map(|r| r.0).collect();
+        let users: Vec<&str> = wanted.reactions.iter().map(|r| r.1.as_str()).collect();
+        let on: Vec<(MessageId, String, String)> = reactions::table
+            .filter(reactions::message_id.eq_any(&ids))
+            .filter(reactions::user_name.eq_any(&users))
+            .select((
+                reactions::message_id,
+                reactions::user_name,
+                reactions::emoji,
+            ))
+            .load(conn)?;
+        let wanted_set: HashSet<&ReactionOf> = wanted.reactions.iter().collect();
+        known
+            .reactions
+            .extend(on.into_iter().filter(|r| wanted_set.contains(r)));
+    }
+    Ok(known)
+}
+
+/// Puts each chat's reactions on it.
+fn add_reactions(conn: &mut PgConnection, chats: &mut [ChatMessage]) -> Result<(), StoreError> {
+    if chats.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<(MessageId, String, String)> = reactions::table
+        .filter(reactions::message_id.eq_any(rows::ids(chats)))
+        .select((
+            reactions::message_id,
+            reactions::emoji,
+            reactions::user_name,
+        ))
+        .load(conn)?;
+    rows::with_reactions(chats, found);
+    Ok(())
+}
+
+/// A page of rows, oldest first, cut to `limit`, and whether there were
+/// more (`found` holds up to `limit + 1`; `newest_first` when read so).
+fn page_of(mut found: Vec<StoredMessage>, limit: usize, newest_first: bool) -> (Vec<Row>, bool) {
+    let more = found.len() > limit;
+    found.truncate(limit);
+    if newest_first {
+        found.reverse();
+    }
+    (found.into_iter().map(Row::from).collect(), more)
+}
+
 impl Backend for PostgresBackend {
-    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<Inserted>, StoreError> {
+    fn insert_batch(&mut self, batch: &[NewRow<'_>]) -> Result<Vec<Outcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -317,7 +567,7 @@ impl Backend for PostgresBackend {
         Ok(inserted)
     }
 
-    fn messages_before(
+    fn chats_before(
         &mut self,
         room: &str,
         before: Option<MessageId>,
@@ -326,6 +576,7 @@ impl Backend for PostgresBackend {
         self.read(|conn| {
             let mut query = messages::table
                 .filter(messages::room.eq(room))
+                .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
                 .order(messages::id.desc())
                 .limit(limit as i64 + 1)
                 .select(StoredMessage::as_select())
@@ -333,15 +584,49 @@ impl Backend for PostgresBackend {
             if let Some(before) = before {
                 query = query.filter(messages::id.lt(before));
             }
-            let mut rows = query.load(conn)?;
-            let more = rows.len() > limit;
-            rows.truncate(limit);
-            rows.reverse();
-            Ok((rows.into_iter().map(ChatMessage::from).collect(), more))
+            let (found, more) = page_of(query.load(conn)?, limit, true);
+            let mut chats: Vec<ChatMessage> = found.into_iter().map(Row::current).collect();
+            add_reactions(conn, &mut chats)?;
+            Ok((chats, more))
         })
     }
 
-    fn messages_after(
+    fn chats_after(
+        &mut self,
+        room: &str,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.read(|conn| {
+            let found = messages::table
+                .filter(messages::room.eq(room))
+                .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+                .filter(messages::id.gt(after))
+                .order(messages::id.asc())
+                .limit(limit as i64 + 1)
+                .select(StoredMessage::as_select())
+                .load(conn)?;
+            let (found, more) = page_of(found, limit, false);
+            let mut chats: Vec<ChatMessage> = found.into_iter().map(Row::current).collect();
+            add_reactions(conn, &mut chats)?;
+            Ok((chats, more))
+        })
+    }
+
+    fn newest_changes(&mut self, room: &str, limit: usize) -> Result<Page, StoreError> {
+        self.read(|conn| {
+            let found = messages::table
+                .filter(messages::room.eq(room))
+                .order(messages::id.desc())
+                .limit(limit as i64 + 1)
+                .select(StoredMessage::as_select())
+                .load(conn)?;
+            let (found, more) = page_of(found, limit, true);
+            Ok((found.into_iter().map(Row::broadcast).collect(), more))
+        })
+    }
+
+    fn changes_after(
         &mut self,
         room: &str,
         after: MessageId,
@@ -359,19 +644,67 @@ impl Backend for PostgresBackend {
             if let Some(up_to) = up_to {
                 query = query.filter(messages::id.le(up_to));
             }
-            let mut rows = query.load(conn)?;
-            let more = rows.len() > limit;
-            rows.truncate(limit);
-            Ok((rows.into_iter().map(ChatMessage::from).collect(), more))
+            let (found, more) = page_of(query.load(conn)?, limit, false);
+            Ok((found.into_iter().map(Row::broadcast).collect(), more))
         })
     }
 
-    fn count_messages(&mut self, room: &str) -> Result<i64, StoreError> {
+    fn count_chats(&mut self, room: &str) -> Result<i64, StoreError> {
         self.read(|conn| {
             Ok(messages::table
                 .filter(messages::room.eq(room))
+                .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
                 .count()
                 .get_result(conn)?)
+        })
+    }
+
+    fn read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        up_to: MessageId,
+    ) -> Result<(MessageId, i64), StoreError> {
+        self.read(|conn| {
+            let marker = read_markers::table
+                .find((room, user))
+                .select(read_markers::last_read)
+                .first::<MessageId>(conn)
+                .optional()?
+                .unwrap_or(0);
+            let unread = messages::table
+                .filter(messages::room.eq(room))
+                .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+                .filter(messages::id.gt(marker))
+                .filter(messages::id.le(up_to))
+                .filter(messages::deleted.eq(false))
+                .count()
+                .get_result(conn)?;
+            Ok((marker, unread))
+        })
+    }
+
+    fn set_read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<MessageId, StoreError> {
+        self.with_conn(|conn| {
+            let stored: Vec<MarkerRow> = diesel::sql_query(
+                "INSERT INTO read_markers (room, user_name, last_read) VALUES ($1, $2, $3) \
+                 ON CONFLICT (room, user_name) DO UPDATE SET \
+                 last_read = GREATEST(read_markers.last_read, EXCLUDED.last_read) \
+                 RETURNING last_read",
+            )
+            .bind::<Text, _>(room)
+            .bind::<Text, _>(user)
+            .bind::<BigInt, _>(id)
+            .load(conn)?;
+            stored
+                .first()
+                .map(|m| m.last_read)
+                .ok_or_else(|| StoreError::Query("the read marker upsert returned nothing".into()))
         })
     }
 

@@ -10,6 +10,31 @@ diesel::table! {
         user_name -> Text,
         text -> Text,
         created_at -> BigInt,
+        kind -> Text,
+        target -> Nullable<BigInt>,
+        reply_to -> Nullable<BigInt>,
+        emoji -> Nullable<Text>,
+        reaction_on -> Nullable<Bool>,
+        idempotency_key -> Nullable<Text>,
+        edited_text -> Nullable<Text>,
+        edited_at -> Nullable<BigInt>,
+        deleted -> Bool,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, emoji, user_name) {
+        message_id -> BigInt,
+        emoji -> Text,
+        user_name -> Text,
+    }
+}
+
+diesel::table! {
+    read_markers (room, user_name) {
+        room -> Text,
+        user_name -> Text,
+        last_read -> BigInt,
     }
 }
 
@@ -20,4 +45,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(messages, write_check,);
+diesel::allow_tables_to_appear_in_same_query!(messages, reactions, read_markers, write_check,);

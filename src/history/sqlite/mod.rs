@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 
 use diesel::sqlite::SqliteConnection;
 
-use super::backend::{Backend, Inserted, NewChat};
+use super::backend::{Backend, NewRow, Outcome};
 use super::{Page, StoreError};
 use crate::protocol::MessageId;
 use files::{DbFiles, Snapshot};
-use models::NewMessage;
 
 /// Opens (creating when missing) the database at `path`, brings its schema
 /// up to date and leaves the schema in the file itself. Run once at start,
@@ -157,49 +156,62 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn insert_batch(&mut self, batch: &[NewChat<'_>]) -> Result<Vec<Inserted>, StoreError> {
-        let rows: Vec<NewMessage<'_>> = batch
-            .iter()
-            .map(|chat| NewMessage {
-                room: chat.room,
-                user_name: chat.user,
-                text: chat.text,
-                created_at: chat.created_at,
-            })
-            .collect();
-        let ids = self.with_conn(|conn| queries::insert_batch(conn, &rows))?;
-        Ok(ids
-            .into_iter()
-            .zip(batch)
-            .map(|(id, chat)| Inserted {
-                id,
-                seq: None,
-                created_at: chat.created_at,
-            })
-            .collect())
+    fn insert_batch(&mut self, batch: &[NewRow<'_>]) -> Result<Vec<Outcome>, StoreError> {
+        self.with_conn(|conn| queries::insert_batch(conn, batch))
     }
 
-    fn messages_before(
+    fn chats_before(
         &mut self,
         room: &str,
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.with_conn(|conn| queries::messages_before(conn, room, before, limit))
+        self.with_conn(|conn| queries::chats_before(conn, room, before, limit))
     }
 
-    fn messages_after(
+    fn chats_after(
+        &mut self,
+        room: &str,
+        after: MessageId,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.with_conn(|conn| queries::chats_after(conn, room, after, limit))
+    }
+
+    fn newest_changes(&mut self, room: &str, limit: usize) -> Result<Page, StoreError> {
+        self.with_conn(|conn| queries::newest_changes(conn, room, limit))
+    }
+
+    fn changes_after(
         &mut self,
         room: &str,
         after: MessageId,
         up_to: Option<MessageId>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        self.with_conn(|conn| queries::messages_after(conn, room, after, up_to, limit))
+        self.with_conn(|conn| queries::changes_after(conn, room, after, up_to, limit))
     }
 
-    fn count_messages(&mut self, room: &str) -> Result<i64, StoreError> {
-        self.with_conn(|conn| queries::count_messages(conn, room))
+    fn count_chats(&mut self, room: &str) -> Result<i64, StoreError> {
+        self.with_conn(|conn| queries::count_chats(conn, room))
+    }
+
+    fn read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        up_to: MessageId,
+    ) -> Result<(MessageId, i64), StoreError> {
+        self.with_conn(|conn| queries::read_marker(conn, room, user, up_to))
+    }
+
+    fn set_read_marker(
+        &mut self,
+        room: &str,
+        user: &str,
+        id: MessageId,
+    ) -> Result<MessageId, StoreError> {
+        self.with_conn(|conn| queries::set_read_marker(conn, room, user, id))
     }
 
     fn check_write(&mut self, millis: i64) -> Result<(), StoreError> {

@@ -1,9 +1,9 @@
-//! Rows of the `messages` table: what diesel reads and what it inserts.
+//! Rows of the SQLite tables: what diesel reads and what it inserts.
 
 use diesel::prelude::*;
 
 use super::schema::messages;
-use crate::protocol::{format_timestamp, ChatMessage};
+use crate::history::rows::Row;
 
 /// A stored row, as read back.
 #[derive(Debug, Queryable, Selectable)]
@@ -16,6 +16,15 @@ pub struct StoredMessage {
     pub text: String,
     /// Milliseconds since the Unix epoch, UTC.
     pub created_at: i64,
+    pub kind: String,
+    pub target: Option<i64>,
+    pub reply_to: Option<i64>,
+    pub emoji: Option<String>,
+    pub reaction_on: Option<bool>,
+    pub idempotency_key: Option<String>,
+    pub edited_text: Option<String>,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
 }
 
 /// A row to insert; borrowed from the worker's batch.
@@ -26,17 +35,31 @@ pub struct NewMessage<'a> {
     pub user_name: &'a str,
     pub text: &'a str,
     pub created_at: i64,
+    pub kind: &'a str,
+    pub target: Option<i64>,
+    pub reply_to: Option<i64>,
+    pub emoji: Option<&'a str>,
+    pub reaction_on: Option<bool>,
+    pub idempotency_key: Option<&'a str>,
 }
 
-impl From<StoredMessage> for ChatMessage {
+impl From<StoredMessage> for Row {
     fn from(row: StoredMessage) -> Self {
-        ChatMessage {
+        Row {
             id: row.id,
             room: row.room,
-            user: row.user_name,
-            text: row.text,
-            timestamp: format_timestamp(row.created_at),
             seq: None,
+            user_name: row.user_name,
+            text: row.text,
+            created_at: row.created_at,
+            kind: row.kind,
+            target: row.target,
+            reply_to: row.reply_to,
+            emoji: row.emoji,
+            reaction_on: row.reaction_on,
+            edited_text: row.edited_text,
+            edited_at: row.edited_at,
+            deleted: row.deleted,
         }
     }
 }

@@ -12,9 +12,12 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::models::{NewMessage, StoredMessage};
-use super::schema::{messages, write_check};
-use crate::history::StoreError;
-use crate::protocol::{ChatMessage, MessageId};
+use super::schema::{messages, reactions, read_markers, write_check};
+use crate::history::backend::{Inserted, NewChange, NewRow, Outcome, KEY_WINDOW_MS};
+use crate::history::rows::{self, NewColumns, Row};
+use crate::history::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
+use crate::history::{Page, StoreError};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -149,37 +152,212 @@ pub fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Migration(e.to_string()))
 }
 
-/// Inserts `batch` in one transaction, in order, and returns the new ids in
-/// the same order. One transaction means one fsync for the whole batch: this
-/// is what makes group commit cheap.
+/// Decides on and inserts `batch` in one transaction, in order (see
+/// [`rules`]), and returns what became of each change. One transaction
+/// means one fsync for the whole batch: this is what makes group commit
+/// cheap. A batch of plain chats reads nothing first.
 pub fn insert_batch(
     conn: &mut SqliteConnection,
-    batch: &[NewMessage<'_>],
-) -> Result<Vec<MessageId>, StoreError> {
-    let ids = conn.immediate_transaction(|conn| {
-        batch
-            .iter()
-            .map(|new| {
-                diesel::insert_into(messages::table)
-                    .values(new)
-                    .returning(messages::id)
-                    .get_result::<MessageId>(conn)
-            })
-            .collect::<Result<Vec<MessageId>, diesel::result::Error>>()
-    })?;
-    Ok(ids)
+    batch: &[NewRow<'_>],
+) -> Result<Vec<Outcome>, StoreError> {
+    conn.immediate_transaction::<_, StoreError, _>(|conn| {
+        let wanted = rules::wanted(batch);
+        let mut known = if wanted.is_empty() {
+            Known::default()
+        } else {
+            let since = batch[0].created_at - KEY_WINDOW_MS;
+            load_known(conn, &wanted, since)?
+        };
+        let verdicts = rules::judge(batch, &mut known);
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        for (row, verdict) in batch.iter().zip(verdicts) {
+            let outcome = match verdict {
+                Verdict::Store => Outcome::Stored(store(conn, row)?),
+                Verdict::Refuse(refusal) => Outcome::Refused(refusal),
+                Verdict::Repeat(original) => Outcome::Repeat(*original),
+                Verdict::RepeatOfRow(position) => rows::repeat_of(batch, &outcomes, position)?,
+                Verdict::Unchanged { on } => Outcome::Unchanged { on },
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    })
 }
 
-/// The newest `limit` messages of `room` with `id < before` (any id when
-/// `None`), oldest first, and whether older ones exist.
-pub fn messages_before(
+/// Inserts one change and applies it to the chat it is about.
+fn store(conn: &mut SqliteConnection, row: &NewRow<'_>) -> Result<Inserted, StoreError> {
+    let columns = NewColumns::of(row.change);
+    let id = diesel::insert_into(messages::table)
+        .values(NewMessage {
+            room: row.room,
+            user_name: row.user,
+            text: columns.text,
+            created_at: row.created_at,
+            kind: columns.kind,
+            target: columns.target,
+            reply_to: columns.reply_to,
+            emoji: columns.emoji,
+            reaction_on: columns.reaction_on,
+            idempotency_key: columns.idempotency_key,
+        })
+        .returning(messages::id)
+        .get_result::<MessageId>(conn)?;
+    match row.change {
+        NewChange::Chat { .. } => {}
+        NewChange::Edit { target, text } => {
+            diesel::update(messages::table.find(target))
+                .set((
+                    messages::edited_text.eq(text),
+                    messages::edited_at.eq(row.created_at),
+                ))
+                .execute(conn)?;
+        }
+        NewChange::Delete { target } => {
+            diesel::update(messages::table.find(target))
+                .set((
+                    messages::deleted.eq(true),
+                    messages::text.eq(""),
+                    messages::edited_text.eq(None::<String>),
+                    messages::edited_at.eq(None::<i64>),
+                ))
+                .execute(conn)?;
+            diesel::update(messages::table.filter(messages::target.eq(target)))
+                .filter(messages::kind.eq(ChangeKind::Edit.as_str()))
+                .set(messages::text.eq(""))
+                .execute(conn)?;
+            diesel::delete(reactions::table.filter(reactions::message_id.eq(target)))
+                .execute(conn)?;
+        }
+        NewChange::React { target, emoji, on } => {
+            if *on {
+                diesel::insert_or_ignore_into(reactions::table)
+                    .values((
+                        reactions::message_id.eq(target),
+                        reactions::emoji.eq(emoji),
+                        reactions::user_name.eq(row.user),
+                    ))
+                    .execute(conn)?;
+            } else {
+                diesel::delete(
+                    reactions::table
+                        .filter(reactions::message_id.eq(target))
+                        .filter(reactions::emoji.eq(emoji))
+                        .filter(reactions::user_name.eq(row.user)),
+                )
+                .execute(conn)?;
+            }
+        }
+    }
+    Ok(Inserted {
+        id,
+        seq: None,
+        created_at: row.created_at,
+    })
+}
+
+/// Reads what the rules need of what a batch refers to; keys only of chats
+/// stored at or after `since`.
+fn load_known(
+    conn: &mut SqliteConnection,
+    wanted: &Wanted,
+    since: i64,
+) -> Result<Known, StoreError> {
+    let mut known = Known::default();
+    if !wanted.ids.is_empty() {
+        let targets: Vec<(MessageId, String, String, String, bool)> = messages::table
+            .filter(messages::id.eq_any(&wanted.ids))
+            .select((
+                messages::id,
+                messages::room,
+                messages::user_name,
+                messages::kind,
+                messages::deleted,
+            ))
+            .load(conn)?;
+        for (id, room, user, kind, deleted) in targets {
+            let kind = ChangeKind::parse(&kind);
+            known.targets.insert(
+                id,
+                Target {
+                    room,
+                    user,
+                    kind,
+                    deleted,
+                },
+            );
+        }
+    }
+    if !wanted.keys.is_empty() {
+        let rooms: Vec<&str> = wanted.keys.iter().map(|k| k.0.as_str()).collect();
+        let users: Vec<&str> = wanted.keys.iter().map(|k| k.1.as_str()).collect();
+        let keys: Vec<&str> = wanted.keys.iter().map(|k| k.2.as_str()).collect();
+        let found = messages::table
+            .filter(messages::room.eq_any(&rooms))
+            .filter(messages::user_name.eq_any(&users))
+            .filter(messages::idempotency_key.eq_any(&keys))
+            .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+            .filter(messages::created_at.ge(since))
+            .order(messages::id.asc())
+            .select(StoredMessage::as_select())
+            .load(conn)?;
+        rules::remember_keys(
+            &mut known,
+            wanted,
+            found.into_iter().map(|row| {
+                let key = row.idempotency_key.clone();
+                (key, Row::from(row).broadcast())
+            }),
+        );
+    }
+    if !wanted.reactions.is_empty() {
+        let ids: Vec<MessageId> = wanted.reactions.iter().map(|r| r.0).collect();
+        let users: Vec<&str> = wanted.reactions.iter().map(|r| r.1.as_str()).collect();
+        let on: Vec<(MessageId, String, String)> = reactions::table
+            .filter(reactions::message_id.eq_any(&ids))
+            .filter(reactions::user_name.eq_any(&users))
+            .select((
+                reactions::message_id,
+                reactions::user_name,
+                reactions::emoji,
+            ))
+            .load(conn)?;
+        let wanted_set: std::collections::HashSet<&ReactionOf> = wanted.reactions.iter().collect();
+        known
+            .reactions
+            .extend(on.into_iter().filter(|r| wanted_set.contains(r)));
+    }
+    Ok(known)
+}
+
+/// Puts each chat's reactions on it.
+fn add_reactions(conn: &mut SqliteConnection, chats: &mut [ChatMessage]) -> Result<(), StoreError> {
+    if chats.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<(MessageId, String, String)> = reactions::table
+        .filter(reactions::message_id.eq_any(rows::ids(chats)))
+        .select((
+            reactions::message_id,
+            reactions::emoji,
+            reactions::user_name,
+        ))
+        .load(conn)?;
+    rows::with_reactions(chats, found);
+    Ok(())
+}
+
+/// The newest `limit` chats of `room` with `id < before` (any id when
+/// `None`), oldest first, in their current state, and whether older ones
+/// exist.
+pub fn chats_before(
     conn: &mut SqliteConnection,
     room: &str,
     before: Option<MessageId>,
     limit: usize,
-) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+) -> Result<Page, StoreError> {
     let mut query = messages::table
         .filter(messages::room.eq(room))
+        .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
         .order(messages::id.desc())
         .limit(limit as i64 + 1)
         .select(StoredMessage::as_select())
@@ -187,23 +365,73 @@ pub fn messages_before(
     if let Some(before) = before {
         query = query.filter(messages::id.lt(before));
     }
-    let mut rows = query.load(conn)?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    rows.reverse();
-    Ok((rows.into_iter().map(ChatMessage::from).collect(), more))
+    let mut found = query.load(conn)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    found.reverse();
+    let mut chats: Vec<ChatMessage> = found.into_iter().map(|r| Row::from(r).current()).collect();
+    add_reactions(conn, &mut chats)?;
+    Ok((chats, more))
 }
 
-/// The oldest `limit` messages of `room` with `after < id <= up_to` (no
-/// upper bound when `None`), oldest first, and whether more exist in that
-/// range past the last one returned.
-pub fn messages_after(
+/// The oldest `limit` chats of `room` with `id > after`, oldest first, in
+/// their current state, and whether newer ones exist.
+pub fn chats_after(
+    conn: &mut SqliteConnection,
+    room: &str,
+    after: MessageId,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let mut found = messages::table
+        .filter(messages::room.eq(room))
+        .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+        .filter(messages::id.gt(after))
+        .order(messages::id.asc())
+        .limit(limit as i64 + 1)
+        .select(StoredMessage::as_select())
+        .load(conn)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let mut chats: Vec<ChatMessage> = found.into_iter().map(|r| Row::from(r).current()).collect();
+    add_reactions(conn, &mut chats)?;
+    Ok((chats, more))
+}
+
+/// The newest `limit` changes of `room`, oldest first, as broadcast, and
+/// whether older ones exist.
+pub fn newest_changes(
+    conn: &mut SqliteConnection,
+    room: &str,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let mut found = messages::table
+        .filter(messages::room.eq(room))
+        .order(messages::id.desc())
+        .limit(limit as i64 + 1)
+        .select(StoredMessage::as_select())
+        .load(conn)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    found.reverse();
+    Ok((
+        found
+            .into_iter()
+            .map(|r| Row::from(r).broadcast())
+            .collect(),
+        more,
+    ))
+}
+
+/// The oldest `limit` changes of `room` with `after < id <= up_to` (no
+/// upper bound when `None`), oldest first, as broadcast, and whether more
+/// exist in that range past the last one returned.
+pub fn changes_after(
     conn: &mut SqliteConnection,
     room: &str,
     after: MessageId,
     up_to: Option<MessageId>,
     limit: usize,
-) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+) -> Result<Page, StoreError> {
     let mut query = messages::table
         .filter(messages::room.eq(room))
         .filter(messages::id.gt(after))
@@ -214,18 +442,75 @@ pub fn messages_after(
     if let Some(up_to) = up_to {
         query = query.filter(messages::id.le(up_to));
     }
-    let mut rows = query.load(conn)?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    Ok((rows.into_iter().map(ChatMessage::from).collect(), more))
+    let mut found = query.load(conn)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    Ok((
+        found
+            .into_iter()
+            .map(|r| Row::from(r).broadcast())
+            .collect(),
+        more,
+    ))
 }
 
-/// How many messages `room` has stored.
-pub fn count_messages(conn: &mut SqliteConnection, room: &str) -> Result<i64, StoreError> {
+/// How many chats `room` has stored.
+pub fn count_chats(conn: &mut SqliteConnection, room: &str) -> Result<i64, StoreError> {
     Ok(messages::table
         .filter(messages::room.eq(room))
+        .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
         .count()
         .get_result(conn)?)
+}
+
+/// `user`'s read marker in `room` (0 when none), and how many chats above
+/// it, up to `up_to`, are not deleted.
+pub fn read_marker(
+    conn: &mut SqliteConnection,
+    room: &str,
+    user: &str,
+    up_to: MessageId,
+) -> Result<(MessageId, i64), StoreError> {
+    let marker = read_markers::table
+        .find((room, user))
+        .select(read_markers::last_read)
+        .first::<MessageId>(conn)
+        .optional()?
+        .unwrap_or(0);
+    let unread = messages::table
+        .filter(messages::room.eq(room))
+        .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
+        .filter(messages::id.gt(marker))
+        .filter(messages::id.le(up_to))
+        .filter(messages::deleted.eq(false))
+        .count()
+        .get_result(conn)?;
+    Ok((marker, unread))
+}
+
+/// Moves `user`'s read marker in `room` forward to `id` and returns the
+/// stored marker.
+pub fn set_read_marker(
+    conn: &mut SqliteConnection,
+    room: &str,
+    user: &str,
+    id: MessageId,
+) -> Result<MessageId, StoreError> {
+    conn.immediate_transaction::<_, StoreError, _>(|conn| {
+        diesel::sql_query(
+            "INSERT INTO read_markers (room, user_name, last_read) VALUES (?, ?, ?) \
+             ON CONFLICT (room, user_name) DO UPDATE SET \
+             last_read = MAX(last_read, excluded.last_read)",
+        )
+        .bind::<diesel::sql_types::Text, _>(room)
+        .bind::<diesel::sql_types::Text, _>(user)
+        .bind::<diesel::sql_types::BigInt, _>(id)
+        .execute(conn)?;
+        Ok(read_markers::table
+            .find((room, user))
+            .select(read_markers::last_read)
+            .first::<MessageId>(conn)?)
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,15 @@
+DROP TABLE read_markers;
+DROP TABLE reactions;
+DROP INDEX messages_target;
+DROP INDEX messages_keys;
+DROP INDEX messages_room_chats;
+ALTER TABLE messages
+    DROP COLUMN deleted,
+    DROP COLUMN edited_at,
+    DROP COLUMN edited_text,
+    DROP COLUMN idempotency_key,
+    DROP COLUMN reaction_on,
+    DROP COLUMN emoji,
+    DROP COLUMN reply_to,
+    DROP COLUMN target,
+    DROP COLUMN kind;

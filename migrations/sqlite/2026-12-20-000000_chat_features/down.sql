@@ -1,0 +1,14 @@
+DROP TABLE read_markers;
+DROP TABLE reactions;
+DROP INDEX messages_target;
+DROP INDEX messages_keys;
+DROP INDEX messages_room_chats;
+ALTER TABLE messages DROP COLUMN deleted;
+ALTER TABLE messages DROP COLUMN edited_at;
+ALTER TABLE messages DROP COLUMN edited_text;
+ALTER TABLE messages DROP COLUMN idempotency_key;
+ALTER TABLE messages DROP COLUMN reaction_on;
+ALTER TABLE messages DROP COLUMN emoji;
+ALTER TABLE messages DROP COLUMN reply_to;
+ALTER TABLE messages DROP COLUMN target;
+ALTER TABLE messages DROP COLUMN kind;
