@@ -541,7 +541,7 @@ pub struct Typing {
     pub sent: u64,
     /// Typing frames received, all members together.
     pub forwarded: u64,
-    /// `forwarded` per second of the run (sending and draining).
+    /// `forwarded` per second of sending (typing is sent only then).
     pub forwarded_per_s: f64,
     /// Received by a member naming its own user (must be none).
     pub from_self: u64,
@@ -692,7 +692,6 @@ fn features_figures(
             reads.unanswered
         ));
     }
-    let run_s = (timing.sending_s + timing.drain_s).max(1e-6);
     let forwarded = hub.typing_forwarded.load(Ordering::Relaxed);
     let max_per_pair = (timing.sending_s / 2.0).floor() as u64 + 1;
     let over_throttle = all
@@ -703,7 +702,7 @@ fn features_figures(
     let typing = Typing {
         sent: sum(&|f| f.typing_sent),
         forwarded,
-        forwarded_per_s: round1(forwarded as f64 / run_s),
+        forwarded_per_s: round1(forwarded as f64 / timing.sending_s.max(1e-6)),
         from_self: sum(&|f| f.typing_from_self),
         max_per_pair,
         over_throttle,
