@@ -97,7 +97,8 @@ struct Args {
 
     /// Connections. fanout: members of the room (default 100); connect:
     /// connections to hold (default 1000); churn: concurrent workers
-    /// (default 50). rooms uses --rooms x --members instead.
+    /// (default 50); features: members of the room (default 20). rooms
+    /// uses --rooms x --members instead.
     #[arg(long, short)]
     clients: Option<usize>,
 
@@ -110,12 +111,14 @@ struct Args {
     #[arg(long)]
     members: Option<usize>,
 
-    /// fanout: how many of the members send (default 10).
+    /// fanout: how many of the members send (default 10); features:
+    /// (default 5).
     #[arg(long)]
     senders: Option<usize>,
 
     /// Total chat messages per second into the server, shared evenly by
-    /// the senders (fanout default 50).
+    /// the senders (fanout default 50); features: operations per second
+    /// of every kind together, typing included (default 50).
     #[arg(long, short, conflicts_with = "per_sender_rate")]
     rate: Option<f64>,
 
