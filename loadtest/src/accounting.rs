@@ -48,12 +48,42 @@ pub fn parse_text(text: &str) -> Option<Stamp> {
     })
 }
 
+/// A stored change other than a chat (protocol 1.1): each takes its id
+/// from the same sequence as chats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChangeKind {
+    Edit,
+    Delete,
+    Reaction,
+}
+
 /// A server frame, as much of it as the load tester needs.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming<'a> {
     Chat {
         id: MessageId,
         text: Cow<'a, str>,
+        reference: Option<Cow<'a, str>>,
+    },
+    /// `edit`, `delete` or `reaction`. `id` 0 is a reaction that changed
+    /// nothing, answered to its sender alone.
+    Change {
+        kind: ChangeKind,
+        id: MessageId,
+        user: Cow<'a, str>,
+        target: MessageId,
+        /// The new text of an edit; empty otherwise.
+        text: Cow<'a, str>,
+        /// A reaction's emoji and state; empty and false otherwise.
+        emoji: Cow<'a, str>,
+        on: bool,
+        reference: Option<Cow<'a, str>>,
+    },
+    /// Another member is typing (never stored).
+    Typing { user: Cow<'a, str> },
+    /// This user's read marker in a room; `ref` on the sender's copy.
+    Read {
+        id: MessageId,
         reference: Option<Cow<'a, str>>,
     },
     Error {
@@ -87,6 +117,10 @@ struct AnyFrame<'a> {
     room: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user: Option<Cow<'a, str>>,
+    target: Option<MessageId>,
+    #[serde(borrow)]
+    emoji: Option<Cow<'a, str>>,
+    on: Option<bool>,
 }
 
 /// Reads one server frame. Chat frames, nearly all of the traffic, take a
@@ -119,6 +153,42 @@ pub fn classify(frame: &str) -> Incoming<'_> {
         "leave" => Incoming::Leave {
             room: any.room.unwrap_or_default(),
             user: any.user.unwrap_or_default(),
+        },
+        kind @ ("edit" | "delete" | "reaction") => {
+            let kind = match kind {
+                "edit" => ChangeKind::Edit,
+                "delete" => ChangeKind::Delete,
+                _ => ChangeKind::Reaction,
+            };
+            let complete = match kind {
+                ChangeKind::Edit => any.text.is_some(),
+                ChangeKind::Delete => true,
+                ChangeKind::Reaction => any.emoji.is_some() && any.on.is_some(),
+            };
+            match (any.id, any.target, any.user) {
+                (Some(id), Some(target), Some(user)) if complete => Incoming::Change {
+                    kind,
+                    id,
+                    user,
+                    target,
+                    text: any.text.unwrap_or_default(),
+                    emoji: any.emoji.unwrap_or_default(),
+                    on: any.on.unwrap_or(false),
+                    reference: any.reference,
+                },
+                _ => Incoming::Malformed,
+            }
+        }
+        "typing" => match any.user {
+            Some(user) => Incoming::Typing { user },
+            None => Incoming::Malformed,
+        },
+        "read" => match any.id {
+            Some(id) => Incoming::Read {
+                id,
+                reference: any.reference,
+            },
+            None => Incoming::Malformed,
         },
         _ => Incoming::Other,
     }
@@ -181,6 +251,13 @@ pub struct Receipts {
     pub out_of_order: u64,
     /// Chat frames from this run's senders, whatever their fate.
     pub delivered: u64,
+    /// Per (sender, kind): the last sequence number of that sender's
+    /// changes of that kind delivered in order (see [`Receipts::record_change`]).
+    change_seq: HashMap<(SenderId, ChangeKind), u64>,
+    /// Per (sender, kind): changes delivered in order.
+    pub changes_in_order: HashMap<(SenderId, ChangeKind), u64>,
+    /// Edit, delete and reaction frames from this run's senders.
+    pub changes_delivered: u64,
 }
 
 /// How one delivery was judged.
@@ -217,6 +294,44 @@ impl Receipts {
                     *self.in_order.entry(stamp.sender).or_insert(0) += 1;
                     let fingerprint = self.ids.entry(stamp.sender).or_insert(0);
                     *fingerprint = fingerprint.wrapping_add(mix(stamp.seq, id));
+                    Verdict::InOrder
+                }
+            }
+        };
+        match verdict {
+            Verdict::Duplicate => self.duplicated += 1,
+            Verdict::OutOfOrder => self.out_of_order += 1,
+            Verdict::InOrder => {}
+        }
+        verdict
+    }
+
+    /// Judges one delivery of another kind of change (edit, delete,
+    /// reaction) with id `id`: the `seq`-th change of that kind its sender
+    /// sent. Ids come from the same sequence as chats, so they must rise
+    /// across every kind together; per sender and kind, sequence numbers
+    /// must rise too (the same one again is a change stored twice).
+    pub fn record_change(
+        &mut self,
+        id: MessageId,
+        sender: SenderId,
+        kind: ChangeKind,
+        seq: u64,
+    ) -> Verdict {
+        self.changes_delivered += 1;
+        let verdict = match self.last_id {
+            Some(last) if id == last => Verdict::Duplicate,
+            Some(last) if id < last => Verdict::OutOfOrder,
+            _ => {
+                self.last_id = Some(id);
+                let last_seq = self.change_seq.entry((sender, kind)).or_insert(0);
+                if seq == *last_seq {
+                    Verdict::Duplicate
+                } else if seq < *last_seq {
+                    Verdict::OutOfOrder
+                } else {
+                    *last_seq = seq;
+                    *self.changes_in_order.entry((sender, kind)).or_insert(0) += 1;
                     Verdict::InOrder
                 }
             }
@@ -345,6 +460,107 @@ mod tests {
         );
         assert_eq!(classify("nope"), Incoming::Malformed);
         assert_eq!(classify(r#"{"type":"chat"}"#), Incoming::Malformed);
+    }
+
+    #[test]
+    fn the_chat_feature_frames_are_understood_not_malformed() {
+        let edit = r#"{"type":"edit","id":12,"room":"r","user":"u","target":3,"text":"new","timestamp":"t","ref":"e1"}"#;
+        assert_eq!(
+            classify(edit),
+            Incoming::Change {
+                kind: ChangeKind::Edit,
+                id: 12,
+                user: "u".into(),
+                target: 3,
+                text: "new".into(),
+                emoji: "".into(),
+                on: false,
+                reference: Some("e1".into()),
+            }
+        );
+        let delete =
+            r#"{"type":"delete","id":13,"room":"r","user":"u","target":3,"timestamp":"t"}"#;
+        assert!(matches!(
+            classify(delete),
+            Incoming::Change {
+                kind: ChangeKind::Delete,
+                id: 13,
+                target: 3,
+                reference: None,
+                ..
+            }
+        ));
+        let reaction = r#"{"type":"reaction","id":0,"room":"r","user":"u","target":3,"emoji":"👍","on":true,"timestamp":"t","ref":"r2"}"#;
+        match classify(reaction) {
+            Incoming::Change {
+                kind: ChangeKind::Reaction,
+                id: 0,
+                emoji,
+                on: true,
+                ..
+            } => {
+                assert_eq!(emoji, "👍")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            classify(r#"{"type":"typing","room":"r","user":"v"}"#),
+            Incoming::Typing { user: "v".into() }
+        );
+        assert_eq!(
+            classify(r#"{"type":"read","room":"r","id":40,"ref":"m1"}"#),
+            Incoming::Read {
+                id: 40,
+                reference: Some("m1".into())
+            }
+        );
+        // History with typed items, last_read and unread: not a change.
+        let history = r#"{"type":"history","room":"r","messages":[{"type":"edit","id":5,"target":1}],"more":false,"last_read":4,"unread":1}"#;
+        assert_eq!(classify(history), Incoming::Other);
+        // A chat that replies: still a chat (through serde).
+        let reply = r#"{"type":"chat","id":9,"room":"r","user":"u","text":"hi","timestamp":"t","reply_to":3,"ref":"4"}"#;
+        assert!(matches!(classify(reply), Incoming::Chat { id: 9, .. }));
+        // Missing what the kind needs: malformed.
+        assert_eq!(
+            classify(r#"{"type":"edit","id":1,"user":"u","target":2}"#),
+            Incoming::Malformed
+        );
+        assert_eq!(
+            classify(r#"{"type":"reaction","id":1,"user":"u","target":2,"emoji":"x"}"#),
+            Incoming::Malformed
+        );
+    }
+
+    #[test]
+    fn changes_share_the_id_order_with_chats_and_count_once_per_kind() {
+        let mut r = Receipts::default();
+        assert_eq!(r.record(1, stamp(0, 1)), Verdict::InOrder);
+        assert_eq!(r.record_change(2, 0, ChangeKind::Edit, 1), Verdict::InOrder);
+        assert_eq!(
+            r.record_change(3, 1, ChangeKind::Reaction, 1),
+            Verdict::InOrder
+        );
+        // The same id again, or a lower one, whatever the kind.
+        assert_eq!(
+            r.record_change(3, 1, ChangeKind::Reaction, 1),
+            Verdict::Duplicate
+        );
+        assert_eq!(r.record(2, stamp(0, 2)), Verdict::OutOfOrder);
+        // Stored twice: a new id for a change already delivered.
+        assert_eq!(
+            r.record_change(4, 0, ChangeKind::Edit, 1),
+            Verdict::Duplicate
+        );
+        // Per kind, sequence numbers are separate.
+        assert_eq!(
+            r.record_change(5, 0, ChangeKind::Delete, 1),
+            Verdict::InOrder
+        );
+        assert_eq!((r.duplicated, r.out_of_order), (2, 1));
+        assert_eq!(r.changes_in_order[&(0, ChangeKind::Edit)], 1);
+        assert_eq!(r.changes_in_order[&(1, ChangeKind::Reaction)], 1);
+        assert_eq!(r.delivered, 2, "chats only");
+        assert_eq!(r.changes_delivered, 5);
     }
 
     #[test]

@@ -19,7 +19,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::accounting::{classify, make_text, parse_text, Incoming, Receipts, SenderId, Stamp};
+use crate::accounting::{
+    classify, make_text, parse_text, ChangeKind, Incoming, Receipts, SenderId, Stamp,
+};
+use crate::features::{self, FeatureOutcome, Hub, Planned};
 
 pub type Ws = WebSocketStream<BufReader<TcpStream>>;
 
@@ -55,9 +58,15 @@ pub struct Counters {
     /// Connections given up on because a frame could not be written (the
     /// server stopped reading) within [`SEND_TIMEOUT`] or before the end.
     pub send_stalled: AtomicU64,
+    /// Requests that expect an answer (chats; features: every kind but
+    /// typing), and their answers.
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub refused: AtomicU64,
+    /// Acknowledged changes every member should receive (chats, and in
+    /// features edits, deletes and reactions; not resends or reads).
+    pub broadcasts: AtomicU64,
+    /// Deliveries of this run's changes (the sender's echo included).
     pub delivered: AtomicU64,
     /// Connections the server closed or lost before the run ended.
     pub dropped: AtomicU64,
@@ -93,6 +102,8 @@ pub struct Shared {
     pub read_buffer: usize,
     /// The server's AUTH_SECRET: connect with minted tokens, not names.
     pub auth_secret: Option<String>,
+    /// The features scenario's shared state.
+    pub features: Option<Hub>,
 }
 
 /// Tokens outlive any run: setup, sending and draining are all bounded.
@@ -180,7 +191,8 @@ impl Shared {
         }
     }
 
-    async fn try_connect(&self, user: &str, node: usize) -> Result<Ws, String> {
+    /// Opens a connection without counting it (the features replay).
+    pub async fn try_connect(&self, user: &str, node: usize) -> Result<Ws, String> {
         let base_url = self
             .base_urls
             .get(node)
@@ -253,6 +265,8 @@ pub struct Outcome {
     pub acked: u64,
     pub refused: u64,
     pub receipts: Receipts,
+    /// The features scenario: everything but chats.
+    pub features: Option<FeatureOutcome>,
 }
 
 /// A connection's reading side: the frames it has been told to expect and
@@ -275,6 +289,10 @@ pub struct Member<'a> {
     pub gone: bool,
     /// A join is outstanding: an `error` now is its refusal.
     joining: bool,
+    /// Every chat carries a `key` (fanout `--keyed`, features).
+    pub keyed: bool,
+    /// The features scenario's state (senders and receivers alike).
+    pub features: Option<Box<features::State>>,
 }
 
 /// What a frame meant for the member's own requests.
@@ -311,6 +329,8 @@ impl<'a> Member<'a> {
             latencies: Vec::with_capacity(LATENCY_BATCH),
             gone: false,
             joining: false,
+            keyed: false,
+            features: None,
         }
     }
 
@@ -350,6 +370,17 @@ impl<'a> Member<'a> {
     /// Sends the next chat of this sender to `room`; `due_us` is when the
     /// schedule said it should go (see [`Stamp::due_us`]).
     pub async fn send_chat(&mut self, room: &str, size: usize, due_us: u64) -> bool {
+        self.send_chat_replying(room, size, due_us, None).await
+    }
+
+    /// [`Member::send_chat`], optionally replying to chat `reply_to`.
+    async fn send_chat_replying(
+        &mut self,
+        room: &str,
+        size: usize,
+        due_us: u64,
+        reply_to: Option<chatterbox::protocol::MessageId>,
+    ) -> bool {
         let Some(sender) = self.sender else {
             return false;
         };
@@ -359,17 +390,48 @@ impl<'a> Member<'a> {
             seq: self.seq,
             due_us,
         };
-        let frame = serde_json::json!({
+        let mut frame = serde_json::json!({
             "type": "chat",
             "room": room,
             "text": make_text(stamp, size),
             "ref": self.seq.to_string(),
         });
+        if self.keyed {
+            frame["key"] = features::chat_key(self.seq).into();
+        }
+        if let Some(reply_to) = reply_to {
+            frame["reply_to"] = reply_to.into();
+        }
         // Counted before it is written, so the drain never sees an echo
         // arrive for a message it has not counted.
         self.sent += 1;
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         self.send_json(frame).await
+    }
+
+    /// Features: sends this sender's next operation (see
+    /// [`features::MIX`]), due at `due_us`.
+    pub async fn send_feature(&mut self, room: &str, size: usize, due_us: u64) -> bool {
+        let (Some(sender), Some(hub), Some(state)) =
+            (self.sender, &self.shared.features, &mut self.features)
+        else {
+            return false;
+        };
+        match state.plan(hub, sender, room, size, self.seq, due_us) {
+            Planned::Chat { reply_to } => {
+                self.send_chat_replying(room, size, due_us, reply_to).await
+            }
+            Planned::Request(frame) => {
+                self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+                self.send_json(frame).await
+            }
+            Planned::Quiet(frame) => self.send_json(frame).await,
+        }
+    }
+
+    /// Operations a features sender has scheduled so far.
+    pub fn feature_ops(&self) -> u64 {
+        self.features.as_ref().map_or(0, |f| f.ops)
     }
 
     /// Reads one frame, then whatever is already buffered (up to 64), so a
@@ -417,6 +479,18 @@ impl<'a> Member<'a> {
                     return Event::Nothing;
                 };
                 let now = self.shared.now_us();
+                // The answer to a resend is the original chat again: no
+                // delivery, judged by its id alone.
+                if let (Some(state), Some(hub), Some(r)) = (
+                    &mut self.features,
+                    &self.shared.features,
+                    reference.as_deref(),
+                ) {
+                    if state.on_resend_answer(hub, r, id, now) {
+                        self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                        return Event::Nothing;
+                    }
+                }
                 self.latencies.push(now.saturating_sub(stamp.due_us).max(1));
                 if self.latencies.len() >= LATENCY_BATCH {
                     self.flush_latencies();
@@ -426,9 +500,59 @@ impl<'a> Member<'a> {
                     .counters
                     .delivered
                     .fetch_add(1, Ordering::Relaxed);
-                if reference.is_some() && Some(stamp.sender) == self.sender {
+                let own_echo = reference.is_some() && Some(stamp.sender) == self.sender;
+                if own_echo {
                     self.acked += 1;
                     self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .broadcasts
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                if let (Some(state), Some(hub)) = (&mut self.features, &self.shared.features) {
+                    let own = if own_echo { reference.as_deref() } else { None };
+                    state.on_chat(hub, id, stamp, own, now);
+                }
+                Event::Nothing
+            }
+            Incoming::Change {
+                kind,
+                id,
+                user,
+                target,
+                text,
+                emoji,
+                on,
+                reference,
+            } => {
+                self.on_change(
+                    kind,
+                    id,
+                    &user,
+                    target,
+                    &text,
+                    &emoji,
+                    on,
+                    reference.as_deref(),
+                );
+                Event::Nothing
+            }
+            Incoming::Typing { user } => {
+                if let Some(hub) = &self.shared.features {
+                    hub.typing_forwarded.fetch_add(1, Ordering::Relaxed);
+                    let sender = hub.sender_of_user(&user);
+                    if let Some(state) = &mut self.features {
+                        state.on_typing(sender, user == self.user);
+                    }
+                }
+                Event::Nothing
+            }
+            Incoming::Read { id, reference } => {
+                let now = self.shared.now_us();
+                if let (Some(state), Some(hub)) = (&mut self.features, &self.shared.features) {
+                    if state.on_read(hub, id, reference.as_deref(), now) {
+                        self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Event::Nothing
             }
@@ -443,9 +567,19 @@ impl<'a> Member<'a> {
             }
             Incoming::Error { code, reference } => {
                 tally(&self.shared.errors, &code);
-                if reference.is_some_and(|r| r.parse::<u64>().is_ok()) && self.sender.is_some() {
+                let Some(reference) = reference.filter(|_| self.sender.is_some()) else {
+                    return Event::Nothing;
+                };
+                if reference.parse::<u64>().is_ok() {
                     self.refused += 1;
                     self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    if let Some(state) = &mut self.features {
+                        state.on_chat_refused(&reference);
+                    }
+                } else if let Some(state) = &mut self.features {
+                    if state.on_error(&reference) {
+                        self.shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Event::Nothing
             }
@@ -457,6 +591,66 @@ impl<'a> Member<'a> {
             Incoming::Malformed => {
                 tally(&self.shared.errors, "(malformed frame from server)");
                 Event::Nothing
+            }
+        }
+    }
+
+    /// An edit, delete or reaction. Only this run's changes are judged:
+    /// an edit by the stamp in its text, a delete or reaction by what its
+    /// sender registered (see [`features::Hub`]). Outside the features
+    /// scenario (no hub), there are none of this run's.
+    #[allow(clippy::too_many_arguments)]
+    fn on_change(
+        &mut self,
+        kind: ChangeKind,
+        id: chatterbox::protocol::MessageId,
+        user: &str,
+        target: chatterbox::protocol::MessageId,
+        text: &str,
+        emoji: &str,
+        on: bool,
+        reference: Option<&str>,
+    ) {
+        let Some(hub) = &self.shared.features else {
+            return;
+        };
+        let now = self.shared.now_us();
+        if id == 0 {
+            // A reaction that changed nothing: its sender's answer alone.
+            if let Some(state) = &mut self.features {
+                if state.on_reaction_noop(reference) {
+                    self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        let Some(sender) = hub.sender_of_user(user) else {
+            return;
+        };
+        let identified = match kind {
+            ChangeKind::Edit => parse_text(text)
+                .filter(|stamp| stamp.sender == sender)
+                .map(|stamp| (sender, stamp.seq, stamp.due_us)),
+            _ => hub.identify(kind, user, target, emoji, on),
+        };
+        let Some((sender, seq, due_us)) = identified else {
+            if let Some(state) = &mut self.features {
+                state.outcome.unknown_changes += 1;
+            }
+            return;
+        };
+        // Latency per kind goes to the hub; `latencies` stays chats only.
+        self.receipts.record_change(id, sender, kind, seq);
+        self.shared
+            .counters
+            .delivered
+            .fetch_add(1, Ordering::Relaxed);
+        let own = reference.filter(|_| Some(sender) == self.sender);
+        if let Some(state) = &mut self.features {
+            if state.on_change(hub, kind, id, own, due_us, now) {
+                let c = &self.shared.counters;
+                c.acked.fetch_add(1, Ordering::Relaxed);
+                c.broadcasts.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -529,6 +723,9 @@ impl<'a> Member<'a> {
     /// Closes the connection normally (if still open) and returns what it saw.
     pub async fn finish(mut self, room: usize) -> Outcome {
         self.flush_latencies();
+        if let (Some(state), Some(hub)) = (&mut self.features, &self.shared.features) {
+            state.flush(hub);
+        }
         if !self.gone {
             self.gone = true;
             self.shared.closed();
@@ -551,6 +748,7 @@ impl<'a> Member<'a> {
             acked: self.acked,
             refused: self.refused,
             receipts: self.receipts,
+            features: self.features.map(|state| state.outcome),
         }
     }
 }

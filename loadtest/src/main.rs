@@ -7,11 +7,15 @@
 //!   reading, and the per-receiver loss / duplicate / order checks.
 //! * `client`: one connection (tokio-tungstenite) and the run's shared
 //!   counters; connections are spread over the `--url`s round-robin.
-//! * `scenarios`: fanout, rooms, connect and churn, one task per connection.
+//! * `scenarios`: fanout, rooms, connect, churn and features, one task per
+//!   connection.
+//! * `features`: the features scenario's operations (edits, deletes,
+//!   reactions, typing, read markers, keyed resends) and its checks.
 //! * `report`: the summary table and the `--json` result.
 
 mod accounting;
 mod client;
+mod features;
 mod report;
 mod scenarios;
 
@@ -47,6 +51,14 @@ enum Scenario {
     /// `--rooms` rooms, send `--churn-messages` messages, wait for their
     /// echoes, leave and close.
     Churn,
+    /// One room of `--clients` members (default 20), `--senders` of them
+    /// (default 5) mixing keyed chats (some replies), edits and deletes of
+    /// their own chats, reactions on and off, typing frames, read markers
+    /// and resends of keyed chats at a total of `--rate` operations/s
+    /// (default 50). Checks every change reaches every member once in id
+    /// order, every resend gets the original id back, typing is forwarded
+    /// to others only and never stored (a `since` replay at the end).
+    Features,
 }
 
 /// Load tester for chatterbox: drives a running server over the real
@@ -85,7 +97,8 @@ struct Args {
 
     /// Connections. fanout: members of the room (default 100); connect:
     /// connections to hold (default 1000); churn: concurrent workers
-    /// (default 50). rooms uses --rooms x --members instead.
+    /// (default 50); features: members of the room (default 20). rooms
+    /// uses --rooms x --members instead.
     #[arg(long, short)]
     clients: Option<usize>,
 
@@ -98,12 +111,14 @@ struct Args {
     #[arg(long)]
     members: Option<usize>,
 
-    /// fanout: how many of the members send (default 10).
+    /// fanout: how many of the members send (default 10); features:
+    /// (default 5).
     #[arg(long)]
     senders: Option<usize>,
 
     /// Total chat messages per second into the server, shared evenly by
-    /// the senders (fanout default 50).
+    /// the senders (fanout default 50); features: operations per second
+    /// of every kind together, typing included (default 50).
     #[arg(long, short, conflicts_with = "per_sender_rate")]
     rate: Option<f64>,
 
@@ -175,6 +190,17 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     max_connect_failures: u64,
 
+    /// fanout, rooms: every chat carries a `key` (k1, k2... per sender), to
+    /// measure the server's idempotency lookups. features always does.
+    #[arg(long)]
+    keyed: bool,
+
+    /// features: at most this many joins (pages of `MAX_HISTORY` changes)
+    /// for the `since` replay at the end; the server's join budget
+    /// (JOIN_RATE_BURST, default 100, two per page) bounds it too.
+    #[arg(long, default_value_t = 40)]
+    replay_pages: u64,
+
     /// Skip asking the REST API whether every acknowledged message is stored.
     #[arg(long)]
     no_store_check: bool,
@@ -238,7 +264,15 @@ fn settings(args: &Args) -> Result<Settings, String> {
             let clients = args.clients.unwrap_or(50);
             (clients, args.rooms.unwrap_or(10), 0, clients)
         }
+        Scenario::Features => {
+            let clients = args.clients.unwrap_or(20);
+            let senders = args.senders.unwrap_or(5).min(clients);
+            (clients, 1, clients, senders)
+        }
     };
+    if args.keyed && matches!(args.scenario, Scenario::Connect | Scenario::Churn) {
+        return Err("--keyed is for the fanout and rooms scenarios".into());
+    }
     if clients == 0 {
         return Err("there must be at least one client".into());
     }
@@ -249,7 +283,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
         (_, Some(r)) => r,
         (Some(total), None) => total / senders.max(1) as f64,
         (None, None) => match args.scenario {
-            Scenario::Fanout => 50.0 / senders.max(1) as f64,
+            Scenario::Fanout | Scenario::Features => 50.0 / senders.max(1) as f64,
             Scenario::Rooms => 1.0,
             Scenario::Churn => 2.0,
             Scenario::Connect => 0.0,
@@ -359,6 +393,10 @@ fn throttling(
     }
     // A sender's first message goes at once, then one per period.
     let mut per_connection = (settings.per_sender_rate * settings.duration_s).floor() + 1.0;
+    if settings.scenario == Scenario::Features {
+        // Typing and read markers spend no chat tokens.
+        per_connection = (per_connection * features::TOKEN_SHARE).ceil();
+    }
     if settings.scenario == Scenario::Churn {
         // A connection lasts one session.
         per_connection = per_connection.min(churn_messages as f64);
@@ -407,6 +445,12 @@ async fn run(args: &Args, settings: Settings) -> Report {
         Scenario::Connect => 4096,
         _ => 64 * 1024,
     });
+    let run_id = format!(
+        "lt{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff)
+    );
     let shared = Arc::new(Shared {
         clock: Instant::now(),
         counters: Default::default(),
@@ -419,25 +463,22 @@ async fn run(args: &Args, settings: Settings) -> Report {
         base_urls: settings.urls.clone(),
         read_buffer: read_buffer.max(256),
         auth_secret: args.auth_secret.clone().filter(|s| !s.trim().is_empty()),
+        features: (settings.scenario == Scenario::Features).then(|| features::Hub::new(&run_id)),
     });
-    let run_id = format!(
-        "lt{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64 & 0xffff_ffff)
-    );
     let plan = Arc::new(Plan {
         run: run_id,
         rooms: settings.rooms,
         members: settings.members_per_room,
         senders_per_room: match settings.scenario {
-            Scenario::Fanout => settings.senders,
+            Scenario::Fanout | Scenario::Features => settings.senders,
             _ => settings.members_per_room,
         },
         sender_rate: settings.per_sender_rate,
         message_size: settings.message_size,
         churn_messages: args.churn_messages.max(1),
         handshakes: Arc::new(Semaphore::new(args.handshakes.max(1))),
+        keyed: args.keyed || settings.scenario == Scenario::Features,
+        features: settings.scenario == Scenario::Features,
     });
     let before = Samples::take(&args.server_pid, args.db_pid);
     let bar = progress_bar(args);
@@ -520,7 +561,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         let all_answered = answered >= c.sent.load(Ordering::Relaxed);
         let all_delivered = settings.scenario == Scenario::Churn
             || c.delivered.load(Ordering::Relaxed) - delivered_before
-                >= c.acked.load(Ordering::Relaxed) * members;
+                >= c.broadcasts.load(Ordering::Relaxed) * members;
         // Twice in a row, a quarter second apart, so nothing is in flight.
         settled_checks = if all_answered && all_delivered {
             settled_checks + 1
@@ -539,6 +580,29 @@ async fn run(args: &Args, settings: Settings) -> Report {
     let _ = phase_tx.send(Phase::Done);
     bar.finish_and_clear();
     let (outcomes, unfinished) = collect(spawner, args.drain_timeout + COLLECT_MARGIN).await;
+
+    // Features: read the room back with `since` and compare with what the
+    // witness (the last member) received live.
+    let replay = if settings.scenario == Scenario::Features {
+        let user = format!("{}-replay", plan.run);
+        let mut replay =
+            features::replay(&shared, &user, &plan.room_name(0), args.replay_pages.max(1)).await;
+        let witness = outcomes
+            .iter()
+            .filter(|o| o.ready)
+            .find_map(|o| o.features.as_ref()?.witness_ids.as_deref());
+        match witness {
+            Some(live) => replay.compare(live),
+            None => {
+                replay
+                    .error
+                    .get_or_insert_with(|| "the witness member was not ready".into());
+            }
+        }
+        Some(replay)
+    } else {
+        None
+    };
 
     let stored = if args.no_store_check
         || matches!(settings.scenario, Scenario::Connect | Scenario::Churn)
@@ -603,6 +667,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
         report::CpuUse::between(self_before, self_after, sending_s + drain_s),
         warnings,
         unfinished,
+        replay,
     )
 }
 

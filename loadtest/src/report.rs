@@ -12,8 +12,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::accounting::{Receipts, SenderId};
+use crate::accounting::{ChangeKind, Receipts, SenderId};
 use crate::client::{Outcome, Shared};
+use crate::features::{FeatureOutcome, Replay, Slot, Tally};
 use crate::scenarios::Plan;
 use crate::{senders_by_room, Scenario, Settings};
 
@@ -44,7 +45,7 @@ pub struct Latency {
 
 impl Latency {
     /// Quantiles of a histogram in microseconds, as milliseconds.
-    fn from_micros(h: &Histogram<u64>) -> Latency {
+    pub fn from_micros(h: &Histogram<u64>) -> Latency {
         let ms = |us: u64| (us as f64 / 1000.0 * 1000.0).round() / 1000.0;
         Latency {
             count: h.len(),
@@ -487,6 +488,291 @@ pub struct Report {
     pub loadtest_cpu: Option<CpuUse>,
     /// Connection tasks aborted or panicked at the end.
     pub unfinished: Unfinished,
+    /// The features scenario's own figures and checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+}
+
+/// One kind of stored change in the features scenario.
+#[derive(Debug, Serialize)]
+pub struct KindFigures {
+    pub sent: u64,
+    /// Answered with the sender's copy (stored and broadcast).
+    pub acked: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    /// Every ready member should receive every acknowledged one.
+    pub expected: u64,
+    /// Received in order, each once.
+    pub received: u64,
+    pub lost: u64,
+    /// From when it was due to the sender's own copy.
+    pub echo_ms: Latency,
+    /// From when it was due to each other member.
+    pub delivery_ms: Latency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resends {
+    /// Keyed chats sent again with their key.
+    pub sent: u64,
+    /// Answered with the original chat's id, as they must be.
+    pub original_id: u64,
+    /// Answered with a new id: stored twice.
+    pub new_id: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    pub echo_ms: Latency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reads {
+    pub sent: u64,
+    pub acked: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+    /// Acknowledged with a marker below the id sent.
+    pub moved_back: u64,
+    pub echo_ms: Latency,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Typing {
+    pub sent: u64,
+    /// Typing frames received, all members together.
+    pub forwarded: u64,
+    /// `forwarded` per second of sending (typing is sent only then).
+    pub forwarded_per_s: f64,
+    /// Received by a member naming its own user (must be none).
+    pub from_self: u64,
+    /// The most any one member may receive from one sender over the run:
+    /// one per 2 s of sending, plus one.
+    pub max_per_pair: u64,
+    /// (sender, receiver) pairs that got more than that.
+    pub over_throttle: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Features {
+    /// chat, edit, delete, reaction.
+    pub kinds: BTreeMap<&'static str, KindFigures>,
+    pub resends: Resends,
+    pub reads: Reads,
+    pub typing: Typing,
+    /// Reactions answered with `id: 0` (the scenario never sends a no-op).
+    pub reaction_noops: u64,
+    /// Changes by this run's users that no sender had sent.
+    pub unknown_changes: u64,
+    pub replay: Option<Replay>,
+}
+
+/// The features figures, and their failures and warnings.
+fn features_figures(
+    outcomes: &[Outcome],
+    shared: &Shared,
+    timing: &Timing,
+    chats: KindFigures,
+    replay: Option<Replay>,
+    failures: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Features> {
+    let hub = shared.features.as_ref()?;
+    let of = |o: &Outcome| o.features.clone().unwrap_or_default();
+    let all: Vec<(&Outcome, FeatureOutcome)> = outcomes.iter().map(|o| (o, of(o))).collect();
+    let sum = |pick: &dyn Fn(&FeatureOutcome) -> u64| all.iter().map(|(_, f)| pick(f)).sum::<u64>();
+    let sum_tally = |pick: &dyn Fn(&FeatureOutcome) -> Tally| Tally {
+        sent: sum(&|f| pick(f).sent),
+        acked: sum(&|f| pick(f).acked),
+        refused: sum(&|f| pick(f).refused),
+    };
+    // The ready senders and what each had acknowledged, per kind.
+    let senders: Vec<(SenderId, &FeatureOutcome)> = all
+        .iter()
+        .filter(|(o, _)| o.ready)
+        .filter_map(|(o, f)| Some((o.sender?, f)))
+        .collect();
+    let mut kinds = BTreeMap::new();
+    kinds.insert("chat", chats);
+    let noops = sum(&|f| f.reaction_noops);
+    for (name, kind) in [
+        ("edit", ChangeKind::Edit),
+        ("delete", ChangeKind::Delete),
+        ("reaction", ChangeKind::Reaction),
+    ] {
+        let t = sum_tally(&|f| f.tally(kind));
+        let (mut expected, mut received, mut lost) = (0, 0, 0);
+        for (o, _) in all.iter().filter(|(o, _)| o.ready) {
+            for (sender, f) in &senders {
+                let acked = f.tally(kind).acked;
+                let got = o
+                    .receipts
+                    .changes_in_order
+                    .get(&(*sender, kind))
+                    .copied()
+                    .unwrap_or(0);
+                expected += acked;
+                received += got.min(acked);
+                lost += acked.saturating_sub(got);
+            }
+        }
+        let unanswered = t.sent.saturating_sub(
+            t.acked
+                + t.refused
+                + if kind == ChangeKind::Reaction {
+                    noops
+                } else {
+                    0
+                },
+        );
+        if lost > 0 {
+            failures.push(format!("{lost} {name} deliveries lost"));
+        }
+        if unanswered > 0 {
+            failures.push(format!(
+                "{unanswered} {name}s were neither echoed nor refused"
+            ));
+        }
+        kinds.insert(
+            name,
+            KindFigures {
+                sent: t.sent,
+                acked: t.acked,
+                refused: t.refused,
+                unanswered,
+                expected,
+                received,
+                lost,
+                echo_ms: hub.latency(Slot::of(kind, true)),
+                delivery_ms: hub.latency(Slot::of(kind, false)),
+            },
+        );
+    }
+    let r = sum_tally(&|f| f.resends);
+    let resends = Resends {
+        sent: r.sent,
+        original_id: sum(&|f| f.resends_original),
+        new_id: sum(&|f| f.resends_new_id),
+        refused: r.refused,
+        unanswered: r.sent.saturating_sub(r.acked + r.refused),
+        echo_ms: hub.latency(Slot::ResendEcho),
+    };
+    if resends.new_id > 0 {
+        failures.push(format!(
+            "{} of {} resent keys came back with a new id (the chat was stored again)",
+            resends.new_id, resends.sent
+        ));
+    }
+    if resends.unanswered > 0 {
+        failures.push(format!(
+            "{} resends were never answered",
+            resends.unanswered
+        ));
+    }
+    if resends.sent == 0 {
+        warnings.push("no keyed chat was resent: run longer or at a higher rate".into());
+    }
+    let m = sum_tally(&|f| f.reads);
+    let reads = Reads {
+        sent: m.sent,
+        acked: m.acked,
+        refused: m.refused,
+        unanswered: m.sent.saturating_sub(m.acked + m.refused),
+        moved_back: sum(&|f| f.reads_moved_back),
+        echo_ms: hub.latency(Slot::ReadEcho),
+    };
+    if reads.moved_back > 0 {
+        failures.push(format!(
+            "{} read markers were acknowledged below the id sent",
+            reads.moved_back
+        ));
+    }
+    if reads.unanswered > 0 {
+        failures.push(format!(
+            "{} read markers were never acknowledged",
+            reads.unanswered
+        ));
+    }
+    let forwarded = hub.typing_forwarded.load(Ordering::Relaxed);
+    let max_per_pair = (timing.sending_s / 2.0).floor() as u64 + 1;
+    let over_throttle = all
+        .iter()
+        .flat_map(|(_, f)| f.typing_from.values())
+        .filter(|&&n| n > max_per_pair)
+        .count() as u64;
+    let typing = Typing {
+        sent: sum(&|f| f.typing_sent),
+        forwarded,
+        forwarded_per_s: round1(forwarded as f64 / timing.sending_s.max(1e-6)),
+        from_self: sum(&|f| f.typing_from_self),
+        max_per_pair,
+        over_throttle,
+    };
+    if typing.from_self > 0 {
+        failures.push(format!(
+            "{} typing frames reached their own sender's user",
+            typing.from_self
+        ));
+    }
+    if typing.over_throttle > 0 {
+        failures.push(format!(
+            "{} (sender, receiver) pairs got more than {max_per_pair} typing frames \
+             (one per 2 s of sending, plus one)",
+            typing.over_throttle
+        ));
+    }
+    let unknown_changes = sum(&|f| f.unknown_changes);
+    if noops > 0 {
+        failures.push(format!(
+            "{noops} reactions were answered as changing nothing, though each was a change"
+        ));
+    }
+    if unknown_changes > 0 {
+        failures.push(format!(
+            "{unknown_changes} edits, deletes or reactions by this run's users were never sent"
+        ));
+    }
+    if let Some(replay) = &replay {
+        if let Some(e) = &replay.error {
+            failures.push(format!("the since replay could not be read: {e}"));
+        }
+        if replay.typing_items > 0 {
+            failures.push(format!(
+                "the since replay holds {} typing items (typing is never stored)",
+                replay.typing_items
+            ));
+        }
+        if replay.ref_items > 0 {
+            failures.push(format!("{} replayed items carry a ref", replay.ref_items));
+        }
+        if replay.not_rising > 0 {
+            failures.push(format!(
+                "{} replayed items did not have an id above the one before",
+                replay.not_rising
+            ));
+        }
+        if replay.matches_live == Some(false) {
+            failures.push(format!(
+                "the since replay differs from what a member received live: {}",
+                replay.difference.as_deref().unwrap_or("?")
+            ));
+        }
+        if !replay.complete && replay.error.is_none() {
+            warnings.push(format!(
+                "the since replay stopped after {} pages ({} items) before the end; \
+                 raise --replay-pages or the server's MAX_HISTORY",
+                replay.pages, replay.items
+            ));
+        }
+    }
+    Some(Features {
+        kinds,
+        resends,
+        reads,
+        typing,
+        reaction_noops: noops,
+        unknown_changes,
+        replay,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -502,6 +788,7 @@ pub fn build(
     loadtest_cpu: Option<CpuUse>,
     mut warnings: Vec<String>,
     unfinished: Unfinished,
+    replay: Option<Replay>,
 ) -> Report {
     let c = &shared.counters;
     let tallies = |m: &std::sync::Mutex<BTreeMap<String, u64>>| {
@@ -698,6 +985,33 @@ pub fn build(
         sessions: c.sessions.load(Ordering::Relaxed),
         sessions_per_s: round1(c.sessions.load(Ordering::Relaxed) as f64 / run_s),
     });
+    let features = features_figures(
+        &outcomes,
+        shared,
+        &timing,
+        KindFigures {
+            sent,
+            acked,
+            refused,
+            unanswered,
+            expected: deliveries.expected,
+            received: deliveries.expected - deliveries.lost,
+            lost: deliveries.lost,
+            echo_ms: shared
+                .features
+                .as_ref()
+                .map(|h| h.latency(Slot::ChatEcho))
+                .unwrap_or_default(),
+            delivery_ms: shared
+                .features
+                .as_ref()
+                .map(|h| h.latency(Slot::ChatDelivery))
+                .unwrap_or_default(),
+        },
+        replay,
+        &mut failures,
+        &mut warnings,
+    );
     let _ = plan;
     Report {
         passed: failures.is_empty(),
@@ -715,6 +1029,7 @@ pub fn build(
         database: usage.database,
         loadtest_cpu,
         unfinished,
+        features,
     }
 }
 
@@ -884,6 +1199,70 @@ impl Report {
             ),
         );
         line("errors", fmt_map(&self.errors));
+        if let Some(f) = &self.features {
+            let ms = |l: &Latency| format!("p50 {} p99 {}", l.p50, l.p99);
+            for (name, k) in &f.kinds {
+                line(
+                    &format!("  {name}"),
+                    format!(
+                        "{} sent, {} acked, {} refused; {} of {} delivered, {} lost; echo {} ms, delivery {} ms",
+                        k.sent, k.acked, k.refused, k.received, k.expected, k.lost,
+                        ms(&k.echo_ms), ms(&k.delivery_ms)
+                    ),
+                );
+            }
+            let r = &f.resends;
+            line(
+                "  resends",
+                format!(
+                    "{} sent: {} original id, {} new id, {} refused, {} unanswered; echo {} ms",
+                    r.sent,
+                    r.original_id,
+                    r.new_id,
+                    r.refused,
+                    r.unanswered,
+                    ms(&r.echo_ms)
+                ),
+            );
+            let m = &f.reads;
+            line(
+                "  read markers",
+                format!(
+                    "{} sent, {} acked, {} moved back; echo {} ms",
+                    m.sent,
+                    m.acked,
+                    m.moved_back,
+                    ms(&m.echo_ms)
+                ),
+            );
+            let t = &f.typing;
+            line(
+                "  typing",
+                format!(
+                    "{} sent, {} forwarded ({:.1}/s), {} to their own user, {} pairs over {} each",
+                    t.sent,
+                    t.forwarded,
+                    t.forwarded_per_s,
+                    t.from_self,
+                    t.over_throttle,
+                    t.max_per_pair
+                ),
+            );
+            if let Some(rp) = &f.replay {
+                line(
+                    "  since replay",
+                    format!(
+                        "{} items in {} pages{}, {}; {} typing; same as live: {}",
+                        rp.items,
+                        rp.pages,
+                        if rp.complete { "" } else { " (incomplete)" },
+                        fmt_map(&rp.by_type),
+                        rp.typing_items,
+                        rp.matches_live.map_or("?".into(), |b| b.to_string())
+                    ),
+                );
+            }
+        }
         if let Some(ch) = &self.churn {
             line(
                 "churn sessions",

@@ -1,4 +1,4 @@
-//! The four scenarios as tasks, one per simulated connection (or churn
+//! The five scenarios as tasks, one per simulated connection (or churn
 //! worker). They all follow the run's [`Phase`]: set up (connect, join),
 //! send, drain, close.
 
@@ -30,6 +30,10 @@ pub struct Plan {
     pub churn_messages: usize,
     /// Connection attempts (TCP + upgrade + join) in flight at once.
     pub handshakes: Arc<Semaphore>,
+    /// Every chat carries a `key` (fanout `--keyed`; features always).
+    pub keyed: bool,
+    /// The features scenario: senders mix every kind of operation.
+    pub features: bool,
 }
 
 impl Plan {
@@ -76,6 +80,12 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
         return failed;
     };
     let mut m = Member::new(&shared, ws, user, plan.sender_of(index), node);
+    m.keyed = plan.keyed;
+    if plan.features {
+        // The last member keeps every id it receives, for the replay check.
+        let witness = index + 1 == plan.rooms * plan.members;
+        m.features = Some(Box::new(crate::features::State::new(witness)));
+    }
     let room = (plan.rooms > 0).then(|| plan.room_name(room_index));
     if let Some(room) = &room {
         if !m.join(room).await {
@@ -129,14 +139,21 @@ pub async fn member(shared: Arc<Shared>, plan: Arc<Plan>, index: usize) -> Outco
                 // Open loop: send what the rate says is due by now, even if
                 // the server is behind, so slowness shows as latency.
                 let due = (start.elapsed().as_secs_f64() * rate) as u64 + 1;
-                let missing = due.saturating_sub(m.seq).min(10_000);
+                let done = if plan.features { m.feature_ops() } else { m.seq };
+                let missing = due.saturating_sub(done).min(10_000);
                 for _ in 0..missing {
                     // A long catch-up must not run on into the drain.
                     if shared.phase() != Phase::Sending {
                         break;
                     }
                     if let Some(room) = &room {
-                        if !m.send_chat(room, plan.message_size, due_us(m.seq + 1)).await {
+                        let sent = if plan.features {
+                            let due = due_us(m.feature_ops() + 1);
+                            m.send_feature(room, plan.message_size, due).await
+                        } else {
+                            m.send_chat(room, plan.message_size, due_us(m.seq + 1)).await
+                        };
+                        if !sent {
                             break;
                         }
                     }

@@ -214,3 +214,64 @@ fn members_spread_over_three_nodes_get_every_message_once_in_order_with_one_id()
     );
     assert_every_check_passed(&result, code, 3, 6, 6);
 }
+
+#[test]
+fn features_over_three_nodes_reach_every_member_once_in_order_and_replay_the_same() {
+    let Some(pg) = PgServer::start_or_skip("loadtest features against three nodes") else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let nodes = cluster(&pg, &dir);
+    let db_pid = postmaster_pid(&pg);
+
+    // One room of 9: 3 members on each node, one of them sending. The
+    // witness (the last member) is on node 2, the replay reads node 0.
+    let (code, result) = loadtest(
+        &nodes,
+        &db_pid,
+        &[
+            "--scenario",
+            "features",
+            "--clients",
+            "9",
+            "--senders",
+            "3",
+            "--rate",
+            "60",
+            "--duration",
+            "3s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["errors"], serde_json::json!({}), "{result:#}");
+    let d = &result["deliveries"];
+    assert_eq!(d["duplicated"], 0, "{result:#}");
+    assert_eq!(d["out_of_order"], 0, "{result:#}");
+    assert_eq!(d["mismatched_ids"], 0, "{result:#}");
+    let f = &result["features"];
+    for kind in ["chat", "edit", "delete", "reaction"] {
+        let k = &f["kinds"][kind];
+        let acked = k["acked"].as_u64().unwrap();
+        assert!(acked > 0, "no {kind} acknowledged: {result:#}");
+        assert_eq!(
+            k["expected"].as_u64(),
+            Some(acked * 9),
+            "{kind}: {result:#}"
+        );
+        assert_eq!(k["lost"], 0, "{kind}: {result:#}");
+    }
+    let resends = &f["resends"];
+    assert!(resends["sent"].as_u64().unwrap() > 0, "{result:#}");
+    assert_eq!(resends["original_id"], resends["sent"], "{result:#}");
+    // Typing crosses nodes: each of the 3 senders reaches the 8 others.
+    assert!(
+        f["typing"]["forwarded"].as_u64().unwrap() >= 3 * 8,
+        "{result:#}"
+    );
+    assert_eq!(f["typing"]["from_self"], 0);
+    let replay = &f["replay"];
+    assert_eq!(replay["complete"], true, "{result:#}");
+    assert_eq!(replay["matches_live"], true, "{result:#}");
+    assert_eq!(replay["typing_items"], 0);
+}

@@ -429,3 +429,167 @@ fn a_run_whose_every_message_is_refused_fails() {
     assert!(failures.contains("acknowledged none"), "{failures}");
     assert!(failures.contains("invalid_text"), "{failures}");
 }
+
+#[test]
+fn a_keyed_fanout_delivers_every_message_once_in_order() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(SERVER, &dir.path().join("chat.db"), &[]);
+
+    let (code, result) = loadtest(
+        &server,
+        &[
+            "--scenario",
+            "fanout",
+            "--keyed",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "2s",
+        ],
+    );
+
+    assert_eq!(code, 0, "{result:#}");
+    let sent = result["messages"]["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{result:#}");
+    // Each sender's keys are its own (k1, k2...): none is a resend, so
+    // every chat is stored and delivered once.
+    assert_eq!(result["messages"]["acked"].as_u64(), Some(sent));
+    assert_eq!(result["deliveries"]["expected"].as_u64(), Some(sent * 10));
+    assert_eq!(result["deliveries"]["lost"], 0);
+    assert_eq!(result["deliveries"]["duplicated"], 0);
+    assert_eq!(result["messages"]["stored"]["found"].as_u64(), Some(sent));
+    // The flag belongs to the scenarios that chat from fixed members.
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--scenario", "churn", "--keyed"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+/// A features run against `server`: 8 members, 4 of them sending 80
+/// operations/s in all for 3 s (each sender 20/s, within the chat rate
+/// limit set here).
+fn features_run(server: &ServerProcess) -> (i32, Value) {
+    loadtest(
+        server,
+        &[
+            "--scenario",
+            "features",
+            "--clients",
+            "8",
+            "--senders",
+            "4",
+            "--rate",
+            "80",
+            "--duration",
+            "3s",
+            "--server-rate-limit",
+            "1000",
+            "--server-rate-burst",
+            "1000",
+        ],
+    )
+}
+
+fn limits_out_of_the_way() -> [(&'static str, &'static str); 2] {
+    [("RATE_LIMIT", "1000"), ("RATE_BURST", "1000")]
+}
+
+#[test]
+fn features_every_change_reaches_every_member_once_in_id_order() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        SERVER,
+        &dir.path().join("chat.db"),
+        &limits_out_of_the_way(),
+    );
+
+    let (code, result) = features_run(&server);
+
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["errors"], serde_json::json!({}), "{result:#}");
+    let d = &result["deliveries"];
+    assert_eq!(
+        (d["duplicated"].as_u64(), d["out_of_order"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let f = &result["features"];
+    for kind in ["chat", "edit", "delete", "reaction"] {
+        let k = &f["kinds"][kind];
+        let acked = k["acked"].as_u64().unwrap();
+        assert!(acked > 0, "no {kind} acknowledged: {result:#}");
+        assert_eq!(k["sent"].as_u64(), Some(acked), "{kind}: {result:#}");
+        // Every member, the sender included, got every one.
+        assert_eq!(
+            k["expected"].as_u64(),
+            Some(acked * 8),
+            "{kind}: {result:#}"
+        );
+        assert_eq!(k["received"], k["expected"], "{kind}: {result:#}");
+        assert_eq!(k["lost"], 0, "{kind}: {result:#}");
+        assert_eq!(
+            k["echo_ms"]["count"].as_u64(),
+            Some(acked),
+            "{kind}: {result:#}"
+        );
+        assert_eq!(
+            k["delivery_ms"]["count"].as_u64(),
+            Some(acked * 7),
+            "{kind}: {result:#}"
+        );
+    }
+    let reads = &f["reads"];
+    assert!(reads["acked"].as_u64().unwrap() > 0, "{result:#}");
+    assert_eq!(reads["acked"], reads["sent"]);
+    assert_eq!(reads["moved_back"], 0);
+    // Typing: forwarded to the others, throttled, never to oneself.
+    let typing = &f["typing"];
+    assert!(typing["sent"].as_u64().unwrap() > 0, "{result:#}");
+    assert!(typing["forwarded"].as_u64().unwrap() > 0, "{result:#}");
+    assert_eq!(typing["from_self"], 0);
+    assert_eq!(typing["over_throttle"], 0);
+    // The replay holds every stored change, as members received them live,
+    // and no typing.
+    let replay = &f["replay"];
+    assert_eq!(replay["complete"], true, "{result:#}");
+    assert_eq!(replay["matches_live"], true, "{result:#}");
+    assert_eq!(replay["typing_items"], 0);
+    assert_eq!(replay["by_type"].get("typing"), None);
+    assert!(
+        replay["by_type"]["edit"].as_u64().unwrap() > 0,
+        "{result:#}"
+    );
+    // Chats in the store: those acknowledged, resends not again.
+    let chats = f["kinds"]["chat"]["acked"].as_u64().unwrap();
+    assert_eq!(
+        result["messages"]["stored"]["found"].as_u64(),
+        Some(chats),
+        "{result:#}"
+    );
+}
+
+#[test]
+fn features_a_resent_key_gets_the_original_id_and_no_member_a_duplicate() {
+    let dir = TempDir::new().unwrap();
+    let server = ServerProcess::start(
+        SERVER,
+        &dir.path().join("chat.db"),
+        &limits_out_of_the_way(),
+    );
+
+    let (code, result) = features_run(&server);
+
+    let resends = &result["features"]["resends"];
+    let sent = resends["sent"].as_u64().unwrap();
+    assert!(
+        sent >= 4,
+        "each sender resends some keyed chats: {result:#}"
+    );
+    assert_eq!(resends["original_id"].as_u64(), Some(sent), "{result:#}");
+    assert_eq!(resends["new_id"], 0, "{result:#}");
+    assert_eq!(result["deliveries"]["duplicated"], 0, "{result:#}");
+    assert_eq!(code, 0, "{result:#}");
+}
