@@ -69,6 +69,11 @@ pub(crate) struct Metrics {
     /// Connections whose socket stopped taking data, dropped by the
     /// watchdog (their session could no longer run to close them).
     pub frozen_closes: IntCounter,
+    /// `typing` notices passed on to a room (each once, however many
+    /// members hear it); extras inside the throttle are not counted.
+    pub typing_forwarded: IntCounter,
+    /// Read markers moved forward and stored.
+    pub read_markers_stored: IntCounter,
     /// Refused `/ws` upgrades, by reason.
     pub upgrades_refused: IntCounterVec,
     /// Time of one group commit attempt (the transaction and its fsync; a
@@ -166,6 +171,16 @@ impl Metrics {
             frozen_closes: IntCounter::new(
                 "chatterbox_frozen_closes_total",
                 "Connections whose socket stopped taking data, dropped by the watchdog.",
+            )
+            .expect("valid metric"),
+            typing_forwarded: IntCounter::new(
+                "chatterbox_typing_forwarded_total",
+                "Typing notices passed on to a room's other users (after the 2 s throttle).",
+            )
+            .expect("valid metric"),
+            read_markers_stored: IntCounter::new(
+                "chatterbox_read_markers_stored_total",
+                "Read markers moved forward and stored.",
             )
             .expect("valid metric"),
             upgrades_refused: IntCounterVec::new(
@@ -274,7 +289,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 25] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -287,6 +302,8 @@ impl Metrics {
             Box::new(self.slow_client_closes.clone()),
             Box::new(self.heartbeat_timeouts.clone()),
             Box::new(self.frozen_closes.clone()),
+            Box::new(self.typing_forwarded.clone()),
+            Box::new(self.read_markers_stored.clone()),
             Box::new(self.upgrades_refused.clone()),
             Box::new(self.store_commit_seconds.clone()),
             Box::new(self.store_batch_size.clone()),

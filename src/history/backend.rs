@@ -148,7 +148,8 @@ pub trait Backend: Send + 'static {
     fn count_chats(&mut self, room: &str) -> Result<i64, StoreError>;
 
     /// `user`'s read marker in `room` (0 when none) and how many chats
-    /// with an id above it, up to `up_to`, are not deleted.
+    /// with an id above it, up to `up_to`, are unread: other users' chats
+    /// that are not deleted (your own chats are never unread to you).
     fn read_marker(
         &mut self,
         room: &str,

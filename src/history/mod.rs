@@ -279,7 +279,7 @@ impl History {
     }
 
     /// `user`'s read marker in `room` (0 when none) and how many chats
-    /// above it, up to `up_to`, are not deleted. Read on the reader threads:
+    /// above it, up to `up_to`, are unread (other users', not deleted). Read on the reader threads:
     /// everything up to `up_to` (what the room broadcast) is committed.
     pub async fn read_marker(
         &self,

@@ -576,3 +576,247 @@ async fn the_nodes_ride_out_a_database_restart_and_lose_nothing_acknowledged() {
     let (_, _, room) = a.get("/api/rooms/general").await;
     assert_eq!(room["users"], json!(["alice", "bob"]));
 }
+
+/// The next frame that is not presence.
+async fn next_change(client: &mut Client) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if !matches!(frame["type"].as_str(), Some("join" | "leave" | "presence")) {
+            return frame;
+        }
+    }
+}
+
+/// Sends `frame` and returns the sender's answer (skipping presence).
+async fn ask(client: &mut Client, frame: Value) -> Value {
+    client.send(frame).await;
+    next_change(client).await
+}
+
+#[actix_web::test]
+async fn edits_reactions_replies_and_deletes_made_on_one_node_reach_the_others_in_order() {
+    let Some(pg) = PgServer::start_or_skip("chat_features_across_nodes") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    alice.join("general").await;
+    bob.join("general").await;
+    // One change at a time: its sender's answer (with its ref), then the
+    // other member's copy, from the other node, the same change.
+    let mut last_id = 0;
+    let mut step = |answer: Value, heard: Value| {
+        assert_eq!(heard["type"], answer["type"], "{heard}");
+        assert_eq!(heard["id"], answer["id"], "{heard}");
+        assert!(answer.get("ref").is_some() && heard.get("ref").is_none());
+        let id = answer["id"].as_i64().unwrap();
+        assert!(id > last_id, "in id order");
+        last_id = id;
+        answer
+    };
+    let first = ask(
+        &mut alice,
+        json!({"type": "chat", "room": "general", "text": "helo", "ref": "c"}),
+    )
+    .await;
+    let first = step(first, next_change(&mut bob).await);
+    let target = first["id"].clone();
+    let reaction = ask(
+        &mut bob,
+        json!({"type": "react", "room": "general", "target": target, "emoji": "👍", "ref": "r"}),
+    )
+    .await;
+    step(reaction, next_change(&mut alice).await);
+    let edit = ask(
+        &mut alice,
+        json!({"type": "edit", "room": "general", "target": target, "text": "hello", "ref": "e"}),
+    )
+    .await;
+    step(edit, next_change(&mut bob).await);
+    let reply = ask(
+        &mut bob,
+        json!({"type": "chat", "room": "general", "text": "hi", "reply_to": target, "ref": "y"}),
+    )
+    .await;
+    let reply = step(reply, next_change(&mut alice).await);
+    assert_eq!(reply["reply_to"], target);
+    let refused = ask(
+        &mut alice,
+        json!({"type": "delete", "room": "general", "target": reply["id"], "ref": "x"}),
+    )
+    .await;
+    assert_eq!(refused["code"], "forbidden", "not alice's: {refused}");
+
+    // Both nodes show the same current state, to a fresh join and REST.
+    for app in [&a, &b] {
+        let (history, _) = app.connect("carol").await.join("general").await;
+        let items = history["messages"].as_array().unwrap();
+        assert_eq!(items[0]["text"], "hello");
+        assert_eq!(items[0]["reactions"], json!({"👍": ["bob"]}));
+        assert!(items[0]["edited_at"].is_string());
+        assert_eq!(items[1]["reply_to"], target);
+        let stored = crate::helpers::stored_messages(app.port, "general").await;
+        assert_eq!(
+            &stored, items,
+            "REST and history agree on node {}",
+            app.port
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_chat_resent_on_another_node_comes_back_as_the_original() {
+    let Some(pg) = PgServer::start_or_skip("a_chat_resent_on_another_node") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut bob = a.connect("bob").await;
+    bob.join("general").await;
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    let keyed = json!({"type": "chat", "room": "general", "text": "once", "key": "k", "ref": "1"});
+    let original = ask(&mut alice, keyed.clone()).await;
+    next_change(&mut bob).await;
+    // The connection drops; the page reconnects to another node and
+    // resends what had no echo, with its key.
+    drop(alice);
+    let mut alice = b.connect("alice").await;
+    alice.join("general").await;
+    let mut resent = keyed;
+    resent["ref"] = json!("2");
+    let again = ask(&mut alice, resent).await;
+    assert_eq!(
+        (again["id"].clone(), again["ref"].clone()),
+        (original["id"].clone(), json!("2"))
+    );
+    no_more_chats(&mut bob, Duration::from_millis(500)).await;
+    let stored = crate::helpers::stored_messages(a.port, "general").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}
+
+#[actix_web::test]
+async fn typing_and_read_markers_reach_the_users_other_nodes() {
+    let Some(pg) = PgServer::start_or_skip("typing_and_read_markers_across_nodes") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut alice = a.connect("alice").await;
+    alice.join("general").await;
+    let mut alice_on_b = b.connect("alice").await;
+    alice_on_b.join("general").await;
+    let mut bob = b.connect("bob").await;
+    bob.join("general").await;
+    until_listed(a.port, "bob").await;
+
+    alice
+        .send(json!({"type": "typing", "room": "general"}))
+        .await;
+    let typing = next_change(&mut bob).await;
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "room": "general", "user": "alice"})
+    );
+
+    let chat = ask(
+        &mut bob,
+        json!({"type": "chat", "room": "general", "text": "read me", "ref": "m"}),
+    )
+    .await;
+    assert_eq!(next_change(&mut alice).await["type"], "chat");
+    assert_eq!(
+        next_change(&mut alice_on_b).await["type"],
+        "chat",
+        "no typing of her own"
+    );
+    let ack = ask(
+        &mut alice,
+        json!({"type": "read", "room": "general", "id": chat["id"], "ref": "r"}),
+    )
+    .await;
+    assert_eq!(
+        (ack["type"].clone(), ack["id"].clone(), ack["ref"].clone()),
+        (json!("read"), chat["id"].clone(), json!("r"))
+    );
+    let elsewhere = next_change(&mut alice_on_b).await;
+    assert_eq!(
+        elsewhere,
+        json!({"type": "read", "room": "general", "id": chat["id"]})
+    );
+    let mut third = b.connect("alice").await;
+    let (history, _) = third.join("general").await;
+    assert_eq!(
+        (history["last_read"].clone(), history["unread"].clone()),
+        (chat["id"].clone(), json!(0))
+    );
+}
+
+/// An edit on one node and a delete on another, of the same chats at the
+/// same time: under the room's lock one of them comes first, and an edit
+/// after the delete is refused, so no deleted chat ever shows text again.
+#[actix_web::test]
+async fn an_edit_racing_a_delete_on_another_node_never_brings_the_text_back() {
+    let Some(pg) = PgServer::start_or_skip("an_edit_racing_a_delete") else {
+        return;
+    };
+    let url = pg.url();
+    let a = node(&url, "a", |_| {}).await;
+    let b = node(&url, "b", |_| {}).await;
+    let mut on_a = a.connect("alice").await;
+    let mut on_b = b.connect("alice").await;
+    on_a.join("general").await;
+    on_b.join("general").await;
+    const N: usize = 20;
+    let mut targets = Vec::new();
+    for i in 0..N {
+        let chat = ask(
+            &mut on_a,
+            json!({"type": "chat", "room": "general", "text": format!("m{i}"), "ref": "c"}),
+        )
+        .await;
+        targets.push(chat["id"].clone());
+    }
+    chats(&mut on_b, N).await;
+    for target in &targets {
+        on_a.send(json!({"type": "delete", "room": "general", "target": target, "ref": "d"}))
+            .await;
+        on_b.send(json!({"type": "edit", "room": "general", "target": target, "text": "back!", "ref": "e"}))
+            .await;
+    }
+    // Each client hears every stored change and its own refusals.
+    let mut deletes = 0;
+    let mut edits_stored = 0;
+    let mut refused = 0;
+    let mut last_id = 0;
+    let expected_frames = |d: usize, e: usize, r: usize| d + e + r;
+    while expected_frames(deletes, edits_stored, refused) < 2 * N {
+        let frame = next_change(&mut on_b).await;
+        match (frame["type"].as_str(), frame["code"].as_str()) {
+            (Some("delete"), _) => deletes += 1,
+            (Some("edit"), _) => edits_stored += 1,
+            (Some("error"), Some("not_found")) => refused += 1,
+            _ => panic!("unexpected {frame}"),
+        }
+        if let Some(id) = frame["id"].as_i64() {
+            assert!(id > last_id, "in id order");
+            last_id = id;
+        }
+    }
+    assert_eq!(deletes, N);
+    assert_eq!(edits_stored + refused, N);
+    for app in [&a, &b] {
+        let stored = crate::helpers::stored_messages(app.port, "general").await;
+        assert!(
+            stored
+                .iter()
+                .all(|m| m["deleted"] == true && m["text"] == ""),
+            "{stored:?}"
+        );
+    }
+}

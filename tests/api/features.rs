@@ -332,6 +332,8 @@ async fn typing_reaches_other_users_only_at_most_every_two_seconds_and_is_never_
     alice.send(json!({"type": "typing", "room": "r"})).await;
     expect(&mut bob, "typing").await;
 
+    let metrics = testkit::scrape(app.port).await;
+    assert_eq!(metrics.value("chatterbox_typing_forwarded_total"), 3.0);
     alice
         .send(json!({"type": "typing", "room": "elsewhere"}))
         .await;
@@ -379,6 +381,12 @@ async fn read_markers_move_forward_reach_every_tab_and_come_back_on_join() {
         (json!(ids[1]), json!("back"))
     );
     bob_tab.expect_silence(Duration::from_millis(100)).await;
+    let metrics = testkit::scrape(app.port).await;
+    assert_eq!(
+        metrics.value("chatterbox_read_markers_stored_total"),
+        1.0,
+        "a read that moves nothing stores nothing"
+    );
     bob.send(json!({"type": "read", "room": "r", "id": ids[2] + 1_000, "ref": "future"}))
         .await;
     assert_eq!(
@@ -397,7 +405,11 @@ async fn read_markers_move_forward_reach_every_tab_and_come_back_on_join() {
         (json!(ids[1]), json!(1))
     );
     let (history, _) = app.connect("alice").await.join("r").await;
-    assert_eq!(history["last_read"], 0, "markers are per user");
+    assert_eq!(
+        (history["last_read"].clone(), history["unread"].clone()),
+        (json!(0), json!(0)),
+        "markers are per user, and your own chats are never unread"
+    );
 }
 
 #[actix_web::test]

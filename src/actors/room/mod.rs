@@ -362,6 +362,7 @@ impl RoomActor {
         let Some(user) = self.members.typing(session, Instant::now()).cloned() else {
             return;
         };
+        self.metrics.typing_forwarded.inc();
         self.tell_typing(&user);
         if let Some(cluster) = &self.cluster {
             cluster.publish_typing(&self.name, &user);
@@ -466,6 +467,7 @@ impl RoomActor {
             let done = room.markers.written(&user, stored);
             match (stored, done.asked) {
                 (Some(_), asked) => {
+                    room.metrics.read_markers_stored.inc();
                     let own = asked
                         .as_ref()
                         .and_then(|(s, r)| r.as_deref().map(|r| (*s, r)));

@@ -678,6 +678,7 @@ impl Backend for PostgresBackend {
                 .filter(messages::id.gt(marker))
                 .filter(messages::id.le(up_to))
                 .filter(messages::deleted.eq(false))
+                .filter(messages::user_name.ne(user))
                 .count()
                 .get_result(conn)?;
             Ok((marker, unread))

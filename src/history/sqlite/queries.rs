@@ -483,6 +483,7 @@ pub fn read_marker(
         .filter(messages::id.gt(marker))
         .filter(messages::id.le(up_to))
         .filter(messages::deleted.eq(false))
+        .filter(messages::user_name.ne(user))
         .count()
         .get_result(conn)?;
     Ok((marker, unread))
