@@ -14,6 +14,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 
 use crate::config::format_duration;
+use crate::permissions::{Grants, ModClaim, RoomPattern};
 use crate::protocol::{is_valid_user, UserName};
 
 /// How far apart the server's clock and the token issuer's may be.
@@ -31,6 +32,20 @@ pub struct Claims {
     /// Issued at; written by [`mint`], not required when reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Control plane: a moderator everywhere (`true`) or in the rooms
+    /// matching these patterns.
+    #[serde(default, rename = "mod", skip_serializing_if = "Option::is_none")]
+    pub moderator: Option<ModClaim>,
+    /// Control plane: the only rooms this token may join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<RoomPattern>>,
+}
+
+impl Claims {
+    /// What the token allows its connection.
+    pub fn grants(&self) -> Grants {
+        Grants::from_claims(self.moderator.clone(), self.rooms.clone())
+    }
 }
 
 /// Why a token was refused. The messages go to the client as they are, so
@@ -110,6 +125,8 @@ pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, Auth
         sub: user.clone(),
         exp: now.saturating_add(ttl.as_secs()),
         iat: Some(now),
+        moderator: None,
+        rooms: None,
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -172,6 +189,8 @@ mod tests {
             sub: "<script>".into(),
             exp: u64::MAX / 2,
             iat: None,
+            moderator: None,
+            rooms: None,
         };
         let token = encode(
             &Header::new(Algorithm::HS256),

@@ -52,6 +52,7 @@ pub mod config;
 pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod metrics;
+pub mod permissions;
 pub mod protocol;
 pub(crate) mod rate_limit;
 pub mod startup;

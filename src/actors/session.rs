@@ -25,6 +25,7 @@ use crate::caps::ConnectionSlot;
 use crate::config::Config;
 use crate::history::NewChange;
 use crate::metrics::Metrics;
+use crate::permissions::Grants;
 use crate::protocol::{
     decode_client_frame, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
 };
@@ -38,9 +39,18 @@ struct Fragments {
     data: BytesMut,
 }
 
+/// Who a connection speaks as, and what its token allows.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub user: UserName,
+    pub grants: Grants,
+}
+
 pub(crate) struct ChatSession {
     id: SessionId,
     user: UserName,
+    /// What the connection's token allows (moderation, rooms).
+    grants: Grants,
     server: Addr<ChatServer>,
     config: Arc<Config>,
     /// The rooms this connection is in, and where to send what it asks.
@@ -64,7 +74,7 @@ pub(crate) struct ChatSession {
 
 impl ChatSession {
     pub(crate) fn new(
-        user: UserName,
+        identity: Identity,
         server: Addr<ChatServer>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
@@ -73,7 +83,8 @@ impl ChatSession {
     ) -> Self {
         ChatSession {
             id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
-            user,
+            user: identity.user,
+            grants: identity.grants,
             server,
             rate: TokenBucket::new(config.rate_limit, config.rate_burst),
             backlog,
@@ -304,6 +315,14 @@ impl ChatSession {
                 ctx,
                 ErrorCode::AlreadyJoined,
                 &format!("you are already in room {room}"),
+                reference.as_deref(),
+            );
+        }
+        if !self.grants.may_join(&room) {
+            return self.send_error(
+                ctx,
+                ErrorCode::Forbidden,
+                &format!("your token does not allow room {room}"),
                 reference.as_deref(),
             );
         }

@@ -13,12 +13,13 @@ use actix_web_actors::ws;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::session::ChatSession;
+use crate::actors::session::{ChatSession, Identity};
 use crate::auth;
 use crate::caps::CapReached;
 use crate::config::Config;
 use crate::metrics::Refusal;
-use crate::protocol::{is_valid_user, UserName};
+use crate::permissions::Grants;
+use crate::protocol::is_valid_user;
 use crate::watchdog::{ConnectionSocket, Watched};
 
 pub(crate) async fn upgrade(
@@ -42,7 +43,7 @@ pub(crate) async fn upgrade(
                 ApiError::BadRequest(format!("bad query string: {e}")),
             )
         })?;
-    let user = identify(&query, req.headers(), &state.config)
+    let identity = identify(&query, req.headers(), &state.config)
         .map_err(|(refusal, error)| refuse(refusal, error))?;
     check_origin(&req, &state.config.allowed_origins)
         .map_err(|error| refuse(Refusal::Origin, error))?;
@@ -66,7 +67,7 @@ pub(crate) async fn upgrade(
     })?;
 
     let session = ChatSession::new(
-        user,
+        identity,
         state.chat.clone(),
         state.config.clone(),
         state.metrics.clone(),
@@ -84,8 +85,9 @@ pub(crate) async fn upgrade(
     Ok(response.streaming(Watched::new(frames, outbox, socket)))
 }
 
-/// The user this connection speaks as: from a verified token when a secret
-/// is configured, else the `user` parameter as given (development mode).
+/// Who this connection speaks as and what it may do: from a verified token
+/// when a secret is configured, else the `user` parameter as given
+/// (development mode, with [`Grants::unverified`]).
 /// The token comes in `?token=` (browsers cannot set headers on a
 /// WebSocket) or an `Authorization: Bearer` header (other clients, which
 /// keep it out of URLs and access logs); given both ways, the two must be
@@ -94,7 +96,7 @@ fn identify(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     config: &Config,
-) -> Result<UserName, (Refusal, ApiError)> {
+) -> Result<Identity, (Refusal, ApiError)> {
     let user = query.get("user");
     if let Some(user) = user {
         if !is_valid_user(user) {
@@ -107,11 +109,15 @@ fn identify(
         }
     }
     let Some(secret) = config.auth_secret.as_ref().map(|s| s.expose()) else {
-        return user.cloned().ok_or_else(|| {
+        let user = user.cloned().ok_or_else(|| {
             (
                 Refusal::BadRequest,
                 ApiError::BadRequest("missing query parameter user".into()),
             )
+        })?;
+        return Ok(Identity {
+            user,
+            grants: Grants::unverified(),
         });
     };
     let unauthorized = |why: String| (Refusal::Unauthorized, ApiError::Unauthorized(why));
@@ -140,7 +146,10 @@ fn identify(
                 claims.sub
             )),
         )),
-        _ => Ok(claims.sub),
+        _ => Ok(Identity {
+            grants: claims.grants(),
+            user: claims.sub,
+        }),
     }
 }
 
