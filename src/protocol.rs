@@ -114,6 +114,13 @@ pub enum ClientFrame {
         since: Option<MessageId>,
         reference: Option<String>,
     },
+    /// `join` with `dm` instead of `room`: open the direct-message room
+    /// with that user (see [`crate::direct`]).
+    JoinDirect {
+        with: UserName,
+        since: Option<MessageId>,
+        reference: Option<String>,
+    },
     Leave {
         room: RoomName,
         reference: Option<String>,
@@ -279,7 +286,30 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
     };
     match kind.as_str() {
         "join" => {
-            let room = take_room(&mut object, &reference)?;
+            let dm = match object.remove("dm") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(user)) if is_valid_user(&user) => Some(user),
+                Some(_) => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidField,
+                        "\"dm\" must be a user name: 1 to 32 characters from A-Z a-z 0-9 _ - .",
+                        reference,
+                    ))
+                }
+            };
+            let has_room = !matches!(object.get("room"), None | Some(Value::Null));
+            if dm.is_some() && has_room {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidField,
+                    "give \"room\" or \"dm\", not both",
+                    reference,
+                ));
+            }
+            // The room by name, or the user of a direct-message room.
+            let target = match dm {
+                Some(with) => Err(with),
+                None => Ok(take_room(&mut object, &reference)?),
+            };
             let since = match object.get("since") {
                 None | Some(Value::Null) => None,
                 Some(Value::Number(n)) => match n.as_i64() {
@@ -288,11 +318,18 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                 },
                 Some(_) => return Err(bad_since(reference)),
             };
-            Ok(ClientFrame::Join {
-                room,
-                since,
-                reference,
-            })
+            match target {
+                Ok(room) => Ok(ClientFrame::Join {
+                    room,
+                    since,
+                    reference,
+                }),
+                Err(with) => Ok(ClientFrame::JoinDirect {
+                    with,
+                    since,
+                    reference,
+                }),
+            }
         }
         "leave" => Ok(ClientFrame::Leave {
             room: take_room(&mut object, &reference)?,
@@ -775,6 +812,9 @@ pub enum ServerFrame<'a> {
         more: bool,
         last_read: MessageId,
         unread: i64,
+        /// A direct-message room's two users, sorted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a [UserName; 2]>,
     },
     Presence {
         room: &'a str,
@@ -913,6 +953,37 @@ mod tests {
 
     fn code_of(text: &str) -> ErrorCode {
         decode_client_frame(text, 4096).unwrap_err().code
+    }
+
+    #[test]
+    fn a_join_names_a_room_or_a_dm_user_not_both() {
+        assert_eq!(
+            decode_client_frame(r#"{"type":"join","dm":"bob","since":3,"ref":"d"}"#, 4096),
+            Ok(ClientFrame::JoinDirect {
+                with: "bob".into(),
+                since: Some(3),
+                reference: Some("d".into())
+            })
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"join","room":"r","dm":null}"#, 4096),
+            Ok(ClientFrame::Join {
+                room: "r".into(),
+                since: None,
+                reference: None
+            })
+        );
+        let both = decode_client_frame(r#"{"type":"join","room":"r","dm":"bob","ref":"x"}"#, 4096)
+            .unwrap_err();
+        assert_eq!(both.code, ErrorCode::InvalidField);
+        assert_eq!(both.reference.as_deref(), Some("x"));
+        for bad in [r#""a b""#, "7", r#""""#, "true"] {
+            let frame = format!(r#"{{"type":"join","dm":{bad}}}"#);
+            let error = decode_client_frame(&frame, 4096).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidField, "{frame}");
+        }
+        let dm_since = decode_client_frame(r#"{"type":"join","dm":"bob","since":-1}"#, 4096);
+        assert_eq!(dm_since.unwrap_err().code, ErrorCode::InvalidField);
     }
 
     #[test]

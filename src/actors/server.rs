@@ -21,6 +21,7 @@ use super::room::RoomActor;
 use super::SessionId;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::direct::{self, Pair};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
@@ -30,6 +31,9 @@ struct ActiveRoom {
     /// The connections in the room. A set, not a count, so a member that
     /// both was dropped by the room and later disconnected is removed once.
     sessions: HashSet<SessionId>,
+    /// A direct-message room's two users, known from the `join` with `dm`
+    /// that opened it (its name cannot be turned back into them).
+    dm: Option<Pair>,
 }
 
 pub(crate) struct ChatServer {
@@ -121,12 +125,34 @@ impl Handler<JoinRoom> for ChatServer {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
+        let dm = if direct::is_direct(&msg.room) {
+            let known = self
+                .rooms
+                .get(&msg.room)
+                .and_then(|active| active.dm.clone());
+            let Some(pair) = msg.dm.clone().or(known) else {
+                return Err(JoinError::Forbidden(format!(
+                    "{} is a direct-message room; open it with \"dm\" and the other user's name",
+                    msg.room
+                )));
+            };
+            if !pair.contains(&msg.user) {
+                return Err(JoinError::Forbidden(format!(
+                    "{} is a direct-message room of two other users",
+                    msg.room
+                )));
+            }
+            Some(pair)
+        } else {
+            None
+        };
         if !self.rooms.contains_key(&msg.room) && self.rooms.len() >= self.config.max_rooms {
             return Err(JoinError::TooManyRooms(self.config.max_rooms));
         }
         let active = self.rooms.entry(msg.room.clone()).or_insert_with(|| {
             let room = RoomActor::new(
                 msg.room.clone(),
+                dm.clone(),
                 self.history.clone(),
                 ctx.address().recipient(),
                 self.config.max_history,
@@ -137,6 +163,7 @@ impl Handler<JoinRoom> for ChatServer {
             ActiveRoom {
                 addr: room.start(),
                 sessions: HashSet::new(),
+                dm,
             }
         });
         active.sessions.insert(msg.session);

@@ -23,6 +23,7 @@ use super::SessionId;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
 use crate::config::Config;
+use crate::direct::{self, Pair};
 use crate::history::NewChange;
 use crate::metrics::Metrics;
 use crate::permissions::Grants;
@@ -171,7 +172,15 @@ impl ChatSession {
                 room,
                 since,
                 reference,
-            } => self.join(room, since, reference, ctx),
+            } => self.join(room, None, since, reference, ctx),
+            ClientFrame::JoinDirect {
+                with,
+                since,
+                reference,
+            } => {
+                let pair = Pair::new(&self.user, &with);
+                self.join(pair.room(), Some(pair), since, reference, ctx)
+            }
             ClientFrame::Leave { room, reference } => self.leave(room, reference, ctx),
             ClientFrame::Chat {
                 room,
@@ -336,13 +345,26 @@ impl ChatSession {
         );
     }
 
+    /// A `join`, by name or (`dm`) of the direct-message room of this
+    /// user and another.
     fn join(
         &mut self,
         room: RoomName,
+        dm: Option<Pair>,
         since: Option<i64>,
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        // Without AUTH_SECRET anyone can take any name, so no room can be
+        // kept to two users: direct messages, by `dm` or by name, are off.
+        if self.config.auth_secret.is_none() && (dm.is_some() || direct::is_direct(&room)) {
+            return self.send_error(
+                ctx,
+                ErrorCode::Forbidden,
+                "direct messages need verified names (AUTH_SECRET), which this server does not have",
+                reference.as_deref(),
+            );
+        }
         if self.rooms.contains_key(&room) {
             return self.send_error(
                 ctx,
@@ -379,6 +401,7 @@ impl ChatSession {
             room: room.clone(),
             since,
             outbox: Outbox::new(self.outbox.clone(), ctx.address().recipient()),
+            dm,
         });
         // Nothing else from this client is handled until the server answers,
         // so a chat right after a join finds the room joined.
@@ -410,6 +433,10 @@ impl ChatSession {
                             &e.to_string(),
                             reference.as_deref(),
                         )
+                    }
+                    Ok(Err(JoinError::Forbidden(why))) => {
+                        session.join_rate.give_back();
+                        session.send_error(ctx, ErrorCode::Forbidden, &why, reference.as_deref())
                     }
                     Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
                         session.close(ctx, CloseCode::Away, "server shutting down")

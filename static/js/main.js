@@ -10,7 +10,7 @@ import { currentRoom } from './rooms.js';
 import * as connection from './connection.js';
 import { handleFrame } from './frames.js';
 import {
-  rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, submitJoin,
+  rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, startDm, submitJoin,
 } from './membership.js';
 import { loadOlder } from './history.js';
 import { sendMessage, cancelMode } from './composer.js';
@@ -30,7 +30,7 @@ import {
 } from './signin.js';
 
 connection.setHandlers({ opened: rejoinAll, frame: handleFrame, closed: connectionLost });
-onRoomClicks({ select: selectRoom, join: joinRoom });
+onRoomClicks({ select: selectRoom, join: joinRoom, dm: startDm });
 
 $('name-form').addEventListener('submit', submitLogin);
 // A token is one line: Enter in its box signs in, as in the name field.

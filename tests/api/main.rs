@@ -6,6 +6,7 @@ mod caps;
 mod chat;
 mod cluster;
 mod database_files;
+mod direct_messages;
 mod errors;
 mod features;
 mod frozen;

@@ -4,6 +4,7 @@
 
 mod auth;
 mod chat;
+mod direct_messages;
 mod driver;
 mod features;
 mod history;

@@ -8,6 +8,7 @@ use super::room::FromMember;
 use super::session::GoingAway;
 use crate::actors::outbox::Outbox;
 use crate::actors::SessionId;
+use crate::direct::Pair;
 use crate::protocol::{MessageId, RoomName, UserName};
 
 /// From a session as it starts; `closer` is how shutdown reaches it.
@@ -38,6 +39,11 @@ pub(crate) struct JoinRoom {
     pub room: RoomName,
     pub since: Option<MessageId>,
     pub outbox: Outbox,
+    /// A `join` with `dm`: the pair whose room `room` is (the session
+    /// derived the name from it). `None` for a join by name, which for a
+    /// direct-message room is allowed only while the room is open and only
+    /// to one of its pair.
+    pub dm: Option<Pair>,
 }
 
 /// The server's yes to a [`JoinRoom`].
@@ -62,6 +68,10 @@ pub(crate) enum JoinError {
     TooManyRooms(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A direct-message room joined by someone not of its pair, or by
+    /// name while the server does not know its pair.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// From a session, for its client's `leave`: leave a room, and acknowledge

@@ -47,6 +47,7 @@ use crate::actors::messages::room::{
 };
 use crate::actors::messages::server::MemberDropped;
 use crate::cluster::Cluster;
+use crate::direct::Pair;
 use crate::history::{History, MessagesStored, NewChange, PendingWrite};
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -59,6 +60,8 @@ type Marker = (MessageId, i64);
 
 pub(crate) struct RoomActor {
     name: RoomName,
+    /// A direct-message room's two users, for its `history`.
+    dm: Option<Pair>,
     history: History,
     /// Told when the room drops a member on its own. A recipient rather
     /// than the server's address, so the room does not depend on the
@@ -95,8 +98,10 @@ const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl RoomActor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: RoomName,
+        dm: Option<Pair>,
         history: History,
         server: Recipient<MemberDropped>,
         max_history: usize,
@@ -106,6 +111,7 @@ impl RoomActor {
     ) -> Self {
         RoomActor {
             name,
+            dm,
             history,
             server,
             outbox_limit,
@@ -344,6 +350,7 @@ impl RoomActor {
             more,
             last_read: read.0,
             unread: read.1,
+            dm: self.dm.as_ref().map(Pair::users),
         }
         .encode()
         .into();
