@@ -39,7 +39,8 @@ pub(crate) fn is_valid_user(name: &str) -> bool {
 /// Every error code of the protocol, plus `store_failed` (documented in
 /// docs/PROTOCOL.md) for a chat the database refused; version 1.1 adds
 /// `overloaded` (too much waits to be stored), `not_found` and `forbidden`
-/// (an edit, delete, reaction or reply aimed at the wrong message).
+/// (an edit, delete, reaction or reply aimed at the wrong message) and
+/// `invalid_token` (a `refresh` whose token the connection cannot take).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -57,13 +58,14 @@ pub enum ErrorCode {
     Overloaded,
     NotFound,
     Forbidden,
+    InvalidToken,
 }
 
 impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub(crate) const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 15] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -78,6 +80,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
+        ErrorCode::InvalidToken,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -149,6 +153,12 @@ pub enum ClientFrame {
         room: RoomName,
         /// Read up to and including this id.
         id: MessageId,
+        reference: Option<String>,
+    },
+    /// A fresh token for the connection's user. Only its shape is checked
+    /// here; the session verifies it.
+    Refresh {
+        token: String,
         reference: Option<String>,
     },
 }
@@ -304,8 +314,8 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                     return Err(DecodeError::new(
                         ErrorCode::InvalidField,
                         format!(
-                            "\"emoji\" must be 1 to {MAX_EMOJI_CHARS} characters without white space"
-                        ),
+                        "\"emoji\" must be 1 to {MAX_EMOJI_CHARS} characters without white space"
+                    ),
                         reference,
                     ))
                 }
@@ -348,10 +358,21 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                 reference,
             })
         }
+        "refresh" => match object.remove("token") {
+            Some(Value::String(token)) if !token.is_empty() => {
+                Ok(ClientFrame::Refresh { token, reference })
+            }
+            _ => Err(DecodeError::new(
+                ErrorCode::InvalidField,
+                "\"token\" must be a non-empty string (a JWT)",
+                reference,
+            )),
+        },
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing or read"
+                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing, \
+                 read or refresh"
             ),
             reference,
         )),
@@ -662,6 +683,16 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         users: Vec<&'a str>,
     },
+    /// A `refresh` was taken: the connection now lives until `exp`; `left`
+    /// names the rooms it was in that the new token's `rooms` no longer
+    /// allow, which it has left (absent when none).
+    Refreshed {
+        exp: &'a str,
+        #[serde(skip_serializing_if = "<[RoomName]>::is_empty")]
+        left: &'a [RoomName],
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
     Error {
         code: ErrorCode,
         message: &'a str,
@@ -771,6 +802,7 @@ mod tests {
                 ErrorCode::Overloaded => 11,
                 ErrorCode::NotFound => 12,
                 ErrorCode::Forbidden => 13,
+                ErrorCode::InvalidToken => 14,
             };
             assert_eq!(i, position, "{}", code.as_str());
         }
@@ -781,6 +813,33 @@ mod tests {
 
     fn code_of(text: &str) -> ErrorCode {
         decode_client_frame(text, 4096).unwrap_err().code
+    }
+
+    #[test]
+    fn a_refresh_needs_a_token_string() {
+        assert_eq!(
+            decode_client_frame(r#"{"type":"refresh","token":"a.b.c","ref":"r"}"#, 4096),
+            Ok(ClientFrame::Refresh {
+                token: "a.b.c".into(),
+                reference: Some("r".into())
+            })
+        );
+        for bad in [
+            r#"{"type":"refresh"}"#,
+            r#"{"type":"refresh","token":""}"#,
+            r#"{"type":"refresh","token":7}"#,
+        ] {
+            assert_eq!(code_of(bad), ErrorCode::InvalidField, "{bad}");
+        }
+        let refreshed = ServerFrame::Refreshed {
+            exp: "2030-01-01T00:00:00Z",
+            left: &[],
+            reference: Some("r"),
+        };
+        assert_eq!(
+            refreshed.encode(),
+            r#"{"type":"refreshed","exp":"2030-01-01T00:00:00Z","ref":"r"}"#
+        );
     }
 
     #[test]

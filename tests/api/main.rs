@@ -17,5 +17,6 @@ mod metrics;
 mod overload;
 mod presence;
 mod process;
+mod refresh;
 mod rest;
 mod static_files;
