@@ -161,6 +161,9 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": stats.rooms,
             // Tells the browser client whether to ask for a token.
             "auth": if state.config.auth_secret.is_some() { "token" } else { "none" },
+            // Where the page gets a fresh token before its own expires
+            // (TOKEN_REFRESH_URL); null: it asks its user to sign in again.
+            "token_refresh_url": state.config.auth_secret.as_ref().and(state.config.token_refresh_url.as_deref()),
             // Tells clients the configured limits, so the page checks text
             // against the server's `MAX_MESSAGE_LEN` instead of a constant.
             "limits": {

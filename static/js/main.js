@@ -9,6 +9,7 @@ import { session } from './session.js';
 import { currentRoom } from './rooms.js';
 import * as connection from './connection.js';
 import { handleFrame } from './frames.js';
+import { onExpiredClose } from './token-refresh.js';
 import {
   rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, startDm, submitJoin,
 } from './membership.js';
@@ -29,7 +30,9 @@ import {
   answerSwitch, begin, offerToken, signOut, submitLogin, tokenFromFragment,
 } from './signin.js';
 
-connection.setHandlers({ opened: rejoinAll, frame: handleFrame, closed: connectionLost });
+connection.setHandlers({
+  opened: rejoinAll, frame: handleFrame, closed: connectionLost, expired: onExpiredClose,
+});
 onRoomClicks({ select: selectRoom, join: joinRoom, dm: startDm });
 
 $('name-form').addEventListener('submit', submitLogin);

@@ -19,5 +19,6 @@ mod moderation;
 mod overload;
 mod presence;
 mod process;
+mod refresh;
 mod rest;
 mod static_files;

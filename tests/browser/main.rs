@@ -10,4 +10,5 @@ mod features;
 mod history;
 mod layout;
 mod reconnect;
+mod refresh;
 mod validation;
