@@ -820,3 +820,78 @@ async fn an_edit_racing_a_delete_on_another_node_never_brings_the_text_back() {
         );
     }
 }
+
+/// A ban made on one node holds on the others: the user's connections
+/// there leave the room, its joins there are refused, and an unban on a
+/// third node lets it back.
+#[actix_web::test]
+async fn a_ban_on_one_node_removes_and_refuses_the_user_on_the_others() {
+    let Some(pg) = PgServer::start_or_skip("a_ban_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-moderation-secret-of-length";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str, extra: Value| {
+        let token = crate::helpers::token_with(SECRET, user, extra);
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut moderator = connect(a.port, "mod", json!({"mod": true})).await;
+    moderator.join("general").await;
+    let mut bob = connect(b.port, "bob", json!({})).await;
+    bob.join("general").await;
+    until_listed(a.port, "bob").await;
+
+    let ban = ask(
+        &mut moderator,
+        json!({"type": "ban", "room": "general", "user": "bob", "ref": "b"}),
+    )
+    .await;
+    assert_eq!(
+        (ban["type"].clone(), ban["action"].clone()),
+        (json!("moderation"), json!("ban")),
+        "{ban}"
+    );
+    let heard = next_change(&mut bob).await;
+    assert_eq!(
+        (heard["action"].clone(), heard["id"].clone()),
+        (json!("ban"), ban["id"].clone())
+    );
+    let deadline = Instant::now() + testkit::WAIT;
+    loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "leave" && frame["user"] == "bob" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob never left on node b");
+    }
+    bob.send(json!({"type": "join", "room": "general", "ref": "j"}))
+        .await;
+    let refused = next_change(&mut bob).await;
+    assert_eq!(
+        (refused["code"].clone(), refused["ref"].clone()),
+        (json!("banned"), json!("j"))
+    );
+
+    let unban = ask(
+        &mut moderator,
+        json!({"type": "unban", "room": "general", "user": "bob"}),
+    )
+    .await;
+    assert_eq!(unban["action"], "unban", "{unban}");
+    // Node b learns of the unban when its room delivers it; until then a
+    // join is still refused, so try again for a moment.
+    let deadline = Instant::now() + testkit::WAIT;
+    loop {
+        bob.send(json!({"type": "join", "room": "general"})).await;
+        let answer = next_change(&mut bob).await;
+        if answer["type"] == "history" {
+            break;
+        }
+        assert_eq!(answer["code"], "banned", "{answer}");
+        assert!(Instant::now() < deadline, "the unban never reached node b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

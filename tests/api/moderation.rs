@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use chatterbox::auth::Claims;
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use testkit::{spawn_app_with, Client, TestApp};
+
+use crate::helpers::token_with;
 
 const SECRET: &str = "a-moderation-test-secret-of-some-length";
 
@@ -23,23 +23,12 @@ async fn app() -> TestApp {
 
 /// A token for `user`, a moderator as `moderator` says (`null`: none).
 fn token(user: &str, moderator: Value) -> String {
-    let mut claims = serde_json::to_value(Claims {
-        sub: user.into(),
-        exp: chrono::Utc::now().timestamp() as u64 + 600,
-        iat: None,
-        moderator: None,
-        rooms: None,
-    })
-    .unwrap();
-    if !moderator.is_null() {
-        claims["mod"] = moderator;
-    }
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    let extra = if moderator.is_null() {
+        json!({})
+    } else {
+        json!({ "mod": moderator })
+    };
+    token_with(SECRET, user, extra)
 }
 
 async fn connect(app: &TestApp, user: &str, moderator: Value) -> Client {
