@@ -18,7 +18,7 @@ use crate::caps::ConnectionCaps;
 use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
-use crate::http::{api, static_files, ws, AppState};
+use crate::http::{api, server_api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
 
@@ -170,6 +170,14 @@ impl Application {
                         .route("/rooms", web::get().to(api::list_rooms))
                         .route("/rooms/{name}", web::get().to(api::room_details))
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
+                        .route(
+                            "/rooms/{name}/messages",
+                            web::post().to(server_api::publish),
+                        )
+                        .route(
+                            "/users/{name}/disconnect",
+                            web::post().to(server_api::disconnect),
+                        )
                         .default_service(web::to(api::not_found)),
                 )
                 .service(static_files::service(&static_root))

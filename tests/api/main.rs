@@ -18,4 +18,5 @@ mod overload;
 mod presence;
 mod process;
 mod rest;
+mod server_api;
 mod static_files;

@@ -43,9 +43,26 @@ const NOT_FOUND_MESSAGE: &str = "no such message in this room (or it was deleted
 /// What the sender of an edit or delete of someone else's chat reads.
 const FORBIDDEN_MESSAGE: &str = "only its author may edit or delete a message";
 
+/// Where a room tells the server API what storage made of its change.
+pub type ApiAnswer = tokio::sync::oneshot::Sender<Result<Stored, StoreFailed>>;
+
+/// The database refused a change (the writer has logged why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFailed;
+
+/// Who is waiting for a change's answer.
+pub enum Sender {
+    /// A member's connection: it gets its copy (with its `ref`) or its
+    /// error in the room's fan-out.
+    Member(SessionId),
+    /// The server API: told through the channel as soon as the answer
+    /// comes; the members get a stored change as any other.
+    Api(ApiAnswer),
+}
+
 /// A chat handed to storage, waiting for its answer.
 pub struct InFlight {
-    pub sender: SessionId,
+    pub sender: Sender,
     pub reference: Option<String>,
     /// When the session read it, for the delivery latency metric.
     pub received: Instant,
@@ -81,6 +98,10 @@ impl StoredChat {
             reference,
             received,
         } = chat;
+        let sender = match sender {
+            Sender::Member(session) => session,
+            Sender::Api(reply) => return StoredChat::for_api(reply, answer, received),
+        };
         let alone = |own: ByteString, error: Option<ErrorCode>| StoredChat {
             sender: Some(sender),
             received: Some(received),
@@ -133,6 +154,29 @@ impl StoredChat {
         }
     }
 
+    /// Tells the server API what became of its change; a stored one goes
+    /// to every member alike, anything else to nobody.
+    fn for_api<E>(reply: ApiAnswer, answer: Result<Stored, E>, received: Instant) -> StoredChat {
+        let (message, told) = match answer {
+            Ok(Stored::New(message)) => (Some(message.clone()), Ok(Stored::New(message))),
+            Ok(other) => (None, Ok(other)),
+            Err(_) => (None, Err(StoreFailed)),
+        };
+        // The caller may have gone (a closed HTTP connection): the change
+        // is stored and broadcast all the same.
+        let _ = reply.send(told);
+        StoredChat {
+            sender: None,
+            received: Some(received),
+            shared: message
+                .as_ref()
+                .map(|m| ServerFrame::change(m, None).encode().into()),
+            own: None,
+            message,
+            error: None,
+        }
+    }
+
     /// A message another node stored, for every member alike.
     pub fn remote(message: ChatMessage) -> StoredChat {
         StoredChat {
@@ -155,9 +199,10 @@ impl StoredChat {
         self.received
     }
 
-    /// Whether this is this node's answer to one of its chats.
+    /// Whether this is this node's answer to one of its chats (a
+    /// member's or the server API's).
     pub fn is_own(&self) -> bool {
-        self.sender.is_some()
+        self.received.is_some()
     }
 }
 
@@ -387,7 +432,7 @@ mod tests {
 
     fn chat(sender: u64, reference: Option<&str>) -> InFlight {
         InFlight {
-            sender: SessionId(sender),
+            sender: Sender::Member(SessionId(sender)),
             reference: reference.map(String::from),
             received: Instant::now(),
         }

@@ -32,7 +32,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use self::delivery::{fan_out, Delivery, InFlight, Next};
+use self::delivery::{fan_out, Delivery, InFlight, Next, Sender};
 use self::elsewhere::Elsewhere;
 use self::markers::{ReadMarkers, ReadStep};
 use self::members::{Audience, Members};
@@ -41,11 +41,13 @@ use self::sequence::Sequence;
 use super::outbox::Outbox;
 use super::SessionId;
 use crate::actors::messages::room::{
-    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, RemoveMember, RoomUsers, StopRoom,
+    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, PublishChange, RemoveMember,
+    RoomUsers, StopRoom,
 };
 use crate::actors::messages::server::MemberDropped;
+use crate::backlog::Admitted;
 use crate::cluster::Cluster;
-use crate::history::{History, MessagesStored, PendingWrite};
+use crate::history::{History, MessagesStored, NewChange, PendingWrite};
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
@@ -537,6 +539,22 @@ impl RoomActor {
         }));
     }
 
+    /// Queues a change for storage as `user` and notes who waits for its
+    /// answer: the writer answers in queue order, matched by position.
+    fn store(&mut self, user: UserName, change: NewChange, admitted: Admitted, chat: InFlight) {
+        let Some(reply) = self.stored_recipient.clone() else {
+            return;
+        };
+        self.history.store(PendingWrite {
+            room: self.name.clone(),
+            user,
+            change,
+            reply,
+            admitted,
+        });
+        self.delivery.sent(chat);
+    }
+
     /// Delivers the pending stored chats now if the room has waited long
     /// enough since its last delivery, or sets a timer for when it has.
     fn schedule_delivery(&mut self, ctx: &mut Context<Self>) {
@@ -673,25 +691,40 @@ impl Handler<FromMember> for RoomActor {
         };
         match asked.request {
             MemberRequest::Change { change, admitted } => {
-                let Some(reply) = self.stored_recipient.clone() else {
-                    return;
-                };
-                self.history.store(PendingWrite {
-                    room: self.name.clone(),
-                    user: member.user.clone(),
+                let user = member.user.clone();
+                self.store(
+                    user,
                     change,
-                    reply,
                     admitted,
-                });
-                self.delivery.sent(InFlight {
-                    sender: asked.session,
-                    reference: asked.reference,
-                    received: asked.received,
-                });
+                    InFlight {
+                        sender: Sender::Member(asked.session),
+                        reference: asked.reference,
+                        received: asked.received,
+                    },
+                );
             }
             MemberRequest::Typing => self.typing(asked.session),
             MemberRequest::Read { id } => self.read(asked.session, id, asked.reference, ctx),
         }
+    }
+}
+
+impl Handler<PublishChange> for RoomActor {
+    type Result = ();
+
+    /// The server API's change takes its place in the room's order exactly
+    /// as a member's: queued for storage behind what came before it.
+    fn handle(&mut self, publish: PublishChange, _: &mut Self::Context) {
+        self.store(
+            publish.user,
+            publish.change,
+            publish.admitted,
+            InFlight {
+                sender: Sender::Api(publish.answer),
+                reference: None,
+                received: publish.received,
+            },
+        );
     }
 }
 
