@@ -465,3 +465,95 @@ async fn disconnect_closes_every_connection_of_the_user_with_4000_and_counts_the
     .await;
     assert_eq!((status, answer), (200, json!({"connections": 0})));
 }
+
+/// Cluster mode: a publish through either node takes its place in the
+/// room's one order on both, cold on the node that answers or not, and a
+/// key is one key across nodes.
+#[actix_web::test]
+async fn in_a_cluster_publishes_through_either_node_reach_everyone_in_one_order() {
+    let Some(pg) = testkit::PgServer::start_or_skip("server_api_in_a_cluster") else {
+        return;
+    };
+    let url = pg.url();
+    let node = |id: &'static str| {
+        let url = url.clone();
+        spawn_app_with(move |c| {
+            c.database_url = Some(chatterbox::config::Secret::from(url.as_str()));
+            c.node_id = Some(id.to_string());
+            c.api_key = Some(KEY.into());
+        })
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    // Only node a has members: on b the room is cold for each publish.
+    let mut alice = a.connect("alice").await;
+    let mut carol = a.connect("carol").await;
+    alice.join("general").await;
+    carol.join("general").await;
+    const N: usize = 10;
+    let port_b = b.port;
+    let publishes = actix_web::rt::spawn(async move {
+        let client = awc::Client::default();
+        let mut answers = Vec::new();
+        for i in 0..N {
+            let mut response = client
+                .post(format!(
+                    "http://127.0.0.1:{port_b}/api/rooms/general/messages"
+                ))
+                .insert_header(("authorization", format!("Bearer {KEY}")))
+                .send_json(
+                    &json!({"user": "bot", "text": format!("api {i}"), "key": format!("k{i}")}),
+                )
+                .await
+                .expect("an answer");
+            assert_eq!(response.status().as_u16(), 201);
+            answers.push(response.json::<Value>().await.expect("JSON"));
+        }
+        answers
+    });
+    for i in 0..N {
+        alice
+            .chat("general", &format!("alice {i}"), &i.to_string())
+            .await;
+    }
+    let answers = publishes.await.expect("the publisher finishes");
+    let frames = |n: usize| Vec::with_capacity(n);
+    let (mut to_alice, mut to_carol) = (frames(2 * N), frames(2 * N));
+    while to_alice.len() < 2 * N {
+        let frame = alice.recv().await;
+        if frame["type"] == "chat" {
+            to_alice.push(frame);
+        }
+    }
+    while to_carol.len() < 2 * N {
+        let frame = carol.recv().await;
+        if frame["type"] == "chat" {
+            to_carol.push(frame);
+        }
+    }
+    let ids = |frames: &[Value]| -> Vec<i64> {
+        frames.iter().map(|f| f["id"].as_i64().unwrap()).collect()
+    };
+    let mut sorted = ids(&to_carol);
+    sorted.sort();
+    assert_eq!(ids(&to_carol), sorted, "one order");
+    assert_eq!(ids(&to_alice), ids(&to_carol));
+    let from_bot: Vec<Value> = to_carol
+        .iter()
+        .filter(|f| f["user"] == "bot")
+        .cloned()
+        .collect();
+    assert_eq!(from_bot, answers, "each published chat once, in order");
+    // The same key through the other node is the same chat.
+    let (status, again) = post(
+        &a,
+        "/api/rooms/general/messages",
+        json!({"user": "bot", "text": "api 0", "key": "k0"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, answers[0]);
+    carol
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await;
+}
