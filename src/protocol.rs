@@ -57,13 +57,15 @@ pub enum ErrorCode {
     Overloaded,
     NotFound,
     Forbidden,
+    Banned,
+    Muted,
 }
 
 impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub(crate) const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -78,6 +80,8 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -96,6 +100,8 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
         }
     }
 }
@@ -151,7 +157,54 @@ pub enum ClientFrame {
         id: MessageId,
         reference: Option<String>,
     },
+    /// A moderator's `kick`, `mute`, `ban` or `unban` of `user`.
+    Moderate {
+        room: RoomName,
+        action: ModAction,
+        user: UserName,
+        /// How long a mute or ban lasts (`None`: a ban until unbanned).
+        seconds: Option<u32>,
+        reason: Option<String>,
+        reference: Option<String>,
+    },
 }
+
+/// What a moderator did, as the `action` of a `moderation` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModAction {
+    Kick,
+    Mute,
+    Ban,
+    Unban,
+    Delete,
+}
+
+impl ModAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModAction::Kick => "kick",
+            ModAction::Mute => "mute",
+            ModAction::Ban => "ban",
+            ModAction::Unban => "unban",
+            ModAction::Delete => "delete",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ModAction> {
+        Some(match name {
+            "kick" => ModAction::Kick,
+            "mute" => ModAction::Mute,
+            "ban" => ModAction::Ban,
+            "unban" => ModAction::Unban,
+            "delete" => ModAction::Delete,
+            _ => return None,
+        })
+    }
+}
+
+/// Longest moderation `reason`, in characters.
+pub(crate) const MAX_REASON_CHARS: usize = 256;
 
 /// Longest `key` of an idempotent chat, in characters.
 pub(crate) const MAX_KEY_CHARS: usize = 64;
@@ -333,6 +386,42 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
             room: take_room(&mut object, &reference)?,
             reference,
         }),
+        "kick" | "mute" | "ban" | "unban" => {
+            let action = ModAction::parse(&kind).unwrap_or(ModAction::Kick);
+            let room = take_room(&mut object, &reference)?;
+            let field = |message: String| {
+                DecodeError::new(ErrorCode::InvalidField, message, reference.clone())
+            };
+            let user = match object.remove("user") {
+                Some(Value::String(user)) if is_valid_user(&user) => user,
+                _ => return Err(field("\"user\" must be a valid user name".into())),
+            };
+            let seconds = match (action, object.get("seconds")) {
+                (ModAction::Kick | ModAction::Unban, _) | (ModAction::Ban, None | Some(Value::Null)) => None,
+                (_, Some(Value::Number(n))) => match n.as_u64() {
+                    Some(s) if (1..=1 << 31).contains(&s) => Some(s as u32),
+                    _ => return Err(field("\"seconds\" must be an integer from 1 to 2^31".into())),
+                },
+                _ => return Err(field("\"seconds\" must be an integer from 1 to 2^31".into())),
+            };
+            let reason = match (action, object.remove("reason")) {
+                (_, None | Some(Value::Null)) | (ModAction::Unban, _) => None,
+                (_, Some(Value::String(r))) if r.chars().count() <= MAX_REASON_CHARS => Some(r),
+                _ => {
+                    return Err(field(format!(
+                        "\"reason\" must be a string of at most {MAX_REASON_CHARS} characters"
+                    )))
+                }
+            };
+            Ok(ClientFrame::Moderate {
+                room,
+                action,
+                user,
+                seconds,
+                reason,
+                reference,
+            })
+        }
         "read" => {
             let room = take_room(&mut object, &reference)?;
             let id = match object.get("id") {
@@ -351,7 +440,7 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing or read"
+                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing, read, kick, mute, ban or unban"
             ),
             reference,
         )),
@@ -471,6 +560,8 @@ pub enum ChangeKind {
     Delete,
     /// A user's `emoji` on the chat `target`, added or removed.
     Reaction,
+    /// A moderator's action (`action`) on the user `subject`.
+    Moderation,
 }
 
 impl ChangeKind {
@@ -481,6 +572,7 @@ impl ChangeKind {
             ChangeKind::Edit => "edit",
             ChangeKind::Delete => "delete",
             ChangeKind::Reaction => "reaction",
+            ChangeKind::Moderation => "moderation",
         }
     }
 
@@ -491,6 +583,7 @@ impl ChangeKind {
             "edit" => ChangeKind::Edit,
             "delete" => ChangeKind::Delete,
             "reaction" => ChangeKind::Reaction,
+            "moderation" => ChangeKind::Moderation,
             _ => ChangeKind::Chat,
         }
     }
@@ -529,6 +622,11 @@ pub struct ChatMessage {
     pub deleted: bool,
     /// Current state of a chat: its reactions.
     pub reactions: Reactions,
+    /// A moderation's action, the user it is about, until when, and why.
+    pub action: Option<ModAction>,
+    pub subject: Option<UserName>,
+    pub until: Option<String>,
+    pub reason: Option<String>,
     /// Its place in its room, 1, 2, 3, ... with no gap: set in cluster
     /// mode only, where it lets a node see that it missed a message
     /// another node stored. Never sent to clients.
@@ -543,17 +641,19 @@ impl ChatMessage {
         if change.target != Some(self.id) || self.deleted {
             return;
         }
+        let deletes = change.kind == ChangeKind::Delete
+            || (change.kind == ChangeKind::Moderation && change.action == Some(ModAction::Delete));
         match change.kind {
-            ChangeKind::Chat => {}
-            ChangeKind::Edit => {
-                self.text = change.text.clone();
-                self.edited_at = Some(change.timestamp.clone());
-            }
-            ChangeKind::Delete => {
+            _ if deletes => {
                 self.deleted = true;
                 self.text.clear();
                 self.edited_at = None;
                 self.reactions.clear();
+            }
+            ChangeKind::Chat | ChangeKind::Delete | ChangeKind::Moderation => {}
+            ChangeKind::Edit => {
+                self.text = change.text.clone();
+                self.edited_at = Some(change.timestamp.clone());
             }
             ChangeKind::Reaction => {
                 let Some(emoji) = &change.emoji else { return };
@@ -627,6 +727,24 @@ pub enum ServerFrame<'a> {
         target: MessageId,
         emoji: &'a str,
         on: bool,
+        timestamp: &'a str,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
+    },
+    Moderation {
+        id: MessageId,
+        room: &'a str,
+        action: ModAction,
+        /// The user it is about.
+        user: &'a str,
+        /// The moderator, or `api`.
+        by: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<MessageId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
         timestamp: &'a str,
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
@@ -722,6 +840,18 @@ impl ServerFrame<'_> {
                 timestamp: &message.timestamp,
                 reference,
             },
+            ChangeKind::Moderation => ServerFrame::Moderation {
+                id: message.id,
+                room: &message.room,
+                action: message.action.unwrap_or(ModAction::Kick),
+                user: message.subject.as_deref().unwrap_or_default(),
+                by: &message.user,
+                target: message.target,
+                until: message.until.as_deref(),
+                reason: message.reason.as_deref(),
+                timestamp: &message.timestamp,
+                reference,
+            },
             ChangeKind::Reaction => ServerFrame::Reaction {
                 id: message.id,
                 room: &message.room,
@@ -771,6 +901,8 @@ mod tests {
                 ErrorCode::Overloaded => 11,
                 ErrorCode::NotFound => 12,
                 ErrorCode::Forbidden => 13,
+                ErrorCode::Banned => 14,
+                ErrorCode::Muted => 15,
             };
             assert_eq!(i, position, "{}", code.as_str());
         }

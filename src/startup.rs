@@ -175,6 +175,16 @@ impl Application {
                             web::post().to(server_api::publish),
                         )
                         .route(
+                            "/rooms/{name}/messages/{id}",
+                            web::delete().to(server_api::delete_message),
+                        )
+                        .route("/rooms/{name}/kick", web::post().to(server_api::kick))
+                        .route("/rooms/{name}/bans", web::post().to(server_api::ban))
+                        .route(
+                            "/rooms/{name}/bans/{user}",
+                            web::delete().to(server_api::unban),
+                        )
+                        .route(
                             "/users/{name}/disconnect",
                             web::post().to(server_api::disconnect),
                         )

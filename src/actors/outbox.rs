@@ -21,6 +21,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::messages::session::Outgoing;
+use crate::protocol::RoomName;
 
 /// The answer to [`OutboxState::reserve`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +188,13 @@ impl Outbox {
         self.reserve(frames.len(), limit)?;
         self.recipient.do_send(Outgoing::Frames(frames));
         Ok(())
+    }
+
+    /// Tells the session that the room `room` removed it (a moderator's
+    /// kick or ban), after the frames already queued: it is no longer in
+    /// that room.
+    pub(crate) fn removed_from(&self, room: RoomName) {
+        self.recipient.do_send(Outgoing::Removed(room));
     }
 
     fn reserve(&self, n: usize, limit: usize) -> Result<(), Overflow> {

@@ -23,10 +23,10 @@ use super::messages::server::{
 use super::messages::session::{Disconnected, GoingAway};
 use super::room::RoomActor;
 use super::SessionId;
-use crate::actors::room::delivery::StoreFailed;
+use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::history::{History, Stored};
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
 
@@ -215,7 +215,7 @@ impl Handler<LeaveRoom> for ChatServer {
 }
 
 impl Handler<Publish> for ChatServer {
-    type Result = ResponseActFuture<Self, Result<Stored, PublishError>>;
+    type Result = ResponseActFuture<Self, Result<Answered, PublishError>>;
 
     /// Hands the change to its room (started if need be), then, once it is
     /// answered, stops the room again if nobody joined meanwhile. The wait

@@ -27,7 +27,7 @@ use crate::history::NewChange;
 use crate::metrics::Metrics;
 use crate::permissions::Grants;
 use crate::protocol::{
-    decode_client_frame, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
+    decode_client_frame, now_millis, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
 };
 use crate::rate_limit::TokenBucket;
 
@@ -197,7 +197,39 @@ impl ChatSession {
                 room,
                 target,
                 reference,
-            } => self.change(room, NewChange::Delete { target }, reference, ctx),
+            } => {
+                let as_moderator = self.grants.moderates(&room);
+                let change = NewChange::Delete {
+                    target,
+                    as_moderator,
+                };
+                self.change(room, change, reference, ctx)
+            }
+            ClientFrame::Moderate {
+                room,
+                action,
+                user,
+                seconds,
+                reason,
+                reference,
+            } => {
+                if !self.grants.moderates(&room) {
+                    return self.send_error(
+                        ctx,
+                        ErrorCode::Forbidden,
+                        &format!("only a moderator of room {room} may {}", action.as_str()),
+                        reference.as_deref(),
+                    );
+                }
+                let until = seconds.map(|s| now_millis() + i64::from(s) * 1000);
+                let change = NewChange::Moderate {
+                    action,
+                    subject: user,
+                    until,
+                    reason,
+                };
+                self.change(room, change, reference, ctx)
+            }
             ClientFrame::React {
                 room,
                 target,
@@ -259,6 +291,7 @@ impl ChatSession {
                 NewChange::Edit { .. } => "editing",
                 NewChange::Delete { .. } => "deleting",
                 NewChange::React { .. } => "reacting",
+                NewChange::Moderate { .. } => "moderating",
             };
             return self.send_error(
                 ctx,
@@ -354,10 +387,17 @@ impl ChatSession {
                 .into_actor(self)
                 .map(move |answer, session, ctx| match answer {
                     Ok(Ok(joined)) => {
-                        session.rooms.insert(room, joined.room);
+                        session.rooms.insert(room.clone(), joined.room);
                         // And nothing until the room has sent `history`, so
                         // joins sent back to back are answered in order.
-                        let admitted = joined.admitted.into_actor(session).map(|_, _, _| ());
+                        let admitted = joined.admitted.into_actor(session).map(
+                            move |admission, session, ctx| {
+                                if let Ok(Err((code, message))) = admission {
+                                    session.rooms.remove(&room);
+                                    session.send_error(ctx, code, &message, reference.as_deref());
+                                }
+                            },
+                        );
                         ctx.wait(admitted);
                     }
                     Ok(Err(e @ JoinError::TooManyRooms(_))) => {
@@ -566,6 +606,9 @@ impl Handler<Outgoing> for ChatSession {
                 }
             }
             Outgoing::Overflowed => self.overflowed(ctx),
+            Outgoing::Removed(room) => {
+                self.rooms.remove(&room);
+            }
         }
     }
 }

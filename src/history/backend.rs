@@ -11,7 +11,7 @@
 //! (see [`super::rules`]).
 
 use super::{Page, StoreError};
-use crate::protocol::{ChatMessage, MessageId};
+use crate::protocol::{ChatMessage, MessageId, ModAction, UserName};
 
 /// A change a member asked for, before it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,24 @@ pub enum NewChange {
     },
     Delete {
         target: MessageId,
+        /// The sender moderates the room: it may delete anyone's chat (a
+        /// `moderation` with action `delete` when the chat is not its own).
+        as_moderator: bool,
     },
     React {
         target: MessageId,
         emoji: String,
         on: bool,
+    },
+    /// A moderator's kick, mute, ban or unban of `subject` (authority
+    /// checked before it gets here). A moderator's delete is a `Delete`.
+    Moderate {
+        action: ModAction,
+        subject: UserName,
+        /// Milliseconds since the Unix epoch when a mute or ban ends
+        /// (`None`: a ban until unbanned).
+        until: Option<i64>,
+        reason: Option<String>,
     },
 }
 
@@ -42,7 +55,7 @@ impl NewChange {
     pub fn text(&self) -> &str {
         match self {
             NewChange::Chat { text, .. } | NewChange::Edit { text, .. } => text,
-            NewChange::Delete { .. } | NewChange::React { .. } => "",
+            NewChange::Delete { .. } | NewChange::React { .. } | NewChange::Moderate { .. } => "",
         }
     }
 }
@@ -61,7 +74,7 @@ pub struct NewRow<'a> {
 }
 
 /// What the database made of one stored change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
     pub id: MessageId,
     /// Its place in its room, where the backend numbers them (see
@@ -70,6 +83,9 @@ pub struct Inserted {
     /// Milliseconds since the Unix epoch, UTC: the batch's time, or later
     /// when the backend keeps a room's timestamps rising across nodes.
     pub created_at: i64,
+    /// A moderator's delete of another user's chat: that user, the
+    /// `moderation` frame's `user`.
+    pub deleted_for: Option<UserName>,
 }
 
 /// Why a change was not stored, as its sender is told.
@@ -90,10 +106,17 @@ pub enum Outcome {
     Refused(Refusal),
     /// A chat whose key was used before: nothing stored, its sender gets
     /// the original back.
-    Repeat(ChatMessage),
+    Repeat(Box<ChatMessage>),
     /// A reaction already in the asked state: nothing stored, its sender
     /// gets the state (`on`).
     Unchanged { on: bool },
+}
+
+/// A room's mutes and bans in force, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sanctions {
+    pub mutes: Vec<(UserName, i64)>,
+    pub bans: Vec<(UserName, Option<i64>)>,
 }
 
 /// One worker thread's access to the database. Every method blocks; each
@@ -156,6 +179,10 @@ pub trait Backend: Send + 'static {
         user: &str,
         up_to: MessageId,
     ) -> Result<(MessageId, i64), StoreError>;
+
+    /// The mutes and bans of `room` in force at `now` (milliseconds):
+    /// each user with when it ends (`None`: a ban until unbanned).
+    fn sanctions(&mut self, room: &str, now: i64) -> Result<Sanctions, StoreError>;
 
     /// Moves `user`'s read marker in `room` forward to `id` (never back)
     /// and returns the stored marker. Durable when it returns.

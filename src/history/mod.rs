@@ -102,6 +102,8 @@ pub struct Start {
     pub chats: Page,
     /// The newest changes as broadcast, and whether older exist.
     pub changes: Page,
+    /// The mutes and bans in force.
+    pub sanctions: backend::Sanctions,
 }
 
 /// Which page of a room's history REST asks for.

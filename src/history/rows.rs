@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::backend::{Inserted, NewChange, NewRow, Outcome};
 use super::StoreError;
-use crate::protocol::{format_timestamp, ChangeKind, ChatMessage, MessageId, Reactions};
+use crate::protocol::{format_timestamp, ChangeKind, ChatMessage, MessageId, ModAction, Reactions};
 
 /// One row of a room's log, whatever the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,10 @@ pub struct Row {
     pub edited_text: Option<String>,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    pub action: Option<String>,
+    pub subject: Option<String>,
+    pub until_at: Option<i64>,
+    pub reason: Option<String>,
 }
 
 impl Row {
@@ -44,6 +48,10 @@ impl Row {
             emoji: self.emoji,
             on: self.reaction_on.unwrap_or(false),
             seq: self.seq,
+            action: self.action.as_deref().and_then(ModAction::parse),
+            subject: self.subject,
+            until: self.until_at.map(format_timestamp),
+            reason: self.reason,
             ..ChatMessage::default()
         }
     }
@@ -74,10 +82,16 @@ pub struct NewColumns<'a> {
     pub emoji: Option<&'a str>,
     pub reaction_on: Option<bool>,
     pub idempotency_key: Option<&'a str>,
+    pub action: Option<&'static str>,
+    pub subject: Option<&'a str>,
+    pub until_at: Option<i64>,
+    pub reason: Option<&'a str>,
 }
 
 impl<'a> NewColumns<'a> {
-    pub fn of(change: &'a NewChange) -> NewColumns<'a> {
+    /// The row of a stored change; `deleted_for` is the author of a chat a
+    /// moderator deleted (stored as a `moderation`).
+    pub fn of(change: &'a NewChange, deleted_for: Option<&'a str>) -> NewColumns<'a> {
         let mut columns = NewColumns {
             kind: ChangeKind::Chat.as_str(),
             text: change.text(),
@@ -86,6 +100,10 @@ impl<'a> NewColumns<'a> {
             emoji: None,
             reaction_on: None,
             idempotency_key: None,
+            action: None,
+            subject: None,
+            until_at: None,
+            reason: None,
         };
         match change {
             NewChange::Chat { reply_to, key, .. } => {
@@ -96,15 +114,32 @@ impl<'a> NewColumns<'a> {
                 columns.kind = ChangeKind::Edit.as_str();
                 columns.target = Some(*target);
             }
-            NewChange::Delete { target } => {
+            NewChange::Delete { target, .. } => {
                 columns.kind = ChangeKind::Delete.as_str();
                 columns.target = Some(*target);
+                if let Some(author) = deleted_for {
+                    columns.kind = ChangeKind::Moderation.as_str();
+                    columns.action = Some(ModAction::Delete.as_str());
+                    columns.subject = Some(author);
+                }
             }
             NewChange::React { target, emoji, on } => {
                 columns.kind = ChangeKind::Reaction.as_str();
                 columns.target = Some(*target);
                 columns.emoji = Some(emoji);
                 columns.reaction_on = Some(*on);
+            }
+            NewChange::Moderate {
+                action,
+                subject,
+                until,
+                reason,
+            } => {
+                columns.kind = ChangeKind::Moderation.as_str();
+                columns.action = Some(action.as_str());
+                columns.subject = Some(subject);
+                columns.until_at = *until;
+                columns.reason = reason.as_deref();
             }
         }
         columns
@@ -160,15 +195,32 @@ pub fn broadcast_form(row: &NewRow<'_>, inserted: &Inserted) -> ChatMessage {
             message.kind = ChangeKind::Edit;
             message.target = Some(*target);
         }
-        NewChange::Delete { target } => {
+        NewChange::Delete { target, .. } => {
             message.kind = ChangeKind::Delete;
             message.target = Some(*target);
+            if let Some(author) = &inserted.deleted_for {
+                message.kind = ChangeKind::Moderation;
+                message.action = Some(ModAction::Delete);
+                message.subject = Some(author.clone());
+            }
         }
         NewChange::React { target, emoji, on } => {
             message.kind = ChangeKind::Reaction;
             message.target = Some(*target);
             message.emoji = Some(emoji.clone());
             message.on = *on;
+        }
+        NewChange::Moderate {
+            action,
+            subject,
+            until,
+            reason,
+        } => {
+            message.kind = ChangeKind::Moderation;
+            message.action = Some(*action);
+            message.subject = Some(subject.clone());
+            message.until = until.map(format_timestamp);
+            message.reason = reason.clone();
         }
     }
     message
@@ -183,7 +235,7 @@ pub fn repeat_of(
 ) -> Result<Outcome, StoreError> {
     match (batch.get(position), outcomes.get(position)) {
         (Some(row), Some(Outcome::Stored(inserted))) => {
-            Ok(Outcome::Repeat(broadcast_form(row, inserted)))
+            Ok(Outcome::Repeat(Box::new(broadcast_form(row, inserted))))
         }
         _ => Err(StoreError::Query(format!(
             "a repeated key points at change {position} of the batch, which was not stored"

@@ -69,6 +69,10 @@ pub enum Verdict {
     Unchanged {
         on: bool,
     },
+    /// A moderator's delete of `author`'s chat: stored as a `moderation`.
+    ModeratorDelete {
+        author: String,
+    },
 }
 
 /// Puts the chats found under wanted keys into `known`: `found` is every
@@ -103,9 +107,10 @@ pub fn wanted(batch: &[NewRow<'_>]) -> Wanted {
                         .push((row.room.into(), row.user.into(), key.clone()));
                 }
             }
-            NewChange::Edit { target, .. } | NewChange::Delete { target } => {
+            NewChange::Edit { target, .. } | NewChange::Delete { target, .. } => {
                 wanted.ids.push(*target)
             }
+            NewChange::Moderate { .. } => {}
             NewChange::React { target, emoji, .. } => {
                 wanted.ids.push(*target);
                 wanted
@@ -163,17 +168,25 @@ pub fn judge(batch: &[NewRow<'_>], known: &mut Known) -> Vec<Verdict> {
                 Ok(chat) if chat.user != row.user => Verdict::Refuse(Refusal::Forbidden),
                 Ok(_) => Verdict::Store,
             },
-            NewChange::Delete { target } => match live_chat(known, row.room, *target) {
-                Err(refusal) => Verdict::Refuse(refusal),
-                Ok(chat) if chat.user != row.user => Verdict::Refuse(Refusal::Forbidden),
-                Ok(_) => {
-                    if let Some(chat) = known.targets.get_mut(target) {
-                        chat.deleted = true;
-                    }
-                    known.reactions.retain(|(id, _, _)| id != target);
-                    Verdict::Store
+            NewChange::Delete {
+                target,
+                as_moderator,
+            } => {
+                let verdict = match live_chat(known, row.room, *target) {
+                    Err(refusal) => return Verdict::Refuse(refusal),
+                    Ok(chat) if chat.user == row.user => Verdict::Store,
+                    Ok(chat) if *as_moderator => Verdict::ModeratorDelete {
+                        author: chat.user.clone(),
+                    },
+                    Ok(_) => return Verdict::Refuse(Refusal::Forbidden),
+                };
+                if let Some(chat) = known.targets.get_mut(target) {
+                    chat.deleted = true;
                 }
-            },
+                known.reactions.retain(|(id, _, _)| id != target);
+                verdict
+            }
+            NewChange::Moderate { .. } => Verdict::Store,
             NewChange::React { target, emoji, on } => {
                 if let Err(refusal) = live_chat(known, row.room, *target) {
                     return Verdict::Refuse(refusal);
@@ -235,6 +248,36 @@ mod tests {
         }
     }
 
+    fn delete(target: MessageId) -> NewChange {
+        NewChange::Delete {
+            target,
+            as_moderator: false,
+        }
+    }
+
+    #[test]
+    fn a_moderator_deletes_anyones_chat_and_its_own_plainly() {
+        let mut known = known(&[(1, chat("alice")), (2, chat("mod"))]);
+        let by_mod = |target| NewChange::Delete {
+            target,
+            as_moderator: true,
+        };
+        let got = verdicts(
+            &[("mod", by_mod(1)), ("mod", by_mod(2)), ("mod", by_mod(1))],
+            &mut known,
+        );
+        assert_eq!(
+            got,
+            [
+                Verdict::ModeratorDelete {
+                    author: "alice".into()
+                },
+                Verdict::Store,
+                Verdict::Refuse(Refusal::NotFound),
+            ]
+        );
+    }
+
     fn react(target: MessageId, emoji: &str, on: bool) -> NewChange {
         NewChange::React {
             target,
@@ -262,7 +305,7 @@ mod tests {
             &[
                 ("alice", edit(1)),
                 ("bob", edit(1)),
-                ("bob", NewChange::Delete { target: 1 }),
+                ("bob", delete(1)),
                 ("alice", edit(2)),
                 ("alice", edit(3)),
                 ("alice", edit(404)),
@@ -289,7 +332,7 @@ mod tests {
         known.reactions.insert((1, "bob".into(), "👍".into()));
         let got = verdicts(
             &[
-                ("alice", NewChange::Delete { target: 1 }),
+                ("alice", delete(1)),
                 ("alice", edit(1)),
                 ("bob", react(1, "🎉", true)),
                 (
@@ -300,7 +343,7 @@ mod tests {
                         key: None,
                     },
                 ),
-                ("alice", NewChange::Delete { target: 1 }),
+                ("alice", delete(1)),
             ],
             &mut known,
         );
@@ -389,7 +432,7 @@ mod tests {
             ("alice", edit(3)),
             ("bob", react(3, "x", true)),
             ("bob", keyed("k")),
-            ("carol", NewChange::Delete { target: 1 }),
+            ("carol", delete(1)),
         ];
         let rows: Vec<NewRow<'_>> = changes.iter().map(|(u, c)| row(u, c)).collect();
         let wanted = wanted(&rows);

@@ -50,7 +50,7 @@ fn answer_of(row: &NewRow<'_>, outcome: Outcome) -> Stored {
     match outcome {
         Outcome::Stored(inserted) => Stored::New(broadcast_form(row, &inserted)),
         Outcome::Refused(refusal) => Stored::Refused(refusal),
-        Outcome::Repeat(original) => Stored::Reply(original),
+        Outcome::Repeat(original) => Stored::Reply(*original),
         Outcome::Unchanged { on } => {
             // Nothing was stored, so the frame has no id of its own: 0.
             let mut state = broadcast_form(
@@ -59,6 +59,7 @@ fn answer_of(row: &NewRow<'_>, outcome: Outcome) -> Stored {
                     id: 0,
                     seq: None,
                     created_at: row.created_at,
+                    deleted_for: None,
                 },
             );
             state.on = on;
@@ -416,6 +417,7 @@ impl Handler<StartRoom> for HistoryActor {
         Ok(Start {
             chats: self.backend.chats_before(&msg.room, None, msg.limit)?,
             changes: self.backend.newest_changes(&msg.room, msg.limit)?,
+            sanctions: self.backend.sanctions(&msg.room, now_millis())?,
         })
     }
 }

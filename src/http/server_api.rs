@@ -17,10 +17,14 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::messages::server::{DisconnectUser, Publish, PublishError};
+use crate::actors::messages::server::{DisconnectUser, Publish};
+use crate::actors::room::delivery::Answered;
 use crate::config::Config;
 use crate::history::{NewChange, Refusal, Stored};
-use crate::protocol::{check_text, is_valid_room, is_valid_user, MAX_KEY_CHARS};
+use crate::protocol::{
+    check_text, is_valid_room, is_valid_user, now_millis, ModAction, MAX_KEY_CHARS,
+    MAX_REASON_CHARS,
+};
 
 /// Checks the request's key: 404 when the API is off, 401 without the
 /// right key. The comparison takes the same time wherever the keys differ.
@@ -151,19 +155,14 @@ fn chat_change(
     })
 }
 
-/// `POST /api/rooms/{name}/messages`: publish a chat as `user`. 201 with
-/// the stored chat; 200 with the original for a repeated `key`.
-pub(crate) async fn publish(
-    name: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.config)?;
-    let room = path_room(name.into_inner())?;
-    let mut object = json_object(payload, &state.config).await?;
-    let user = take_user(&mut object)?;
-    let change = chat_change(&mut object, state.config.max_message_len)?;
+/// Hands `change` to its room as `user` (the backlog bound first, as for a
+/// member's change) and waits until the room has delivered it.
+async fn act(
+    state: &AppState,
+    room: String,
+    user: String,
+    change: NewChange,
+) -> Result<Answered, ApiError> {
     let admitted = state
         .backlog
         .admit(change.text().len())
@@ -179,19 +178,181 @@ pub(crate) async fn publish(
         })
         .await
         .map_err(|e| ApiError::Unavailable(format!("service unavailable: {e}")))?;
-    match answer {
-        Ok(Stored::New(message)) => Ok(HttpResponse::Created().json(message)),
-        Ok(Stored::Reply(message)) => Ok(HttpResponse::Ok().json(message)),
+    answer.map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// `POST /api/rooms/{name}/messages`: publish a chat as `user`. 201 with
+/// the stored chat; 200 with the original for a repeated `key`.
+pub(crate) async fn publish(
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.config)?;
+    let room = path_room(name.into_inner())?;
+    let mut object = json_object(payload, &state.config).await?;
+    let user = take_user(&mut object)?;
+    let change = chat_change(&mut object, state.config.max_message_len)?;
+    match act(&state, room, user, change).await?.stored {
+        Stored::New(message) => Ok(HttpResponse::Created().json(message)),
+        Stored::Reply(message) => Ok(HttpResponse::Ok().json(message)),
         // A bad body, as the WebSocket's `not_found` is an error about the frame.
-        Ok(Stored::Refused(Refusal::NotFound)) => Err(invalid(
+        Stored::Refused(Refusal::NotFound) => Err(invalid(
             "reply_to",
             "\"reply_to\" is not a chat of this room (or it was deleted)",
         )),
-        Ok(Stored::Refused(Refusal::Forbidden)) => {
+        Stored::Refused(Refusal::Forbidden) => {
             Err(ApiError::Forbidden("the message was refused".into()))
         }
-        Err(PublishError::Room(e)) => Err(ApiError::Unavailable(e.to_string())),
-        Err(e @ PublishError::StoreFailed) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// `DELETE /api/rooms/{name}/messages/{id}`: a moderator's delete, by
+/// `api`. 200 `{"deleted": id}`; 404 when the room has no such chat.
+pub(crate) async fn delete_message(
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.config)?;
+    let (name, id) = path.into_inner();
+    let room = path_room(name)?;
+    let digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    let target = match id.parse::<i64>() {
+        Ok(id) if digits && id > 0 => id,
+        _ => return Err(invalid("id", "the message id must be a positive integer")),
+    };
+    let change = NewChange::Delete {
+        target,
+        as_moderator: true,
+    };
+    match act(&state, room.clone(), API_USER.into(), change)
+        .await?
+        .stored
+    {
+        Stored::New(_) => Ok(HttpResponse::Ok().json(json!({ "deleted": target }))),
+        Stored::Reply(_) | Stored::Refused(_) => Err(ApiError::NotFound(format!(
+            "room {room} has no chat {target} (or it was deleted)"
+        ))),
+    }
+}
+
+/// Who the server API's moderation is `by`.
+const API_USER: &str = "api";
+
+/// A moderation body's `seconds`: absent, or 1 to 2^31.
+fn take_seconds(object: &mut Map<String, Value>) -> Result<Option<i64>, ApiError> {
+    match object.remove("seconds") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s) if (1..=1 << 31).contains(&s) => Ok(Some(s as i64)),
+            _ => Err(invalid("seconds", SECONDS_RULE)),
+        },
+        Some(_) => Err(invalid("seconds", SECONDS_RULE)),
+    }
+}
+
+const SECONDS_RULE: &str = "\"seconds\" must be an integer from 1 to 2^31";
+
+/// A moderation body's `reason`: absent, or at most `MAX_REASON_CHARS`.
+fn take_reason(object: &mut Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match object.remove("reason") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) if r.chars().count() <= MAX_REASON_CHARS => Ok(Some(r)),
+        Some(_) => Err(invalid(
+            "reason",
+            format!("\"reason\" must be a string of at most {MAX_REASON_CHARS} characters"),
+        )),
+    }
+}
+
+/// `POST /api/rooms/{name}/kick`: the user's connections leave the room.
+/// 200 `{"connections": n}`, counting this node's.
+pub(crate) async fn kick(
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.config)?;
+    let room = path_room(name.into_inner())?;
+    let mut object = json_object(payload, &state.config).await?;
+    let subject = take_user(&mut object)?;
+    let reason = take_reason(&mut object)?;
+    let change = NewChange::Moderate {
+        action: ModAction::Kick,
+        subject,
+        until: None,
+        reason,
+    };
+    let answered = act(&state, room, API_USER.into(), change).await?;
+    Ok(HttpResponse::Ok().json(json!({ "connections": answered.connections })))
+}
+
+/// `POST /api/rooms/{name}/bans`: ban (and kick) the user, until unbanned
+/// or for `seconds`. 200 `{"user": NAME, "until": RFC 3339 or null}`.
+pub(crate) async fn ban(
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.config)?;
+    let room = path_room(name.into_inner())?;
+    let mut object = json_object(payload, &state.config).await?;
+    let subject = take_user(&mut object)?;
+    let seconds = take_seconds(&mut object)?;
+    let reason = take_reason(&mut object)?;
+    let change = NewChange::Moderate {
+        action: ModAction::Ban,
+        subject: subject.clone(),
+        until: seconds.map(|s| now_millis() + s * 1000),
+        reason,
+    };
+    let until = match act(&state, room, API_USER.into(), change).await?.stored {
+        Stored::New(message) => message.until,
+        Stored::Reply(_) | Stored::Refused(_) => {
+            return Err(ApiError::Unavailable("the ban was not stored".into()))
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "user": subject, "until": until })))
+}
+
+/// `DELETE /api/rooms/{name}/bans/{user}`: lift the user's ban (and mute).
+/// 200 `{"user": NAME}`; 404 when the user is not banned there.
+pub(crate) async fn unban(
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.config)?;
+    let (name, subject) = path.into_inner();
+    let room = path_room(name)?;
+    let subject = path_user(subject)?;
+    let change = NewChange::Moderate {
+        action: ModAction::Unban,
+        subject: subject.clone(),
+        until: None,
+        reason: None,
+    };
+    match act(&state, room.clone(), API_USER.into(), change)
+        .await?
+        .stored
+    {
+        Stored::New(_) => Ok(HttpResponse::Ok().json(json!({ "user": subject }))),
+        Stored::Reply(_) | Stored::Refused(_) => Err(ApiError::NotFound(format!(
+            "{subject} is not banned in room {room}"
+        ))),
+    }
+}
+
+/// A user name in the path.
+fn path_user(user: String) -> Result<String, ApiError> {
+    if is_valid_user(&user) {
+        Ok(user)
+    } else {
+        Err(invalid("user", format!("user names are {USER_RULE}")))
     }
 }
 
@@ -203,10 +364,7 @@ pub(crate) async fn disconnect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state.config)?;
-    let user = name.into_inner();
-    if !is_valid_user(&user) {
-        return Err(invalid("user", format!("user names are {USER_RULE}")));
-    }
+    let user = path_user(name.into_inner())?;
     let closed = state
         .chat
         .send(DisconnectUser { user })

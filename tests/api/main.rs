@@ -14,6 +14,7 @@ mod helpers;
 mod history;
 mod join_rate;
 mod metrics;
+mod moderation;
 mod overload;
 mod presence;
 mod process;

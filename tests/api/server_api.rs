@@ -55,6 +55,10 @@ fn endpoints() -> Vec<(&'static str, &'static str, Value)> {
             json!({"user": "bot", "text": "hi"}),
         ),
         ("POST", "/api/users/alice/disconnect", json!({})),
+        ("DELETE", "/api/rooms/general/messages/1", json!({})),
+        ("POST", "/api/rooms/general/kick", json!({"user": "alice"})),
+        ("POST", "/api/rooms/general/bans", json!({"user": "alice"})),
+        ("DELETE", "/api/rooms/general/bans/alice", json!({})),
     ]
 }
 
@@ -556,4 +560,203 @@ async fn in_a_cluster_publishes_through_either_node_reach_everyone_in_one_order(
     carol
         .expect_silence(std::time::Duration::from_millis(300))
         .await;
+}
+
+async fn delete(app: &TestApp, path: &str) -> (u16, Value) {
+    request(app, "DELETE", path, Some(&format!("Bearer {KEY}")), "").await
+}
+
+#[actix_web::test]
+async fn delete_through_the_api_is_a_moderation_by_api_and_404_when_there_is_no_such_chat() {
+    let app = app_with_key().await;
+    let mut alice = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    alice.join("general").await;
+    bob.join("general").await;
+    alice.expect("join").await;
+    alice.chat("general", "regrettable", "r1").await;
+    let chat = alice.expect("chat").await;
+    bob.expect("chat").await;
+    let id = chat["id"].as_i64().unwrap();
+    let (status, answer) = delete(&app, &format!("/api/rooms/general/messages/{id}")).await;
+    assert_eq!((status, answer), (200, json!({"deleted": id})));
+    for client in [&mut alice, &mut bob] {
+        let frame = client.expect("moderation").await;
+        assert_eq!(frame["action"], "delete", "{frame}");
+        assert_eq!(frame["target"], id);
+        assert_eq!(frame["user"], "alice");
+        assert_eq!(frame["by"], "api");
+    }
+    let (status, answer) = delete(&app, &format!("/api/rooms/general/messages/{id}")).await;
+    assert_json_error(status, &answer, 404, "already deleted");
+    let (status, answer) = delete(&app, "/api/rooms/general/messages/999").await;
+    assert_json_error(status, &answer, 404, "no such chat");
+    let (status, answer) = delete(&app, &format!("/api/rooms/other/messages/{id}")).await;
+    assert_json_error(status, &answer, 404, "a chat of another room");
+    for bad in ["x", "0", "-1", "1.5", "99999999999999999999"] {
+        let (status, answer) = delete(&app, &format!("/api/rooms/general/messages/{bad}")).await;
+        assert_json_error(status, &answer, 400, bad);
+        assert_eq!(answer["field"], "id", "{bad}: {answer}");
+    }
+    // A fresh join sees it deleted.
+    let mut carol = app.connect("carol").await;
+    let (history, _) = carol.join("general").await;
+    let item = &history["messages"][0];
+    assert_eq!(
+        (item["id"].as_i64(), item["deleted"].as_bool()),
+        (Some(id), Some(true))
+    );
+}
+
+#[actix_web::test]
+async fn kick_through_the_api_removes_every_connection_of_the_user_and_counts_them() {
+    let app = app_with_key().await;
+    let mut alice1 = app.connect("alice").await;
+    let mut alice2 = app.connect("alice").await;
+    let mut bob = app.connect("bob").await;
+    bob.join("general").await;
+    alice1.join("general").await;
+    alice2.join("general").await;
+    bob.expect("join").await;
+    let (status, answer) = post(
+        &app,
+        "/api/rooms/general/kick",
+        json!({"user": "alice", "reason": "spam"}),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"connections": 2})));
+    for alice in [&mut alice1, &mut alice2] {
+        let frame = alice.expect("moderation").await;
+        assert_eq!(
+            (
+                &frame["action"],
+                &frame["user"],
+                &frame["by"],
+                &frame["reason"]
+            ),
+            (
+                &json!("kick"),
+                &json!("alice"),
+                &json!("api"),
+                &json!("spam")
+            )
+        );
+        assert_eq!(alice.expect("leave").await["room"], "general");
+    }
+    assert_eq!(bob.expect("moderation").await["action"], "kick");
+    assert_eq!(bob.expect("leave").await["user"], "alice");
+    // A kick is not a ban: alice may come back.
+    alice1.join("general").await;
+    // Nobody there: 0, and the action is still stored in the room's order.
+    let (status, answer) = post(&app, "/api/rooms/general/kick", json!({"user": "nobody"})).await;
+    assert_eq!((status, answer), (200, json!({"connections": 0})));
+}
+
+#[actix_web::test]
+async fn ban_and_unban_through_the_api() {
+    let app = app_with_key().await;
+    let mut alice = app.connect("alice").await;
+    alice.join("general").await;
+    let (status, answer) = post(
+        &app,
+        "/api/rooms/general/bans",
+        json!({"user": "alice", "seconds": 3600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["user"], "alice");
+    assert!(
+        answer["until"].as_str().is_some_and(|u| u.ends_with('Z')),
+        "{answer}"
+    );
+    let frame = alice.expect("moderation").await;
+    assert_eq!(
+        (&frame["action"], &frame["until"]),
+        (&json!("ban"), &answer["until"])
+    );
+    alice.expect("leave").await;
+    alice
+        .send(json!({"type": "join", "room": "general", "ref": "j"}))
+        .await;
+    assert_eq!(alice.expect_error("banned").await["ref"], "j");
+
+    let (status, answer) = delete(&app, "/api/rooms/general/bans/alice").await;
+    assert_eq!((status, answer), (200, json!({"user": "alice"})));
+    alice.join("general").await;
+    let (status, answer) = delete(&app, "/api/rooms/general/bans/alice").await;
+    assert_json_error(status, &answer, 404, "not banned any more");
+
+    // Without seconds: until unbanned, into a room nobody is in.
+    let (status, answer) = post(&app, "/api/rooms/quiet/bans", json!({"user": "bob"})).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"user": "bob", "until": null}))
+    );
+    let mut bob = app.connect("bob").await;
+    bob.send(json!({"type": "join", "room": "quiet"})).await;
+    bob.expect_error("banned").await;
+    let (status, _) = delete(&app, "/api/rooms/quiet/bans/bob").await;
+    assert_eq!(status, 200);
+    bob.join("quiet").await;
+}
+
+#[actix_web::test]
+async fn bad_moderation_bodies_are_400_naming_the_field() {
+    let app = app_with_key().await;
+    let long = "r".repeat(257);
+    let cases = [
+        ("/api/rooms/general/kick", json!({}), "user"),
+        ("/api/rooms/general/kick", json!({"user": "a b"}), "user"),
+        (
+            "/api/rooms/general/kick",
+            json!({"user": "alice", "reason": 5}),
+            "reason",
+        ),
+        (
+            "/api/rooms/general/kick",
+            json!({"user": "alice", "reason": long}),
+            "reason",
+        ),
+        ("/api/rooms/general/bans", json!({"reason": "x"}), "user"),
+        (
+            "/api/rooms/general/bans",
+            json!({"user": "alice", "seconds": 0}),
+            "seconds",
+        ),
+        (
+            "/api/rooms/general/bans",
+            json!({"user": "alice", "seconds": -5}),
+            "seconds",
+        ),
+        (
+            "/api/rooms/general/bans",
+            json!({"user": "alice", "seconds": 1.5}),
+            "seconds",
+        ),
+        (
+            "/api/rooms/general/bans",
+            json!({"user": "alice", "seconds": "60"}),
+            "seconds",
+        ),
+        (
+            "/api/rooms/general/bans",
+            json!({"user": "alice", "seconds": 4_294_967_296u64}),
+            "seconds",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, answer) = post(&app, path, body.clone()).await;
+        assert_json_error(status, &answer, 400, &body.to_string());
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    let (status, answer) = delete(&app, "/api/rooms/general/bans/a%20b").await;
+    assert_json_error(status, &answer, 400, "bad user in the path");
+    assert_eq!(answer["field"], "user");
+    // Nothing was stored: a replay of every change is empty.
+    let mut carol = app.connect("carol").await;
+    carol
+        .send(json!({"type": "join", "room": "general", "since": 0}))
+        .await;
+    let history = carol.expect("history").await;
+    assert_eq!(history["messages"], json!([]), "{history}");
 }

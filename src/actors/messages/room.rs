@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use crate::actors::messages::server::Admission;
 use crate::actors::outbox::Outbox;
 use crate::actors::room::delivery::ApiAnswer;
 use crate::actors::SessionId;
@@ -26,8 +27,9 @@ pub(crate) struct AddMember {
     pub outbox: Outbox,
     /// Recover messages with `id > since` instead of the latest ones.
     pub since: Option<MessageId>,
-    /// Told once the joiner has its `history` and `presence`.
-    pub admitted: tokio::sync::oneshot::Sender<()>,
+    /// Told once the joiner has its `history` and `presence`, or is
+    /// refused.
+    pub admitted: tokio::sync::oneshot::Sender<Admission>,
 }
 
 /// From the server, for a session's `LeaveRoom` or `Disconnect`: remove a

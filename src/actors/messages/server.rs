@@ -7,9 +7,10 @@ use actix::prelude::*;
 use super::room::FromMember;
 use super::session::{Disconnected, GoingAway};
 use crate::actors::outbox::Outbox;
+use crate::actors::room::delivery::Answered;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
-use crate::history::{NewChange, Stored};
+use crate::history::NewChange;
 use crate::protocol::{MessageId, RoomName, UserName};
 
 /// From a session as it starts; `closer` is how shutdown reaches it.
@@ -49,11 +50,16 @@ pub(crate) struct JoinRoom {
 pub(crate) struct Joined {
     /// Where the member's requests go.
     pub room: Recipient<FromMember>,
-    /// Fires once the room has sent `history` and `presence` (or dropped
-    /// the join): the session waits for it, so a client's joins are
-    /// answered in the order it sent them.
-    pub admitted: tokio::sync::oneshot::Receiver<()>,
+    /// Fires once the room has sent `history` and `presence` (`Ok`), or
+    /// refused the join (`Err`: the error for the client): the session
+    /// waits for it, so a client's joins are answered in the order it sent
+    /// them. A room that drops the join without a word counts as `Ok`.
+    pub admitted: tokio::sync::oneshot::Receiver<Admission>,
 }
+
+/// A room's answer to a join: `Err` with the code and message of the
+/// error the joiner gets (`banned`).
+pub(crate) type Admission = Result<(), (crate::protocol::ErrorCode, String)>;
 
 /// Why the server refused a [`JoinRoom`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +159,7 @@ pub(crate) enum ClusterEvent {
 /// stopping it again once answered if it has no members. Answers with what
 /// storage made of it.
 #[derive(Message)]
-#[rtype(result = "Result<Stored, PublishError>")]
+#[rtype(result = "Result<Answered, PublishError>")]
 pub(crate) struct Publish {
     pub room: RoomName,
     pub user: UserName,

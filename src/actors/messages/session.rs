@@ -6,6 +6,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::protocol::RoomName;
+
 /// From the rooms a session is in: what to write to its client. Queued
 /// through the session's [`Outbox`](crate::actors::outbox::Outbox), which
 /// counts every frame against `OUTBOX_LIMIT`.
@@ -19,6 +21,9 @@ pub(crate) enum Outgoing {
     Frames(Arc<[ByteString]>),
     /// The outbox passed its bound: drop what is queued, close with 1008.
     Overflowed,
+    /// A room removed this connection (kick, ban): forget it, so the
+    /// client may join again. Sent after the room's last frames.
+    Removed(RoomName),
 }
 
 /// From the server to each session at shutdown: close with 1001.

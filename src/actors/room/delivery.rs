@@ -43,8 +43,20 @@ const NOT_FOUND_MESSAGE: &str = "no such message in this room (or it was deleted
 /// What the sender of an edit or delete of someone else's chat reads.
 const FORBIDDEN_MESSAGE: &str = "only its author may edit or delete a message";
 
-/// Where a room tells the server API what storage made of its change.
-pub type ApiAnswer = tokio::sync::oneshot::Sender<Result<Stored, StoreFailed>>;
+/// Where a room tells the server API what became of its change, once the
+/// room has delivered it (so a kick's count is known).
+pub type ApiAnswer = tokio::sync::oneshot::Sender<Result<Answered, StoreFailed>>;
+
+/// What the server API is told about its change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub stored: Stored,
+    /// Connections a kick or ban removed from the room on this node.
+    pub connections: usize,
+}
+
+/// The server API's answer, waiting in its [`StoredChat`] for delivery.
+pub(crate) type ApiWaiting = (ApiAnswer, Result<Stored, StoreFailed>);
 
 /// The database refused a change (the writer has logged why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +96,8 @@ pub struct StoredChat {
     own: Option<ByteString>,
     /// The error the sender is told, if it is one.
     error: Option<ErrorCode>,
+    /// The server API's change: who to tell, and what, once delivered.
+    api: Option<ApiWaiting>,
 }
 
 impl StoredChat {
@@ -109,6 +123,7 @@ impl StoredChat {
             shared: None,
             own: Some(own),
             error,
+            api: None,
         };
         let error = |code: ErrorCode, message: &str| -> ByteString {
             ServerFrame::Error {
@@ -133,6 +148,7 @@ impl StoredChat {
                 }),
                 message: Some(message),
                 error: None,
+                api: None,
             },
             Ok(Stored::Reply(message)) => alone(
                 ServerFrame::change(&message, reference.as_deref())
@@ -154,18 +170,16 @@ impl StoredChat {
         }
     }
 
-    /// Tells the server API what became of its change; a stored one goes
-    /// to every member alike, anything else to nobody.
+    /// The server API's change: a stored one goes to every member alike,
+    /// anything else to nobody; the API is told when it is delivered.
     fn for_api<E>(reply: ApiAnswer, answer: Result<Stored, E>, received: Instant) -> StoredChat {
         let (message, told) = match answer {
             Ok(Stored::New(message)) => (Some(message.clone()), Ok(Stored::New(message))),
             Ok(other) => (None, Ok(other)),
             Err(_) => (None, Err(StoreFailed)),
         };
-        // The caller may have gone (a closed HTTP connection): the change
-        // is stored and broadcast all the same.
-        let _ = reply.send(told);
         StoredChat {
+            api: Some((reply, told)),
             sender: None,
             received: Some(received),
             shared: message
@@ -186,6 +200,7 @@ impl StoredChat {
             own: None,
             message: Some(message),
             error: None,
+            api: None,
         }
     }
 
@@ -242,6 +257,11 @@ impl Batch {
     /// The stored messages, in order.
     pub(crate) fn messages(&self) -> impl Iterator<Item = &ChatMessage> {
         self.chats.iter().filter_map(StoredChat::message)
+    }
+
+    /// The server API's answers in this batch, in order, to be sent.
+    pub(crate) fn take_api_answers(&mut self) -> Vec<ApiWaiting> {
+        self.chats.iter_mut().filter_map(|c| c.api.take()).collect()
     }
 }
 

@@ -24,19 +24,22 @@ pub(crate) mod elsewhere;
 pub(crate) mod markers;
 pub mod members;
 pub(crate) mod recent;
+pub(crate) mod sanctions;
 pub(crate) mod sequence;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use self::delivery::{fan_out, Delivery, InFlight, Next, Sender};
+use self::delivery::{fan_out, Answered, Delivery, InFlight, Next, Sender};
 use self::elsewhere::Elsewhere;
 use self::markers::{ReadMarkers, ReadStep};
 use self::members::{Audience, Members};
 use self::recent::{HistorySource, Recent};
+use self::sanctions::RoomSanctions;
 use self::sequence::Sequence;
 use super::outbox::Outbox;
 use super::SessionId;
@@ -47,11 +50,11 @@ use crate::actors::messages::room::{
 use crate::actors::messages::server::MemberDropped;
 use crate::backlog::Admitted;
 use crate::cluster::Cluster;
-use crate::history::{History, MessagesStored, NewChange, PendingWrite};
+use crate::history::{History, MessagesStored, NewChange, PendingWrite, Refusal, Stored};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    format_timestamp, now_millis, ChatMessage, ErrorCode, MessageId, RoomName, ServerFrame,
-    UserName,
+    format_timestamp, now_millis, ChangeKind, ChatMessage, ErrorCode, MessageId, ModAction,
+    RoomName, ServerFrame, UserName,
 };
 
 /// A user's read marker in a room and the chats unread above it.
@@ -67,6 +70,8 @@ pub(crate) struct RoomActor {
     outbox_limit: usize,
     members: Members<Outbox>,
     markers: ReadMarkers,
+    /// Mutes and bans in force.
+    sanctions: RoomSanctions,
     recent: Recent,
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
@@ -109,6 +114,7 @@ impl RoomActor {
             outbox_limit,
             members: Members::default(),
             markers: ReadMarkers::default(),
+            sanctions: RoomSanctions::default(),
             recent: Recent::new(max_history),
             delivery: Delivery::default(),
             stored_recipient: None,
@@ -293,6 +299,37 @@ impl RoomActor {
         }
     }
 
+    /// A moderator kicked or banned `user`: each of its connections here
+    /// gets `leave` for the room and is told it is out, the server forgets
+    /// them, and the others hear `leave` once (as for a disconnect).
+    /// Answers how many connections it removed.
+    fn remove_user(&mut self, user: &UserName) -> usize {
+        let sessions: Vec<SessionId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.user == *user)
+            .map(|(s, _)| s)
+            .collect();
+        let frame = self.leave_frame(user);
+        let mut removed = 0;
+        for session in sessions {
+            let Some((member, last)) = self.members.remove(session) else {
+                continue;
+            };
+            removed += 1;
+            let _ = member.outbox.push(frame.clone(), self.outbox_limit);
+            member.outbox.removed_from(self.name.clone());
+            self.server.do_send(MemberDropped {
+                room: self.name.clone(),
+                session,
+            });
+            if last && self.last_connection_closed(user) {
+                self.broadcast(&frame, None);
+            }
+        }
+        removed
+    }
+
     fn leave_frame(&self, user: &str) -> ByteString {
         ServerFrame::Leave {
             room: &self.name,
@@ -359,11 +396,16 @@ impl RoomActor {
     }
 
     /// A member is typing: the other users hear it, at most once per
-    /// connection every two seconds; in cluster mode other nodes too.
+    /// connection every two seconds (never while muted); in cluster mode
+    /// other nodes too.
     fn typing(&mut self, session: SessionId) {
         let Some(user) = self.members.typing(session, Instant::now()).cloned() else {
             return;
         };
+        // A muted user's typing would only tease.
+        if self.sanctions.is_muted(&user, now_millis()) {
+            return;
+        }
         self.metrics.typing_forwarded.inc();
         self.tell_typing(&user);
         if let Some(cluster) = &self.cluster {
@@ -576,14 +618,54 @@ impl RoomActor {
     /// that reads or changes membership or the recent history, so a joiner's
     /// `history` and the live stream still meet exactly.
     fn deliver_pending(&mut self) {
-        let Some(batch) = self.delivery.take(Instant::now()) else {
+        let Some(mut batch) = self.delivery.take(Instant::now()) else {
             return;
         };
+        let api_answers = batch.take_api_answers();
         for message in batch.messages() {
             self.recent.remember(message);
         }
         let result = fan_out(batch.chats(), &self.members, self.outbox_limit);
         self.drop_members(result.overflowed);
+        let removed: Vec<UserName> = batch
+            .messages()
+            .filter(|m| m.kind == ChangeKind::Moderation)
+            .filter_map(|m| {
+                self.sanctions.apply(m);
+                match m.action {
+                    Some(ModAction::Kick | ModAction::Ban) => m.subject.clone(),
+                    _ => None,
+                }
+            })
+            .collect();
+        let mut removed_here: HashMap<UserName, usize> = HashMap::new();
+        for user in removed {
+            let n = self.remove_user(&user);
+            *removed_here.entry(user).or_default() += n;
+        }
+        for (answer, told) in api_answers {
+            let told = told.map(|stored| {
+                let connections = match &stored {
+                    Stored::New(m)
+                        if matches!(m.action, Some(ModAction::Kick | ModAction::Ban)) =>
+                    {
+                        m.subject
+                            .as_ref()
+                            .and_then(|s| removed_here.get(s))
+                            .copied()
+                            .unwrap_or(0)
+                    }
+                    _ => 0,
+                };
+                Answered {
+                    stored,
+                    connections,
+                }
+            });
+            // The caller may have gone (a closed HTTP connection): the
+            // change is stored and delivered all the same.
+            let _ = answer.send(told);
+        }
         self.metrics
             .messages_delivered
             .inc_by(result.delivered as u64);
@@ -615,7 +697,8 @@ impl Actor for RoomActor {
         ctx.wait(
             load.into_actor(self)
                 .map(move |result, room, _| match result {
-                    Ok(start) => {
+                    Ok(mut start) => {
+                        room.sanctions.loaded(std::mem::take(&mut start.sanctions));
                         if clustered {
                             let sequence = Sequence::starting_at(start.changes.0.last());
                             room.delivery = Delivery::in_sequence(sequence);
@@ -651,6 +734,16 @@ impl Handler<AddMember> for RoomActor {
 
     fn handle(&mut self, join: AddMember, ctx: &mut Self::Context) {
         self.deliver_pending();
+        if self.sanctions.is_banned(&join.user, now_millis()) {
+            // The session sends (and counts) the error.
+            let why = format!("you are banned from room {}", self.name);
+            let _ = join.admitted.send(Err((ErrorCode::Banned, why)));
+            self.server.do_send(MemberDropped {
+                room: self.name.clone(),
+                session: join.session,
+            });
+            return;
+        }
         match self.recent.source(join.since) {
             HistorySource::Cache { messages, more } => {
                 self.read_marker_then_admit(join, None, (messages, more), ctx)
@@ -691,6 +784,24 @@ impl Handler<FromMember> for RoomActor {
         };
         match asked.request {
             MemberRequest::Change { change, admitted } => {
+                let speaks = matches!(
+                    change,
+                    NewChange::Chat { .. } | NewChange::Edit { .. } | NewChange::React { .. }
+                );
+                if speaks && self.sanctions.is_muted(&member.user, now_millis()) {
+                    // Refused before storage: its backlog place goes now.
+                    drop(admitted);
+                    self.metrics.error(ErrorCode::Muted);
+                    let frame: ByteString = ServerFrame::Error {
+                        code: ErrorCode::Muted,
+                        message: &format!("you are muted in room {}", self.name),
+                        reference: asked.reference.as_deref(),
+                    }
+                    .encode()
+                    .into();
+                    self.send_to(asked.session, frame);
+                    return;
+                }
                 let user = member.user.clone();
                 self.store(
                     user,
@@ -715,6 +826,21 @@ impl Handler<PublishChange> for RoomActor {
     /// The server API's change takes its place in the room's order exactly
     /// as a member's: queued for storage behind what came before it.
     fn handle(&mut self, publish: PublishChange, _: &mut Self::Context) {
+        // DELETE /bans/{user} of a user who is not banned stores nothing.
+        if let NewChange::Moderate {
+            action: ModAction::Unban,
+            subject,
+            ..
+        } = &publish.change
+        {
+            if !self.sanctions.is_banned(subject, now_millis()) {
+                let _ = publish.answer.send(Ok(Answered {
+                    stored: Stored::Refused(Refusal::NotFound),
+                    connections: 0,
+                }));
+                return;
+            }
+        }
         self.store(
             publish.user,
             publish.change,

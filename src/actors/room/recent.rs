@@ -75,6 +75,7 @@ impl Recent {
         let Start {
             chats: (chats, older_chats),
             changes: (mut changes, older_changes),
+            ..
         } = start;
         self.last_broadcast = changes.last().map(|m| m.id);
         let excess = changes.len().saturating_sub(self.max);
@@ -121,7 +122,10 @@ impl Recent {
                 if let Some(chat) = self.chats.iter_mut().find(|c| Some(c.id) == change.target) {
                     chat.apply(change);
                 }
-                if kind == ChangeKind::Delete {
+                let deletes = kind == ChangeKind::Delete
+                    || (kind == ChangeKind::Moderation
+                        && change.action == Some(crate::protocol::ModAction::Delete));
+                if deletes {
                     // The deleted text goes from the log too, as from storage.
                     for earlier in self.log.iter_mut().filter(|c| {
                         c.id == change.target.unwrap_or_default()
@@ -188,6 +192,7 @@ mod tests {
         Start {
             changes: (chats.clone(), more),
             chats: (chats, more),
+            ..Start::default()
         }
     }
 

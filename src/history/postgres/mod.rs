@@ -25,13 +25,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::backend::{Backend, Inserted, NewChange, NewRow, Outcome, KEY_WINDOW_MS};
+use super::backend::{Backend, Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
 use super::rows::{self, NewColumns, Row};
 use super::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
 use super::{Page, StoreError};
 use crate::metrics::Metrics;
-use crate::protocol::{ChangeKind, ChatMessage, MessageId};
-use schema::{messages, reactions, read_markers, write_check};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction};
+use schema::{bans, messages, moderation_audit, mutes, reactions, read_markers, write_check};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -123,6 +123,10 @@ struct StoredMessage {
     edited_text: Option<String>,
     edited_at: Option<i64>,
     deleted: bool,
+    action: Option<String>,
+    subject: Option<String>,
+    until_at: Option<i64>,
+    reason: Option<String>,
 }
 
 impl From<StoredMessage> for Row {
@@ -142,6 +146,10 @@ impl From<StoredMessage> for Row {
             edited_text: row.edited_text,
             edited_at: row.edited_at,
             deleted: row.deleted,
+            action: row.action,
+            subject: row.subject,
+            until_at: row.until_at,
+            reason: row.reason,
         }
     }
 }
@@ -160,6 +168,10 @@ struct NewMessage<'a> {
     emoji: Option<&'a str>,
     reaction_on: Option<bool>,
     idempotency_key: Option<&'a str>,
+    action: Option<&'a str>,
+    subject: Option<&'a str>,
+    until_at: Option<i64>,
+    reason: Option<&'a str>,
 }
 
 #[derive(QueryableByName)]
@@ -282,8 +294,10 @@ fn insert_batch(
         // What each room stores: its seqs were reserved for every change
         // of the batch, and those not stored are given back below.
         let mut stored: HashMap<&str, i64> = HashMap::new();
+        let stores =
+            |verdict: &Verdict| matches!(verdict, Verdict::Store | Verdict::ModeratorDelete { .. });
         for (row, verdict) in batch.iter().zip(&verdicts) {
-            if *verdict == Verdict::Store {
+            if stores(verdict) {
                 *stored.entry(row.room).or_default() += 1;
             }
         }
@@ -317,13 +331,15 @@ fn insert_batch(
         }
         let mut rows: Vec<NewMessage<'_>> = Vec::with_capacity(batch.len());
         for (row, verdict) in batch.iter().zip(&verdicts) {
-            if *verdict != Verdict::Store {
-                continue;
-            }
+            let deleted_for = match verdict {
+                Verdict::Store => None,
+                Verdict::ModeratorDelete { author } => Some(author.as_str()),
+                _ => continue,
+            };
             let Some(turn) = turns.get_mut(row.room) else {
                 return Err(StoreError::Query(format!("room {} has no turn", row.room)));
             };
-            let columns = NewColumns::of(row.change);
+            let columns = NewColumns::of(row.change, deleted_for);
             rows.push(NewMessage {
                 room: row.room,
                 seq: turn.0,
@@ -336,6 +352,10 @@ fn insert_batch(
                 emoji: columns.emoji,
                 reaction_on: columns.reaction_on,
                 idempotency_key: columns.idempotency_key,
+                action: columns.action,
+                subject: columns.subject,
+                until_at: columns.until_at,
+                reason: columns.reason,
             });
             turn.0 += 1;
         }
@@ -352,9 +372,28 @@ fn insert_batch(
             .map(|(room, seq, id)| ((room, seq), id))
             .collect();
         for (row, verdict) in batch.iter().zip(&verdicts) {
-            if *verdict == Verdict::Store {
+            if stores(verdict) {
                 apply(conn, row)?;
             }
+        }
+        // The audit trail of this batch's moderation.
+        for row in rows.iter().filter(|r| r.action.is_some()) {
+            let Some(&id) = ids.get(&(row.room.to_string(), row.seq)) else {
+                continue;
+            };
+            diesel::insert_into(moderation_audit::table)
+                .values((
+                    moderation_audit::id.eq(id),
+                    moderation_audit::room.eq(row.room),
+                    moderation_audit::action.eq(row.action.unwrap_or_default()),
+                    moderation_audit::subject.eq(row.subject.unwrap_or_default()),
+                    moderation_audit::by_user.eq(row.user_name),
+                    moderation_audit::target.eq(row.target),
+                    moderation_audit::until_at.eq(row.until_at),
+                    moderation_audit::reason.eq(row.reason),
+                    moderation_audit::created_at.eq(row.created_at),
+                ))
+                .execute(conn)?;
         }
         // One statement for every room's notification (rooms where nothing
         // was stored have nothing to tell).
@@ -383,21 +422,26 @@ fn insert_batch(
                 id,
                 seq: Some(row.seq),
                 created_at: row.created_at,
+                deleted_for: None,
             })
         });
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
-        for verdict in verdicts {
+        for verdict in &verdicts {
             let outcome = match verdict {
-                Verdict::Store => match inserted.next() {
-                    Some(row) => Outcome::Stored(row?),
-                    None => {
-                        return Err(StoreError::Query("fewer rows inserted than stored".into()))
+                Verdict::Store | Verdict::ModeratorDelete { .. } => {
+                    let Some(row) = inserted.next() else {
+                        return Err(StoreError::Query("fewer rows inserted than stored".into()));
+                    };
+                    let mut row = row?;
+                    if let Verdict::ModeratorDelete { author } = verdict {
+                        row.deleted_for = Some(author.clone());
                     }
-                },
-                Verdict::Refuse(refusal) => Outcome::Refused(refusal),
-                Verdict::Repeat(original) => Outcome::Repeat(*original),
-                Verdict::RepeatOfRow(position) => rows::repeat_of(batch, &outcomes, position)?,
-                Verdict::Unchanged { on } => Outcome::Unchanged { on },
+                    Outcome::Stored(row)
+                }
+                Verdict::Refuse(refusal) => Outcome::Refused(*refusal),
+                Verdict::Repeat(original) => Outcome::Repeat(original.clone()),
+                Verdict::RepeatOfRow(position) => rows::repeat_of(batch, &outcomes, *position)?,
+                Verdict::Unchanged { on } => Outcome::Unchanged { on: *on },
             };
             outcomes.push(outcome);
         }
@@ -417,7 +461,44 @@ fn apply(conn: &mut PgConnection, row: &NewRow<'_>) -> Result<(), StoreError> {
                 ))
                 .execute(conn)?;
         }
-        NewChange::Delete { target } => {
+        NewChange::Moderate {
+            action,
+            subject,
+            until,
+            ..
+        } => match action {
+            ModAction::Mute => {
+                let until = until.unwrap_or(row.created_at);
+                diesel::insert_into(mutes::table)
+                    .values((
+                        mutes::room.eq(row.room),
+                        mutes::user_name.eq(subject),
+                        mutes::until_at.eq(until),
+                    ))
+                    .on_conflict((mutes::room, mutes::user_name))
+                    .do_update()
+                    .set(mutes::until_at.eq(until))
+                    .execute(conn)?;
+            }
+            ModAction::Ban => {
+                diesel::insert_into(bans::table)
+                    .values((
+                        bans::room.eq(row.room),
+                        bans::user_name.eq(subject),
+                        bans::until_at.eq(until),
+                    ))
+                    .on_conflict((bans::room, bans::user_name))
+                    .do_update()
+                    .set(bans::until_at.eq(until))
+                    .execute(conn)?;
+            }
+            ModAction::Unban => {
+                diesel::delete(bans::table.find((row.room, subject))).execute(conn)?;
+                diesel::delete(mutes::table.find((row.room, subject))).execute(conn)?;
+            }
+            ModAction::Kick | ModAction::Delete => {}
+        },
+        NewChange::Delete { target, .. } => {
             diesel::update(messages::table.find(target))
                 .set((
                     messages::deleted.eq(true),
@@ -682,6 +763,22 @@ impl Backend for PostgresBackend {
                 .count()
                 .get_result(conn)?;
             Ok((marker, unread))
+        })
+    }
+
+    fn sanctions(&mut self, room: &str, now: i64) -> Result<Sanctions, StoreError> {
+        self.read(|conn| {
+            let mutes = mutes::table
+                .filter(mutes::room.eq(room))
+                .filter(mutes::until_at.gt(now))
+                .select((mutes::user_name, mutes::until_at))
+                .load(conn)?;
+            let bans = bans::table
+                .filter(bans::room.eq(room))
+                .filter(bans::until_at.is_null().or(bans::until_at.gt(now)))
+                .select((bans::user_name, bans::until_at))
+                .load(conn)?;
+            Ok(Sanctions { mutes, bans })
         })
     }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use diesel::sqlite::SqliteConnection;
 
-use super::backend::{Backend, NewRow, Outcome};
+use super::backend::{Backend, NewRow, Outcome, Sanctions};
 use super::{Page, StoreError};
 use crate::protocol::MessageId;
 use files::{DbFiles, Snapshot};
@@ -203,6 +203,10 @@ impl Backend for SqliteBackend {
         up_to: MessageId,
     ) -> Result<(MessageId, i64), StoreError> {
         self.with_conn(|conn| queries::read_marker(conn, room, user, up_to))
+    }
+
+    fn sanctions(&mut self, room: &str, now: i64) -> Result<Sanctions, StoreError> {
+        self.with_conn(|conn| queries::sanctions(conn, room, now))
     }
 
     fn set_read_marker(

@@ -25,6 +25,10 @@ pub struct StoredMessage {
     pub edited_text: Option<String>,
     pub edited_at: Option<i64>,
     pub deleted: bool,
+    pub action: Option<String>,
+    pub subject: Option<String>,
+    pub until_at: Option<i64>,
+    pub reason: Option<String>,
 }
 
 /// A row to insert; borrowed from the worker's batch.
@@ -41,6 +45,10 @@ pub struct NewMessage<'a> {
     pub emoji: Option<&'a str>,
     pub reaction_on: Option<bool>,
     pub idempotency_key: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub until_at: Option<i64>,
+    pub reason: Option<&'a str>,
 }
 
 impl From<StoredMessage> for Row {
@@ -60,6 +68,10 @@ impl From<StoredMessage> for Row {
             edited_text: row.edited_text,
             edited_at: row.edited_at,
             deleted: row.deleted,
+            action: row.action,
+            subject: row.subject,
+            until_at: row.until_at,
+            reason: row.reason,
         }
     }
 }

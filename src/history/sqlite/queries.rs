@@ -12,12 +12,14 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::models::{NewMessage, StoredMessage};
-use super::schema::{messages, reactions, read_markers, write_check};
-use crate::history::backend::{Inserted, NewChange, NewRow, Outcome, KEY_WINDOW_MS};
+use super::schema::{
+    bans, messages, moderation_audit, mutes, reactions, read_markers, write_check,
+};
+use crate::history::backend::{Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
 use crate::history::rows::{self, NewColumns, Row};
 use crate::history::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
 use crate::history::{Page, StoreError};
-use crate::protocol::{ChangeKind, ChatMessage, MessageId};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -172,9 +174,12 @@ pub fn insert_batch(
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         for (row, verdict) in batch.iter().zip(verdicts) {
             let outcome = match verdict {
-                Verdict::Store => Outcome::Stored(store(conn, row)?),
+                Verdict::Store => Outcome::Stored(store(conn, row, None)?),
+                Verdict::ModeratorDelete { author } => {
+                    Outcome::Stored(store(conn, row, Some(author))?)
+                }
                 Verdict::Refuse(refusal) => Outcome::Refused(refusal),
-                Verdict::Repeat(original) => Outcome::Repeat(*original),
+                Verdict::Repeat(original) => Outcome::Repeat(original),
                 Verdict::RepeatOfRow(position) => rows::repeat_of(batch, &outcomes, position)?,
                 Verdict::Unchanged { on } => Outcome::Unchanged { on },
             };
@@ -184,9 +189,14 @@ pub fn insert_batch(
     })
 }
 
-/// Inserts one change and applies it to the chat it is about.
-fn store(conn: &mut SqliteConnection, row: &NewRow<'_>) -> Result<Inserted, StoreError> {
-    let columns = NewColumns::of(row.change);
+/// Inserts one change and applies it to the chat or user it is about;
+/// `deleted_for` is the author of a chat a moderator deletes.
+fn store(
+    conn: &mut SqliteConnection,
+    row: &NewRow<'_>,
+    deleted_for: Option<String>,
+) -> Result<Inserted, StoreError> {
+    let columns = NewColumns::of(row.change, deleted_for.as_deref());
     let id = diesel::insert_into(messages::table)
         .values(NewMessage {
             room: row.room,
@@ -199,9 +209,28 @@ fn store(conn: &mut SqliteConnection, row: &NewRow<'_>) -> Result<Inserted, Stor
             emoji: columns.emoji,
             reaction_on: columns.reaction_on,
             idempotency_key: columns.idempotency_key,
+            action: columns.action,
+            subject: columns.subject,
+            until_at: columns.until_at,
+            reason: columns.reason,
         })
         .returning(messages::id)
         .get_result::<MessageId>(conn)?;
+    if let (Some(action), Some(subject)) = (columns.action, columns.subject) {
+        diesel::insert_into(moderation_audit::table)
+            .values((
+                moderation_audit::id.eq(id),
+                moderation_audit::room.eq(row.room),
+                moderation_audit::action.eq(action),
+                moderation_audit::subject.eq(subject),
+                moderation_audit::by_user.eq(row.user),
+                moderation_audit::target.eq(columns.target),
+                moderation_audit::until_at.eq(columns.until_at),
+                moderation_audit::reason.eq(columns.reason),
+                moderation_audit::created_at.eq(row.created_at),
+            ))
+            .execute(conn)?;
+    }
     match row.change {
         NewChange::Chat { .. } => {}
         NewChange::Edit { target, text } => {
@@ -212,7 +241,37 @@ fn store(conn: &mut SqliteConnection, row: &NewRow<'_>) -> Result<Inserted, Stor
                 ))
                 .execute(conn)?;
         }
-        NewChange::Delete { target } => {
+        NewChange::Moderate {
+            action,
+            subject,
+            until,
+            ..
+        } => match action {
+            ModAction::Mute => {
+                diesel::replace_into(mutes::table)
+                    .values((
+                        mutes::room.eq(row.room),
+                        mutes::user_name.eq(subject),
+                        mutes::until_at.eq(until.unwrap_or(row.created_at)),
+                    ))
+                    .execute(conn)?;
+            }
+            ModAction::Ban => {
+                diesel::replace_into(bans::table)
+                    .values((
+                        bans::room.eq(row.room),
+                        bans::user_name.eq(subject),
+                        bans::until_at.eq(until),
+                    ))
+                    .execute(conn)?;
+            }
+            ModAction::Unban => {
+                diesel::delete(bans::table.find((row.room, subject))).execute(conn)?;
+                diesel::delete(mutes::table.find((row.room, subject))).execute(conn)?;
+            }
+            ModAction::Kick | ModAction::Delete => {}
+        },
+        NewChange::Delete { target, .. } => {
             diesel::update(messages::table.find(target))
                 .set((
                     messages::deleted.eq(true),
@@ -252,7 +311,27 @@ fn store(conn: &mut SqliteConnection, row: &NewRow<'_>) -> Result<Inserted, Stor
         id,
         seq: None,
         created_at: row.created_at,
+        deleted_for,
     })
+}
+
+/// The mutes and bans of `room` in force at `now`.
+pub fn sanctions(
+    conn: &mut SqliteConnection,
+    room: &str,
+    now: i64,
+) -> Result<Sanctions, StoreError> {
+    let mutes = mutes::table
+        .filter(mutes::room.eq(room))
+        .filter(mutes::until_at.gt(now))
+        .select((mutes::user_name, mutes::until_at))
+        .load(conn)?;
+    let bans = bans::table
+        .filter(bans::room.eq(room))
+        .filter(bans::until_at.is_null().or(bans::until_at.gt(now)))
+        .select((bans::user_name, bans::until_at))
+        .load(conn)?;
+    Ok(Sanctions { mutes, bans })
 }
 
 /// Reads what the rules need of what a batch refers to; keys only of chats

@@ -16,6 +16,40 @@ diesel::table! {
         edited_text -> Nullable<Text>,
         edited_at -> Nullable<BigInt>,
         deleted -> Bool,
+        action -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        until_at -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    bans (room, user_name) {
+        room -> Text,
+        user_name -> Text,
+        until_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mutes (room, user_name) {
+        room -> Text,
+        user_name -> Text,
+        until_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    moderation_audit (id) {
+        id -> BigInt,
+        room -> Text,
+        action -> Text,
+        subject -> Text,
+        by_user -> Text,
+        target -> Nullable<BigInt>,
+        until_at -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        created_at -> BigInt,
     }
 }
 
@@ -42,4 +76,12 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(messages, reactions, read_markers, write_check,);
+diesel::allow_tables_to_appear_in_same_query!(
+    messages,
+    reactions,
+    read_markers,
+    write_check,
+    bans,
+    mutes,
+    moderation_audit,
+);
