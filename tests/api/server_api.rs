@@ -695,6 +695,14 @@ async fn ban_and_unban_through_the_api() {
     let mut bob = app.connect("bob").await;
     bob.send(json!({"type": "join", "room": "quiet"})).await;
     bob.expect_error("banned").await;
+    // The backend may still post as a banned user (documented).
+    let (status, _) = post(
+        &app,
+        "/api/rooms/quiet/messages",
+        json!({"user": "bob", "text": "from the backend"}),
+    )
+    .await;
+    assert_eq!(status, 201);
     let (status, _) = delete(&app, "/api/rooms/quiet/bans/bob").await;
     assert_eq!(status, 200);
     bob.join("quiet").await;
