@@ -77,6 +77,8 @@ pub enum AuthError {
     Malformed(String),
     #[error("cannot sign a token: {0}")]
     Signing(String),
+    #[error("the token is for another user ({0}); a refresh must be for this connection's user")]
+    OtherUser(String),
 }
 
 /// Checks `token` against `secret` and returns its claims. A token whose
@@ -115,8 +117,51 @@ pub fn verify(secret: &str, token: &str, max_lifetime: Duration) -> Result<Claim
     Ok(data.claims)
 }
 
+/// Checks the token of a `refresh` on a connection of `user`: as
+/// [`verify`] does for the upgrade, and its `sub` must be `user` (a
+/// connection cannot change who it speaks as).
+pub fn verify_refresh(
+    secret: &str,
+    token: &str,
+    max_lifetime: Duration,
+    user: &str,
+) -> Result<Claims, AuthError> {
+    let claims = verify(secret, token, max_lifetime)?;
+    if claims.sub != user {
+        return Err(AuthError::OtherUser(claims.sub));
+    }
+    Ok(claims)
+}
+
+/// How long from `now` until `exp` (seconds since the epoch) passes; zero
+/// when it has. A connection closed at expiry is closed then, with no
+/// leeway: the leeway forgives clocks that disagree when a token is
+/// checked, and a client that refreshes ahead of `exp` never meets it.
+pub(crate) fn until_expiry(exp: u64, now: SystemTime) -> Duration {
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(exp).saturating_sub(now)
+}
+
+/// What a minted token allows besides its user (`chatterbox token`'s
+/// `--mod`, `--mod-rooms` and `--rooms`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    pub moderator: Option<ModClaim>,
+    pub rooms: Option<Vec<RoomPattern>>,
+}
+
 /// Signs a token for `user`, valid for `ttl` from now.
 pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, AuthError> {
+    mint_with(secret, user, ttl, Extra::default())
+}
+
+/// Signs a token for `user`, valid for `ttl` from now, with `extra` claims.
+pub fn mint_with(
+    secret: &str,
+    user: &UserName,
+    ttl: Duration,
+    extra: Extra,
+) -> Result<String, AuthError> {
     if !is_valid_user(user) {
         return Err(AuthError::BadSubject);
     }
@@ -125,8 +170,8 @@ pub fn mint(secret: &str, user: &UserName, ttl: Duration) -> Result<String, Auth
         sub: user.clone(),
         exp: now.saturating_add(ttl.as_secs()),
         iat: Some(now),
-        moderator: None,
-        rooms: None,
+        moderator: extra.moderator,
+        rooms: extra.rooms,
     };
     encode(
         &Header::new(Algorithm::HS256),
@@ -199,6 +244,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(verify(SECRET, &token), Err(AuthError::BadSubject));
+    }
+
+    #[test]
+    fn a_refresh_must_be_for_the_same_user() {
+        let ttl = Duration::from_secs(60);
+        let bob = mint(SECRET, &"bob".to_string(), ttl).unwrap();
+        assert_eq!(
+            verify_refresh(SECRET, &bob, DAY, "alice"),
+            Err(AuthError::OtherUser("bob".into()))
+        );
+        assert_eq!(verify_refresh(SECRET, &bob, DAY, "bob").unwrap().sub, "bob");
+        assert_eq!(
+            verify_refresh("other", &bob, DAY, "bob"),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn expiry_is_counted_from_now_and_never_negative() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(until_expiry(1060, now), Duration::from_secs(60));
+        assert_eq!(until_expiry(1000, now), Duration::ZERO);
+        assert_eq!(until_expiry(10, now), Duration::ZERO);
+        let later = now + Duration::from_millis(400);
+        assert_eq!(until_expiry(1001, later), Duration::from_millis(600));
+    }
+
+    #[test]
+    fn extra_claims_are_minted_and_read_back() {
+        let extra = Extra {
+            moderator: Some(ModClaim::Rooms(vec!["team-*"
+                .to_string()
+                .try_into()
+                .unwrap()])),
+            rooms: Some(vec!["help".to_string().try_into().unwrap()]),
+        };
+        let token = mint_with(SECRET, &"mo".to_string(), Duration::from_secs(60), extra).unwrap();
+        let grants = verify(SECRET, &token).unwrap().grants();
+        assert!(grants.moderates("team-a") && !grants.moderates("help"));
+        assert!(grants.may_join("help") && !grants.may_join("team-a"));
     }
 
     #[test]

@@ -60,6 +60,15 @@ pub struct Config {
     /// revoked (short of rotating `AUTH_SECRET`), so this bounds how long it
     /// stays useful, whoever minted it.
     pub max_token_lifetime: Duration,
+    /// Close a connection (4001) when its token's `exp` passes without a
+    /// `refresh`, so a user whose tokens stop being issued does not stay
+    /// connected. Off by default: before refresh existed nothing closed
+    /// connections at expiry, and clients that cannot refresh keep working.
+    pub close_expired: bool,
+    /// Where the page gets a fresh token (GET with credentials, answering
+    /// `{"token": "..."}`): the integrator's endpoint, told to the page in
+    /// `/health`. `None`: the page asks its user to sign in again.
+    pub token_refresh_url: Option<String>,
     /// Open WebSocket connections on the whole server.
     pub max_connections: usize,
     /// Open WebSocket connections from one peer address; 0 is no cap.
@@ -101,6 +110,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             auth_secret: None,
             max_token_lifetime: Duration::from_secs(24 * 3600),
+            close_expired: false,
+            token_refresh_url: None,
             max_connections: 20_000,
             max_connections_per_ip: 0,
             max_pending_messages: 10_000,
@@ -268,6 +279,12 @@ impl Config {
         if let Some(v) = get("MAX_TOKEN_LIFETIME") {
             config.max_token_lifetime = duration("MAX_TOKEN_LIFETIME", &v)?;
         }
+        if let Some(v) = get("CLOSE_EXPIRED") {
+            config.close_expired = boolean("CLOSE_EXPIRED", &v)?;
+        }
+        if let Some(v) = get("TOKEN_REFRESH_URL") {
+            config.token_refresh_url = Some(refresh_url(&v)?);
+        }
         if let Some(v) = get("MAX_CONNECTIONS") {
             config.max_connections = count("MAX_CONNECTIONS", &v, 1)?;
         }
@@ -371,6 +388,45 @@ fn parse_with<T>(
     })
 }
 
+/// `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+fn boolean(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    parse_with(variable, value, |s| {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false".into()),
+        }
+    })
+}
+
+/// TOKEN_REFRESH_URL: an `http://` or `https://` URL, or a path on the
+/// page's own origin (`/auth/token`), with no white space or quotes, since
+/// the page passes it to `fetch` as it is.
+fn refresh_url(value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    let form_ok = match value.split_once("://") {
+        // A host must follow the scheme.
+        Some((scheme, rest)) => {
+            matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.starts_with('/')
+        }
+        None => value.starts_with('/') && !value.starts_with("//"),
+    };
+    let clean = value
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '<' | '>' | '`'));
+    if form_ok && clean {
+        Ok(value.to_string())
+    } else {
+        Err(ConfigError {
+            variable: "TOKEN_REFRESH_URL",
+            value: value.to_string(),
+            reason: "expected an http:// or https:// URL, or a path such as /auth/token on \
+                     the page's origin"
+                .into(),
+        })
+    }
+}
+
 /// A whole number no smaller than `min`.
 fn count(variable: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
     parse_with(variable, value, |s| match s.trim().parse::<usize>() {
@@ -443,6 +499,47 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn close_expired_is_a_boolean_off_by_default() {
+        assert!(!config_from(&[]).unwrap().close_expired);
+        for on in ["true", "1", "YES", " on "] {
+            assert!(config_from(&[("CLOSE_EXPIRED", on)]).unwrap().close_expired);
+        }
+        assert!(
+            !config_from(&[("CLOSE_EXPIRED", "false")])
+                .unwrap()
+                .close_expired
+        );
+        let error = config_from(&[("CLOSE_EXPIRED", "sometimes")]).unwrap_err();
+        assert_eq!(error.variable, "CLOSE_EXPIRED");
+    }
+
+    #[test]
+    fn the_refresh_url_is_http_or_a_path() {
+        assert_eq!(config_from(&[]).unwrap().token_refresh_url, None);
+        for good in [
+            "https://example.com/chat/token",
+            "http://127.0.0.1:9/t",
+            "/auth/token",
+        ] {
+            let config = config_from(&[("TOKEN_REFRESH_URL", good)]).unwrap();
+            assert_eq!(config.token_refresh_url.as_deref(), Some(good));
+        }
+        for bad in [
+            "ftp://example.com/t",
+            "example.com/token",
+            "//example.com/t",
+            "https://",
+            "https:///path",
+            "/a b",
+            "javascript:alert(1)",
+            "/\"onload",
+        ] {
+            let error = config_from(&[("TOKEN_REFRESH_URL", bad)]).unwrap_err();
+            assert_eq!(error.variable, "TOKEN_REFRESH_URL", "{bad}");
+        }
     }
 
     #[test]

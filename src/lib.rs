@@ -19,6 +19,7 @@
 //! * [`http`]: the `/ws` upgrade, the REST API and `/health`.
 //! * [`rate_limit`]: the per-connection token bucket.
 //! * [`auth`]: signed identities (HS256 tokens) when `AUTH_SECRET` is set.
+//! * [`direct`]: direct-message rooms: the name of two users' room.
 //! * [`caps`]: the caps on open connections, in all and per address.
 //! * [`backlog`]: the bound on chat accepted but not yet stored and
 //!   delivered (`overloaded` past it).
@@ -49,6 +50,7 @@ pub(crate) mod caps;
 pub mod cli;
 pub(crate) mod cluster;
 pub mod config;
+pub mod direct;
 pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod metrics;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use chatterbox::auth::Extra;
 use chatterbox::cli;
+use chatterbox::permissions::ModClaim;
 
 /// A real-time WebSocket chat server. Without a subcommand it serves; it is
 /// configured through environment variables (see README.md).
@@ -36,6 +38,17 @@ enum Command {
         /// at most MAX_TOKEN_LIFETIME (default 1d).
         #[arg(long, default_value = "1h", value_parser = cli::parse_ttl)]
         ttl: Duration,
+        /// Make the user a moderator in every room (the `mod: true` claim).
+        #[arg(long = "mod", conflicts_with = "mod_rooms")]
+        moderator: bool,
+        /// Make the user a moderator in the rooms matching these patterns,
+        /// comma-separated: room names, or prefixes followed by * (team-*).
+        #[arg(long, value_name = "PATTERN,...", value_parser = cli::parse_patterns)]
+        mod_rooms: Option<cli::Patterns>,
+        /// Let the token join only the rooms matching these patterns (the
+        /// `rooms` claim); without it, every room.
+        #[arg(long, value_name = "PATTERN,...", value_parser = cli::parse_patterns)]
+        rooms: Option<cli::Patterns>,
     },
 }
 
@@ -52,6 +65,23 @@ fn main() -> ExitCode {
     match cli.command {
         None => cli::serve(),
         Some(Command::Healthcheck) => cli::healthcheck(),
-        Some(Command::Token { user, ttl }) => cli::token(&user, ttl),
+        Some(Command::Token {
+            user,
+            ttl,
+            moderator,
+            mod_rooms,
+            rooms,
+        }) => {
+            let moderator = match (moderator, mod_rooms) {
+                (true, _) => Some(ModClaim::Everywhere(true)),
+                (false, Some(patterns)) => Some(ModClaim::Rooms(patterns.0)),
+                (false, None) => None,
+            };
+            let extra = Extra {
+                moderator,
+                rooms: rooms.map(|patterns| patterns.0),
+            };
+            cli::token(&user, ttl, extra)
+        }
     }
 }

@@ -39,7 +39,8 @@ pub(crate) fn is_valid_user(name: &str) -> bool {
 /// Every error code of the protocol, plus `store_failed` (documented in
 /// docs/PROTOCOL.md) for a chat the database refused; version 1.1 adds
 /// `overloaded` (too much waits to be stored), `not_found` and `forbidden`
-/// (an edit, delete, reaction or reply aimed at the wrong message).
+/// (an edit, delete, reaction or reply aimed at the wrong message) and
+/// `invalid_token` (a `refresh` whose token the connection cannot take).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -59,13 +60,14 @@ pub enum ErrorCode {
     Forbidden,
     Banned,
     Muted,
+    InvalidToken,
 }
 
 impl ErrorCode {
     /// Every code, for listing them (metrics start each at zero). The test
     /// `all_lists_every_code` stops compiling when a code is added here
     /// and not there.
-    pub(crate) const ALL: [ErrorCode; 16] = [
+    pub(crate) const ALL: [ErrorCode; 17] = [
         ErrorCode::BadJson,
         ErrorCode::BinaryUnsupported,
         ErrorCode::UnknownType,
@@ -82,6 +84,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::Banned,
         ErrorCode::Muted,
+        ErrorCode::InvalidToken,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Banned => "banned",
             ErrorCode::Muted => "muted",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -111,6 +115,13 @@ impl ErrorCode {
 pub enum ClientFrame {
     Join {
         room: RoomName,
+        since: Option<MessageId>,
+        reference: Option<String>,
+    },
+    /// `join` with `dm` instead of `room`: open the direct-message room
+    /// with that user (see [`crate::direct`]).
+    JoinDirect {
+        with: UserName,
         since: Option<MessageId>,
         reference: Option<String>,
     },
@@ -165,6 +176,12 @@ pub enum ClientFrame {
         /// How long a mute or ban lasts (`None`: a ban until unbanned).
         seconds: Option<u32>,
         reason: Option<String>,
+        reference: Option<String>,
+    },
+    /// A fresh token for the connection's user. Only its shape is checked
+    /// here; the session verifies it.
+    Refresh {
+        token: String,
         reference: Option<String>,
     },
 }
@@ -279,7 +296,30 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
     };
     match kind.as_str() {
         "join" => {
-            let room = take_room(&mut object, &reference)?;
+            let dm = match object.remove("dm") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(user)) if is_valid_user(&user) => Some(user),
+                Some(_) => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidField,
+                        "\"dm\" must be a user name: 1 to 32 characters from A-Z a-z 0-9 _ - .",
+                        reference,
+                    ))
+                }
+            };
+            let has_room = !matches!(object.get("room"), None | Some(Value::Null));
+            if dm.is_some() && has_room {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidField,
+                    "give \"room\" or \"dm\", not both",
+                    reference,
+                ));
+            }
+            // The room by name, or the user of a direct-message room.
+            let target = match dm {
+                Some(with) => Err(with),
+                None => Ok(take_room(&mut object, &reference)?),
+            };
             let since = match object.get("since") {
                 None | Some(Value::Null) => None,
                 Some(Value::Number(n)) => match n.as_i64() {
@@ -288,11 +328,18 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                 },
                 Some(_) => return Err(bad_since(reference)),
             };
-            Ok(ClientFrame::Join {
-                room,
-                since,
-                reference,
-            })
+            match target {
+                Ok(room) => Ok(ClientFrame::Join {
+                    room,
+                    since,
+                    reference,
+                }),
+                Err(with) => Ok(ClientFrame::JoinDirect {
+                    with,
+                    since,
+                    reference,
+                }),
+            }
         }
         "leave" => Ok(ClientFrame::Leave {
             room: take_room(&mut object, &reference)?,
@@ -357,8 +404,8 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                     return Err(DecodeError::new(
                         ErrorCode::InvalidField,
                         format!(
-                            "\"emoji\" must be 1 to {MAX_EMOJI_CHARS} characters without white space"
-                        ),
+                        "\"emoji\" must be 1 to {MAX_EMOJI_CHARS} characters without white space"
+                    ),
                         reference,
                     ))
                 }
@@ -397,12 +444,21 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                 _ => return Err(field("\"user\" must be a valid user name".into())),
             };
             let seconds = match (action, object.get("seconds")) {
-                (ModAction::Kick | ModAction::Unban, _) | (ModAction::Ban, None | Some(Value::Null)) => None,
+                (ModAction::Kick | ModAction::Unban, _)
+                | (ModAction::Ban, None | Some(Value::Null)) => None,
                 (_, Some(Value::Number(n))) => match n.as_u64() {
                     Some(s) if (1..=1 << 31).contains(&s) => Some(s as u32),
-                    _ => return Err(field("\"seconds\" must be an integer from 1 to 2^31".into())),
+                    _ => {
+                        return Err(field(
+                            "\"seconds\" must be an integer from 1 to 2^31".into(),
+                        ))
+                    }
                 },
-                _ => return Err(field("\"seconds\" must be an integer from 1 to 2^31".into())),
+                _ => {
+                    return Err(field(
+                        "\"seconds\" must be an integer from 1 to 2^31".into(),
+                    ))
+                }
             };
             let reason = match (action, object.remove("reason")) {
                 (_, None | Some(Value::Null)) | (ModAction::Unban, _) => None,
@@ -437,10 +493,21 @@ pub fn decode_client_frame(text: &str, max_text_chars: usize) -> Result<ClientFr
                 reference,
             })
         }
+        "refresh" => match object.remove("token") {
+            Some(Value::String(token)) if !token.is_empty() => {
+                Ok(ClientFrame::Refresh { token, reference })
+            }
+            _ => Err(DecodeError::new(
+                ErrorCode::InvalidField,
+                "\"token\" must be a non-empty string (a JWT)",
+                reference,
+            )),
+        },
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
             format!(
-                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing, read, kick, mute, ban or unban"
+                "unknown type {other:?}; expected join, leave, chat, edit, delete, react, typing, \
+                 read, refresh, kick, mute, ban or unban"
             ),
             reference,
         )),
@@ -775,10 +842,23 @@ pub enum ServerFrame<'a> {
         more: bool,
         last_read: MessageId,
         unread: i64,
+        /// A direct-message room's two users, sorted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dm: Option<&'a [UserName; 2]>,
     },
     Presence {
         room: &'a str,
         users: Vec<&'a str>,
+    },
+    /// A `refresh` was taken: the connection now lives until `exp`; `left`
+    /// names the rooms it was in that the new token's `rooms` no longer
+    /// allow, which it has left (absent when none).
+    Refreshed {
+        exp: &'a str,
+        #[serde(skip_serializing_if = "<[RoomName]>::is_empty")]
+        left: &'a [RoomName],
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a str>,
     },
     Error {
         code: ErrorCode,
@@ -903,6 +983,7 @@ mod tests {
                 ErrorCode::Forbidden => 13,
                 ErrorCode::Banned => 14,
                 ErrorCode::Muted => 15,
+                ErrorCode::InvalidToken => 16,
             };
             assert_eq!(i, position, "{}", code.as_str());
         }
@@ -913,6 +994,64 @@ mod tests {
 
     fn code_of(text: &str) -> ErrorCode {
         decode_client_frame(text, 4096).unwrap_err().code
+    }
+
+    #[test]
+    fn a_join_names_a_room_or_a_dm_user_not_both() {
+        assert_eq!(
+            decode_client_frame(r#"{"type":"join","dm":"bob","since":3,"ref":"d"}"#, 4096),
+            Ok(ClientFrame::JoinDirect {
+                with: "bob".into(),
+                since: Some(3),
+                reference: Some("d".into())
+            })
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"join","room":"r","dm":null}"#, 4096),
+            Ok(ClientFrame::Join {
+                room: "r".into(),
+                since: None,
+                reference: None
+            })
+        );
+        let both = decode_client_frame(r#"{"type":"join","room":"r","dm":"bob","ref":"x"}"#, 4096)
+            .unwrap_err();
+        assert_eq!(both.code, ErrorCode::InvalidField);
+        assert_eq!(both.reference.as_deref(), Some("x"));
+        for bad in [r#""a b""#, "7", r#""""#, "true"] {
+            let frame = format!(r#"{{"type":"join","dm":{bad}}}"#);
+            let error = decode_client_frame(&frame, 4096).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidField, "{frame}");
+        }
+        let dm_since = decode_client_frame(r#"{"type":"join","dm":"bob","since":-1}"#, 4096);
+        assert_eq!(dm_since.unwrap_err().code, ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn a_refresh_needs_a_token_string() {
+        assert_eq!(
+            decode_client_frame(r#"{"type":"refresh","token":"a.b.c","ref":"r"}"#, 4096),
+            Ok(ClientFrame::Refresh {
+                token: "a.b.c".into(),
+                reference: Some("r".into())
+            })
+        );
+        for bad in [
+            r#"{"type":"refresh"}"#,
+            r#"{"type":"refresh","token":""}"#,
+            r#"{"type":"refresh","token":7}"#,
+        ] {
+            assert_eq!(code_of(bad), ErrorCode::InvalidField, "{bad}");
+        }
+        let refreshed = ServerFrame::Refreshed {
+            exp: "2030-01-01T00:00:00Z",
+            left: &[],
+            reference: Some("r"),
+        };
+        assert_eq!(
+            refreshed.encode(),
+            r#"{"type":"refreshed","exp":"2030-01-01T00:00:00Z","ref":"r"}"#
+        );
     }
 
     #[test]

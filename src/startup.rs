@@ -158,9 +158,10 @@ impl Application {
         // Resolved once: files are served only from inside this real path.
         let static_root = static_files::resolve(&config.static_dir)
             .map_err(|_| StartupError::StaticDir(config.static_dir.display().to_string()))?;
+        let csp = static_files::content_security_policy(config.token_refresh_url.as_deref());
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(static_files::security_headers())
+                .wrap(static_files::security_headers(&csp))
                 .app_data(state.clone())
                 .route("/ws", web::get().to(ws::upgrade))
                 .route("/health", web::get().to(api::health))

@@ -26,6 +26,7 @@ use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::direct::{self, Pair};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
@@ -35,6 +36,9 @@ struct ActiveRoom {
     /// The connections in the room. A set, not a count, so a member that
     /// both was dropped by the room and later disconnected is removed once.
     sessions: HashSet<SessionId>,
+    /// A direct-message room's two users, known from the `join` with `dm`
+    /// that opened it (its name cannot be turned back into them).
+    dm: Option<Pair>,
     /// Server API changes sent to the room and not answered yet: the room
     /// stays up for them even with no members.
     publishing: usize,
@@ -113,6 +117,7 @@ impl ChatServer {
     fn room(
         &mut self,
         name: &RoomName,
+        dm: Option<Pair>,
         ctx: &mut Context<Self>,
     ) -> Result<&mut ActiveRoom, JoinError> {
         let rooms = self.rooms.len() + usize::from(!self.rooms.contains_key(name));
@@ -125,6 +130,7 @@ impl ChatServer {
         let active = self.rooms.entry(name.clone()).or_insert_with(|| {
             let room = RoomActor::new(
                 name.clone(),
+                dm.clone(),
                 self.history.clone(),
                 ctx.address().recipient(),
                 self.config.max_history,
@@ -135,6 +141,7 @@ impl ChatServer {
             ActiveRoom {
                 addr: room.start(),
                 sessions: HashSet::new(),
+                dm,
                 publishing: 0,
             }
         });
@@ -184,7 +191,31 @@ impl Handler<JoinRoom> for ChatServer {
     type Result = Result<Joined, JoinError>;
 
     fn handle(&mut self, msg: JoinRoom, ctx: &mut Self::Context) -> Self::Result {
-        let active = self.room(&msg.room, ctx)?;
+        if self.shutting_down {
+            return Err(JoinError::ShuttingDown);
+        }
+        let dm = if direct::is_direct(&msg.room) {
+            let known = self
+                .rooms
+                .get(&msg.room)
+                .and_then(|active| active.dm.clone());
+            let Some(pair) = msg.dm.clone().or(known) else {
+                return Err(JoinError::Forbidden(format!(
+                    "{} is a direct-message room; open it with \"dm\" and the other user's name",
+                    msg.room
+                )));
+            };
+            if !pair.contains(&msg.user) {
+                return Err(JoinError::Forbidden(format!(
+                    "{} is a direct-message room of two other users",
+                    msg.room
+                )));
+            }
+            Some(pair)
+        } else {
+            None
+        };
+        let active = self.room(&msg.room, dm, ctx)?;
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         let (admitted, told) = tokio::sync::oneshot::channel();
@@ -223,7 +254,16 @@ impl Handler<Publish> for ChatServer {
     /// HTTP caller has gone.
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
         let room = msg.room.clone();
-        let active = match self.room(&msg.room, ctx) {
+        // A direct-message room's pair is known only from a join with
+        // `dm`: the API reaches one only while it is open.
+        if direct::is_direct(&room) && !self.rooms.contains_key(&room) {
+            let refused = JoinError::Forbidden(format!(
+                "{room} is a direct-message room that is not open; the server API reaches it \
+                 only while one of its users is in it"
+            ));
+            return Box::pin(fut::ready(Err(refused.into())));
+        }
+        let active = match self.room(&msg.room, None, ctx) {
             Ok(active) => active,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -20,18 +20,24 @@ use super::messages::session::{Disconnected, GoingAway, Outgoing};
 use super::outbox::{Outbox, OutboxState, Reserve};
 use super::server::ChatServer;
 use super::SessionId;
+use crate::auth;
 use crate::backlog::Backlog;
 use crate::caps::ConnectionSlot;
 use crate::config::Config;
+use crate::direct::{self, Pair};
 use crate::history::NewChange;
 use crate::metrics::Metrics;
 use crate::permissions::Grants;
 use crate::protocol::{
-    decode_client_frame, now_millis, ClientFrame, ErrorCode, RoomName, ServerFrame, UserName,
+    decode_client_frame, format_timestamp, now_millis, ClientFrame, ErrorCode, RoomName,
+    ServerFrame, UserName,
 };
 use crate::rate_limit::TokenBucket;
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The close code of a connection whose token expired (CLOSE_EXPIRED).
+const EXPIRED_CLOSE_CODE: u16 = 4001;
 
 /// A message arriving in fragments, gathered until its last frame.
 struct Fragments {
@@ -44,13 +50,23 @@ struct Fragments {
 pub(crate) struct Identity {
     pub user: UserName,
     pub grants: Grants,
+    /// The token's `exp` (seconds since the epoch); `None` without
+    /// `AUTH_SECRET`, where nothing expires.
+    pub expires: Option<u64>,
 }
 
 pub(crate) struct ChatSession {
     id: SessionId,
     user: UserName,
-    /// What the connection's token allows (moderation, rooms).
+    /// What the connection's token allows (moderation, rooms); replaced
+    /// by each `refresh`.
     grants: Grants,
+    /// The `exp` of the connection's latest token; replaced by each
+    /// `refresh`.
+    expires: Option<u64>,
+    /// With CLOSE_EXPIRED: the timer that closes the connection (4001) at
+    /// `expires`, re-armed by each `refresh`.
+    expiry_timer: Option<SpawnHandle>,
     server: Addr<ChatServer>,
     config: Arc<Config>,
     /// The rooms this connection is in, and where to send what it asks.
@@ -85,6 +101,8 @@ impl ChatSession {
             id: SessionId(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
             user: identity.user,
             grants: identity.grants,
+            expires: identity.expires,
+            expiry_timer: None,
             server,
             rate: TokenBucket::new(config.rate_limit, config.rate_burst),
             backlog,
@@ -171,7 +189,15 @@ impl ChatSession {
                 room,
                 since,
                 reference,
-            } => self.join(room, since, reference, ctx),
+            } => self.join(room, None, since, reference, ctx),
+            ClientFrame::JoinDirect {
+                with,
+                since,
+                reference,
+            } => {
+                let pair = Pair::new(&self.user, &with);
+                self.join(pair.room(), Some(pair), since, reference, ctx)
+            }
             ClientFrame::Leave { room, reference } => self.leave(room, reference, ctx),
             ClientFrame::Chat {
                 room,
@@ -248,7 +274,91 @@ impl ChatSession {
                 id,
                 reference,
             } => self.ask(room, MemberRequest::Read { id }, reference, ctx),
+            ClientFrame::Refresh { token, reference } => self.refresh(&token, reference, ctx),
         }
+    }
+
+    /// A fresh token for this connection's user. Taken, it replaces the
+    /// connection's expiry and grants, and the rooms the new grants no
+    /// longer allow are left (the client is told which in `refreshed`):
+    /// narrowing `rooms` is how an integrator takes a room away. Refused,
+    /// nothing changes.
+    fn refresh(
+        &mut self,
+        token: &str,
+        reference: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let Some(secret) = self.config.auth_secret.as_ref() else {
+            return self.send_error(
+                ctx,
+                ErrorCode::Forbidden,
+                "this server does not verify names (no AUTH_SECRET), so there is no token to \
+                 refresh",
+                reference.as_deref(),
+            );
+        };
+        let claims = match auth::verify_refresh(
+            secret.expose(),
+            token,
+            self.config.max_token_lifetime,
+            &self.user,
+        ) {
+            Ok(claims) => claims,
+            Err(e) => {
+                return self.send_error(
+                    ctx,
+                    ErrorCode::InvalidToken,
+                    &format!("{e}; the connection keeps its current token"),
+                    reference.as_deref(),
+                )
+            }
+        };
+        self.grants = claims.grants();
+        self.expires = Some(claims.exp);
+        let mut left: Vec<RoomName> = self
+            .rooms
+            .keys()
+            .filter(|room| !self.grants.may_join(room))
+            .cloned()
+            .collect();
+        left.sort();
+        for room in &left {
+            self.rooms.remove(room);
+            self.server.do_send(LeaveRoom {
+                session: self.id,
+                room: room.clone(),
+            });
+        }
+        let exp =
+            format_timestamp(i64::try_from(claims.exp.saturating_mul(1000)).unwrap_or(i64::MAX));
+        let frame = ServerFrame::Refreshed {
+            exp: &exp,
+            left: &left,
+            reference: reference.as_deref(),
+        };
+        self.send_own(ctx, |ctx| ctx.text(frame.encode()));
+        self.arm_expiry(ctx);
+    }
+
+    /// With CLOSE_EXPIRED, (re)starts the timer that closes the connection
+    /// with 4001 when its token's `exp` passes (at once if it has).
+    fn arm_expiry(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(timer) = self.expiry_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let (true, Some(exp)) = (self.config.close_expired, self.expires) else {
+            return;
+        };
+        let delay = auth::until_expiry(exp, SystemTime::now());
+        self.expiry_timer = Some(ctx.run_later(delay, |session, ctx| {
+            log::info!(
+                "connection {} of {}: token expired without a refresh, closing (4001)",
+                session.id,
+                session.user
+            );
+            session.close(ctx, CloseCode::Other(EXPIRED_CLOSE_CODE), "token expired");
+        }));
     }
 
     /// Passes a request to the room it is about, or answers `not_joined`.
@@ -336,13 +446,26 @@ impl ChatSession {
         );
     }
 
+    /// A `join`, by name or (`dm`) of the direct-message room of this
+    /// user and another.
     fn join(
         &mut self,
         room: RoomName,
+        dm: Option<Pair>,
         since: Option<i64>,
         reference: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        // Without AUTH_SECRET anyone can take any name, so no room can be
+        // kept to two users: direct messages, by `dm` or by name, are off.
+        if self.config.auth_secret.is_none() && (dm.is_some() || direct::is_direct(&room)) {
+            return self.send_error(
+                ctx,
+                ErrorCode::Forbidden,
+                "direct messages need verified names (AUTH_SECRET), which this server does not have",
+                reference.as_deref(),
+            );
+        }
         if self.rooms.contains_key(&room) {
             return self.send_error(
                 ctx,
@@ -379,6 +502,7 @@ impl ChatSession {
             room: room.clone(),
             since,
             outbox: Outbox::new(self.outbox.clone(), ctx.address().recipient()),
+            dm,
         });
         // Nothing else from this client is handled until the server answers,
         // so a chat right after a join finds the room joined.
@@ -410,6 +534,10 @@ impl ChatSession {
                             &e.to_string(),
                             reference.as_deref(),
                         )
+                    }
+                    Ok(Err(JoinError::Forbidden(why))) => {
+                        session.join_rate.give_back();
+                        session.send_error(ctx, ErrorCode::Forbidden, &why, reference.as_deref())
                     }
                     Ok(Err(JoinError::ShuttingDown)) | Err(_) => {
                         session.close(ctx, CloseCode::Away, "server shutting down")
@@ -534,6 +662,7 @@ impl Actor for ChatSession {
                 session.send_own(ctx, |ctx| ctx.ping(b""));
             }
         });
+        self.arm_expiry(ctx);
         log::debug!("connection {} of {} opened", self.id, self.user);
     }
 

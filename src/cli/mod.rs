@@ -9,4 +9,4 @@ mod token;
 
 pub use healthcheck::healthcheck;
 pub use serve::serve;
-pub use token::{parse_ttl, token};
+pub use token::{parse_patterns, parse_ttl, token, Patterns};

@@ -3,8 +3,29 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::auth;
+use crate::auth::{self, Extra};
 use crate::config::{format_duration, parse_duration, Config};
+use crate::permissions::RoomPattern;
+
+/// The room patterns of `--mod-rooms` or `--rooms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patterns(pub Vec<RoomPattern>);
+
+/// `--mod-rooms`, `--rooms`: comma-separated room patterns, at least one
+/// (an empty `--rooms` would allow no room at all, which is a typo more
+/// often than a wish).
+pub fn parse_patterns(s: &str) -> Result<Patterns, String> {
+    let patterns = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| RoomPattern::try_from(p.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if patterns.is_empty() {
+        return Err("expected room patterns such as general,team-* (comma-separated)".into());
+    }
+    Ok(Patterns(patterns))
+}
 
 /// `--ttl`: a duration such as 30s, 15m, 1h or 7d, not zero.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -17,7 +38,8 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
 /// capture it. Read through [`Config`], so AUTH_SECRET and
 /// MAX_TOKEN_LIFETIME mean what they mean to the server: a token the server
 /// would refuse is not printed.
-pub fn token(user: &str, ttl: Duration) -> ExitCode {
+/// `extra` carries the control-plane claims (`mod`, `rooms`).
+pub fn token(user: &str, ttl: Duration, extra: Extra) -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -40,7 +62,7 @@ pub fn token(user: &str, ttl: Duration) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match auth::mint(secret.expose(), &user.to_string(), ttl) {
+    match auth::mint_with(secret.expose(), &user.to_string(), ttl, extra) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS
@@ -53,5 +75,20 @@ pub fn token(user: &str, ttl: Duration) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_comma_separated_and_checked() {
+        let Patterns(patterns) = parse_patterns("general, team-*").unwrap();
+        assert_eq!(patterns.len(), 2);
+        assert!(patterns[1].matches("team-red") && patterns[0].matches("general"));
+        assert!(parse_patterns("").is_err());
+        assert!(parse_patterns(" , ").is_err());
+        assert!(parse_patterns("general,no room").is_err());
     }
 }

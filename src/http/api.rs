@@ -11,6 +11,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::AppState;
 use crate::actors::messages::server::{ActiveRoomUsers, ListRooms, Stats};
+use crate::direct;
 use crate::history::{Cursor, StoreError};
 use crate::protocol::{is_valid_room, MessageId, RoomName, UserName};
 
@@ -47,6 +48,8 @@ pub(crate) async fn list_rooms(state: web::Data<AppState>) -> Result<HttpRespons
     }
     let rooms: Vec<_> = all
         .into_iter()
+        // Direct messages are nobody else's business.
+        .filter(|(name, _)| !direct::is_direct(name))
         .map(|(name, users)| json!({ "name": name, "users": users.len() }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
@@ -57,7 +60,7 @@ pub(crate) async fn room_details(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = valid_room(name.into_inner())?;
+    let room = public_room(name.into_inner())?;
     let mut users = state
         .chat
         .send(ActiveRoomUsers { room: room.clone() })
@@ -101,7 +104,7 @@ pub(crate) async fn room_messages(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = valid_room(name.into_inner())?;
+    let room = public_room(name.into_inner())?;
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("bad query string: {e}")))?;
     let before = id_param(&query, "before")?;
@@ -158,6 +161,9 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             "rooms": stats.rooms,
             // Tells the browser client whether to ask for a token.
             "auth": if state.config.auth_secret.is_some() { "token" } else { "none" },
+            // Where the page gets a fresh token before its own expires
+            // (TOKEN_REFRESH_URL); null: it asks its user to sign in again.
+            "token_refresh_url": state.config.auth_secret.as_ref().and(state.config.token_refresh_url.as_deref()),
             // Tells clients the configured limits, so the page checks text
             // against the server's `MAX_MESSAGE_LEN` instead of a constant.
             "limits": {
@@ -205,6 +211,19 @@ fn valid_room(name: String) -> Result<String, ApiError> {
             "room names are 1 to 64 characters from A-Z a-z 0-9 _ -".into(),
         ))
     }
+}
+
+/// A valid room name that the REST API serves: a direct-message room
+/// answers 404 as if it did not exist (REST is not authenticated, and even
+/// "it exists" would tell who talks to whom).
+fn public_room(name: String) -> Result<String, ApiError> {
+    let room = valid_room(name)?;
+    if direct::is_direct(&room) {
+        return Err(ApiError::NotFound(format!(
+            "room {room} is not active and has no stored messages"
+        )));
+    }
+    Ok(room)
 }
 
 /// A query parameter that must be a non-negative integer in ASCII digits,

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::actors::messages::server::{DisconnectUser, Publish};
+use crate::actors::messages::server::{DisconnectUser, JoinError, Publish, PublishError};
 use crate::actors::room::delivery::Answered;
 use crate::config::Config;
 use crate::history::{NewChange, Refusal, Stored};
@@ -178,7 +178,10 @@ async fn act(
         })
         .await
         .map_err(|e| ApiError::Unavailable(format!("service unavailable: {e}")))?;
-    answer.map_err(|e| ApiError::Unavailable(e.to_string()))
+    answer.map_err(|e| match e {
+        PublishError::Room(JoinError::Forbidden(why)) => ApiError::Forbidden(why),
+        e => ApiError::Unavailable(e.to_string()),
+    })
 }
 
 /// `POST /api/rooms/{name}/messages`: publish a chat as `user`. 201 with

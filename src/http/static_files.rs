@@ -30,13 +30,33 @@ const INDEX: &str = "index.html";
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// The policy above, with the origin of TOKEN_REFRESH_URL added to
+/// `connect-src` when it is on another origin (an `http(s)://` URL; a path
+/// is on the page's own): the page must be allowed to fetch its tokens
+/// there, and nowhere else.
+pub(crate) fn content_security_policy(token_refresh_url: Option<&str>) -> String {
+    let origin = token_refresh_url.and_then(|url| {
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        Some(format!("{scheme}://{host}"))
+    });
+    match origin {
+        Some(origin) => CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self' ws: wss:",
+            &format!("connect-src 'self' ws: wss: {origin}"),
+        ),
+        None => CONTENT_SECURITY_POLICY.to_string(),
+    }
+}
+
 /// The headers added to every response (the page, its assets, the JSON API,
 /// errors): the CSP above, no MIME sniffing (a JSON body or a user's text is
 /// never run as script), and no `Referer` leaving the page (its address may
 /// have carried a `#token=`, and room names are nobody else's business).
-pub(crate) fn security_headers() -> DefaultHeaders {
+/// `csp` is [`content_security_policy`]'s.
+pub(crate) fn security_headers(csp: &str) -> DefaultHeaders {
     DefaultHeaders::new()
-        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("Content-Security-Policy", csp.to_string()))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
         // Revalidate every time (an ETag makes that cheap): the page is
@@ -126,5 +146,25 @@ mod tests {
                 "{refused} should not pass"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod csp_tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_urls_origin_and_only_it_is_added_to_connect_src() {
+        assert_eq!(content_security_policy(None), CONTENT_SECURITY_POLICY);
+        assert_eq!(
+            content_security_policy(Some("/auth/token")),
+            CONTENT_SECURITY_POLICY
+        );
+        let csp = content_security_policy(Some("https://id.example.com:8443/chat/token?x=1"));
+        assert!(
+            csp.contains("connect-src 'self' ws: wss: https://id.example.com:8443;"),
+            "{csp}"
+        );
+        assert!(!csp.contains("/chat/token"), "{csp}");
     }
 }

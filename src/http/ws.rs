@@ -118,6 +118,7 @@ fn identify(
         return Ok(Identity {
             user,
             grants: Grants::unverified(),
+            expires: None,
         });
     };
     let unauthorized = |why: String| (Refusal::Unauthorized, ApiError::Unauthorized(why));
@@ -148,6 +149,7 @@ fn identify(
         )),
         _ => Ok(Identity {
             grants: claims.grants(),
+            expires: Some(claims.exp),
             user: claims.sub,
         }),
     }

@@ -28,8 +28,12 @@ const state = {
 };
 
 // opened(): the socket is open; frame(f): a frame from the server (see
-// protocol.parseFrame); closed(): it closed, before any retry is planned.
-let handlers = { opened() {}, frame() {}, closed() {} };
+// protocol.parseFrame); closed(): it closed, before any retry is planned;
+// expired(): the server closed it because the token expired (4001).
+let handlers = { opened() {}, frame() {}, closed() {}, expired() {} };
+
+// The close code of a connection whose token expired (CLOSE_EXPIRED).
+const EXPIRED_CLOSE = 4001;
 
 export function setHandlers(given) { handlers = given; }
 
@@ -119,12 +123,15 @@ export function connect() {
     const frame = parseFrame(event.data);
     if (frame) handlers.frame(frame);
   };
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     clearTimeout(giveUp);
     if (state.ws !== ws) return;
     state.ws = null;
     handlers.closed();
     if (!session.user) { setConn('offline'); return; }
+    // Retrying with the expired token would be refused: wait for a new
+    // one (token-refresh.useToken connects again).
+    if (event.code === EXPIRED_CLOSE) { setConn('offline'); handlers.expired(); return; }
     if (!opened && session.authMode === 'token' && state.attempt >= 2) explainRefusal();
     scheduleReconnect();
   };

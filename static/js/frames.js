@@ -26,6 +26,7 @@ import {
   renderJoined, refreshComposer, refreshMessage,
 } from './render.js';
 import { showError, announce } from './notices.js';
+import { onRefreshed, onRefreshRefused } from './token-refresh.js';
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -40,6 +41,7 @@ export function handleFrame(frame) {
     case 'moderation': return onChange(frame);
     case 'typing': return onTyping(frame);
     case 'read': return onRead(frame);
+    case 'refreshed': return onRefreshed(frame);
     case 'error': return onError(frame);
     default: return undefined;
   }
@@ -160,6 +162,7 @@ function onError(frame) {
   // Only a server older than the page answers this (to `typing` or
   // `read`, say): the reader can do nothing about it, and chat still works.
   if (code === 'unknown_type') return;
+  if (code === 'invalid_token' && onRefreshRefused(frame)) return;
   if (ref && joinRefs.has(ref)) {
     const name = joinRefs.get(ref);
     joinRefs.delete(ref);

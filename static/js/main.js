@@ -9,8 +9,9 @@ import { session } from './session.js';
 import { currentRoom } from './rooms.js';
 import * as connection from './connection.js';
 import { handleFrame } from './frames.js';
+import { onExpiredClose } from './token-refresh.js';
 import {
-  rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, submitJoin,
+  rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, startDm, submitJoin,
 } from './membership.js';
 import { loadOlder } from './history.js';
 import { sendMessage, cancelMode } from './composer.js';
@@ -29,8 +30,10 @@ import {
   answerSwitch, begin, offerToken, signOut, submitLogin, tokenFromFragment,
 } from './signin.js';
 
-connection.setHandlers({ opened: rejoinAll, frame: handleFrame, closed: connectionLost });
-onRoomClicks({ select: selectRoom, join: joinRoom });
+connection.setHandlers({
+  opened: rejoinAll, frame: handleFrame, closed: connectionLost, expired: onExpiredClose,
+});
+onRoomClicks({ select: selectRoom, join: joinRoom, dm: startDm });
 
 $('name-form').addEventListener('submit', submitLogin);
 // A token is one line: Enter in its box signs in, as in the name field.

@@ -18,6 +18,7 @@ import { closeDrawers } from './drawers.js';
 import { savePending } from './pending.js';
 import { roomChanged } from './composer.js';
 import { markRead } from './reading.js';
+import { dmRoom } from './direct.js';
 
 const ROOMS_POLL_MS = 5000;
 
@@ -28,6 +29,12 @@ function sendJoin(room) {
   // A rejoin asks for what came after the last message seen; the room's
   // history frame then holds exactly what was missed.
   const frame = joinFrame(room.name, ref, room.joinedOnce ? room.lastId : null);
+  // A direct-message room is always joined with `dm`: by name the server
+  // lets its users in only while it is open (docs/PROTOCOL.md).
+  if (room.dm) {
+    delete frame.room;
+    frame.dm = room.dm;
+  }
   room.status = 'joining';
   room.sentSince = room.joinedOnce ? room.lastId : null;
   if (send(frame)) joinRefs.set(ref, room.name);
@@ -61,6 +68,18 @@ export function joinRoom(name, select) {
   }
   if (select) selectRoom(name);
   else renderJoined();
+}
+
+// Opens (or shows) the direct messages with `user`.
+export function startDm(user) {
+  const name = dmRoom(session.user, user);
+  if (!rooms.has(name)) {
+    const room = newRoom(name, user);
+    rooms.set(name, room);
+    sendJoin(room);
+    saveRooms();
+  }
+  selectRoom(name);
 }
 
 // The "Join a room" field: a name the protocol refuses is said under it.

@@ -116,4 +116,5 @@ export const FRIENDLY = {
   not_found: 'That message is gone (deleted, or not in this room).',
   forbidden: 'You can only change your own messages.',
   muted: 'You are muted in this room for now.',
+  invalid_token: 'The server did not take the new sign-in token.',
 };

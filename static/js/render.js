@@ -14,12 +14,16 @@ import { messageNode, sameGroup, avatarColor } from './message-view.js';
 const STICK_PX = 48; // closer than this to the bottom counts as "at the bottom"
 
 // What a click on a room in the sidebar does (membership.js, wired by main.js).
-const actions = { select: () => {}, join: () => {} };
+const actions = { select: () => {}, join: () => {}, dm: () => {} };
 
-export function onRoomClicks({ select, join }) {
+export function onRoomClicks({ select, join, dm }) {
   actions.select = select;
   actions.join = join;
+  actions.dm = dm;
 }
+
+// How a room is named on the page: a direct-message room by the other user.
+export const roomLabel = (room) => (room.dm ? `@ ${room.dm}` : `# ${room.name}`);
 
 // ---- scrolling -------------------------------------------------------------
 
@@ -160,7 +164,7 @@ export function renderRoom() {
   $('new-marker').hidden = true;
   $('leave-room').hidden = !room;
   $('leave-room').disabled = !!room && room.leaving;
-  $('current-room').textContent = room ? `# ${room.name}` : 'No room';
+  $('current-room').textContent = room ? roomLabel(room) : 'No room';
   if (!room) {
     renderTyping();
     $('empty-room').hidden = true;
@@ -209,6 +213,14 @@ export function renderMembers() {
     li.appendChild(dot);
     li.appendChild(el('span', 'member-name', user));
     if (user === session.user) li.appendChild(el('span', 'muted small', '(you)'));
+    else if (session.authMode === 'token' && !room.dm) {
+      // Direct messages need verified names: offered only with tokens.
+      const message = el('button', 'link-btn small dm-btn', 'message');
+      message.type = 'button';
+      message.setAttribute('aria-label', `Message ${user} directly`);
+      message.addEventListener('click', () => actions.dm(user));
+      li.appendChild(message);
+    }
     list.appendChild(li);
   }
   $('member-count').textContent = room ? `(${members.length})` : '';
@@ -220,7 +232,9 @@ export function renderMembers() {
 
 export function renderJoined() {
   const list = $('joined-rooms');
+  const dmList = $('dm-rooms');
   list.replaceChildren();
+  dmList.replaceChildren();
   let total = 0;
   for (const room of rooms.values()) {
     const li = el('li');
@@ -231,7 +245,7 @@ export function renderJoined() {
       button.classList.add('current');
       button.setAttribute('aria-current', 'true');
     }
-    button.appendChild(el('span', 'room-name', `# ${room.name}`));
+    button.appendChild(el('span', 'room-name', roomLabel(room)));
     if (room.status === 'joining') button.appendChild(el('span', 'muted small', 'joining…'));
     if (room.unread > 0) {
       const badge = el('span', 'badge', room.unread > 99 ? '99+' : room.unread);
@@ -241,10 +255,11 @@ export function renderJoined() {
     }
     button.addEventListener('click', () => actions.select(room.name));
     li.appendChild(button);
-    list.appendChild(li);
+    (room.dm ? dmList : list).appendChild(li);
     total += room.unread;
   }
-  $('joined-empty').hidden = rooms.size > 0;
+  $('joined-empty').hidden = list.children.length > 0;
+  $('dm-empty').hidden = dmList.children.length > 0;
   document.title = total > 0 ? `(${total}) chatterbox` : 'chatterbox';
   renderRoomList();
 }
@@ -278,7 +293,7 @@ export function refreshComposer() {
   const box = $('composer-input');
   box.disabled = !room;
   $('send').disabled = !room;
-  box.placeholder = fitOneLine(box, room ? `Message # ${room.name}` : 'Join a room to chat');
+  box.placeholder = fitOneLine(box, room ? `Message ${roomLabel(room)}` : 'Join a room to chat');
 }
 
 // `text`, cut with an ellipsis so that it fits on one line of `box`

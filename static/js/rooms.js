@@ -5,7 +5,7 @@
 // data, no DOM and no network: frames.js, history.js, membership.js,
 // composer.js, pending.js and reading.js change it, render.js shows it.
 
-import { store, load, LS_ROOMS, LS_CURRENT } from './storage.js';
+import { store, load, LS_ROOMS, LS_CURRENT, LS_DMS } from './storage.js';
 import { ROOM_RE } from './protocol.js';
 
 const DEFAULT_ROOM = 'general';
@@ -16,9 +16,11 @@ export const joinRefs = new Map(); // ref of a join -> room name
 let current = null; // the shown room's name
 let active = []; // last GET /api/rooms
 
-export function newRoom(name) {
+// `dm`: for a direct-message room, the other user (joined with `dm`).
+export function newRoom(name, dm = null) {
   return {
     name,
+    dm,
     status: 'joining', // 'joining' | 'joined'
     joinedOnce: false, // after the first history: rejoins use `since`
     messages: [], // chats, sorted by id, each in its current state
@@ -56,6 +58,9 @@ export function setActiveRooms(list) { active = list; }
 
 export function saveRooms() {
   store(localStorage, LS_ROOMS, JSON.stringify([...rooms.keys()]));
+  const dms = {};
+  for (const room of rooms.values()) if (room.dm) dms[room.name] = room.dm;
+  store(localStorage, LS_DMS, JSON.stringify(dms));
   store(localStorage, LS_CURRENT, current);
 }
 
@@ -70,7 +75,13 @@ export function restoreRooms() {
   try { saved = JSON.parse(stored); } catch (_) { saved = null; }
   saved = Array.isArray(saved) ? saved.filter((r) => typeof r === 'string' && ROOM_RE.test(r)) : null;
   if (saved === null) saved = [DEFAULT_ROOM];
-  for (const name of saved) rooms.set(name, newRoom(name));
+  let dms = null;
+  try { dms = JSON.parse(load(localStorage, LS_DMS)); } catch (_) { dms = null; }
+  if (!dms || typeof dms !== 'object') dms = {};
+  for (const name of saved) {
+    const other = typeof dms[name] === 'string' ? dms[name] : null;
+    rooms.set(name, newRoom(name, other));
+  }
   const shown = load(localStorage, LS_CURRENT);
   current = rooms.has(shown) ? shown : (saved[0] ?? null);
 }

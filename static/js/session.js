@@ -9,4 +9,5 @@ export const session = {
   maxTextChars: DEFAULT_MAX_TEXT_CHARS, // /health's limits.max_message_len
   user: null, // the signed-in name; null on the sign-in form
   token: null, // the access token, when authMode is 'token'
+  refreshUrl: null, // /health's token_refresh_url: where fresh tokens come from
 };

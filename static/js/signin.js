@@ -18,6 +18,7 @@ import { connect, disconnect, forgetRefusal } from './connection.js';
 import { pollRooms, stopPolling } from './membership.js';
 import { renderJoined, renderRoom } from './render.js';
 import { showError } from './notices.js';
+import { scheduleRefresh, stopRefresh, useToken } from './token-refresh.js';
 
 // ---- tokens --------------------------------------------------------------
 
@@ -91,6 +92,7 @@ function start(user) {
   renderJoined();
   renderRoom();
   connect();
+  scheduleRefresh();
   pollRooms();
   $('composer-input').focus();
 }
@@ -99,6 +101,7 @@ export function signOut() {
   const user = session.user;
   session.user = null;
   forgetRefusal();
+  stopRefresh();
   stopPolling();
   disconnect();
   cancelMode();
@@ -139,6 +142,8 @@ async function readHealth() {
     const answer = await health();
     const max = answer && answer.limits && answer.limits.max_message_len;
     if (Number.isSafeInteger(max) && max > 0) session.maxTextChars = max;
+    session.refreshUrl = answer && typeof answer.token_refresh_url === 'string'
+      ? answer.token_refresh_url : null;
     if (answer && answer.auth === 'token') return 'token';
   } catch (_) { /* server away: assume names; the connection line will show it */ }
   return 'none';
@@ -162,8 +167,7 @@ export function offerToken(token) {
   }
   const user = tokenClaims(token).sub;
   if (user === session.user && session.authMode === 'token') {
-    session.token = token;
-    store(sessionStorage, SS_TOKEN, token);
+    useToken(token); // and the open connection is refreshed with it
     return;
   }
   if (user === session.user) { // signed in by name: now with a token, as the server asks

@@ -6,6 +6,7 @@
 export const LS_NAME = 'chatterbox.name';
 export const LS_ROOMS = 'chatterbox.rooms';
 export const LS_CURRENT = 'chatterbox.current';
+export const LS_DMS = 'chatterbox.dms'; // direct-message room name -> the other user
 export const SS_TOKEN = 'chatterbox.token';
 export const SS_PENDING = 'chatterbox.pending.'; // followed by the user name
 

@@ -768,3 +768,13 @@ async fn bad_moderation_bodies_are_400_naming_the_field() {
     let history = carol.expect("history").await;
     assert_eq!(history["messages"], json!([]), "{history}");
 }
+
+#[actix_web::test]
+async fn a_direct_message_room_that_is_not_open_is_refused_with_403() {
+    let app = app_with_key().await;
+    let path = "/api/rooms/dm-0123456789abcdef/messages";
+    let (status, answer) = post(&app, path, json!({"user": "bot", "text": "hi"})).await;
+    assert_json_error(status, &answer, 403, "a closed DM room");
+    let (_, _, rooms) = app.get("/api/rooms").await;
+    assert_eq!(rooms, json!({"rooms": []}), "no room was started");
+}

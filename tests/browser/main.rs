@@ -4,9 +4,11 @@
 
 mod auth;
 mod chat;
+mod direct_messages;
 mod driver;
 mod features;
 mod history;
 mod layout;
 mod reconnect;
+mod refresh;
 mod validation;

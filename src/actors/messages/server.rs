@@ -10,6 +10,7 @@ use crate::actors::outbox::Outbox;
 use crate::actors::room::delivery::Answered;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
+use crate::direct::Pair;
 use crate::history::NewChange;
 use crate::protocol::{MessageId, RoomName, UserName};
 
@@ -44,6 +45,11 @@ pub(crate) struct JoinRoom {
     pub room: RoomName,
     pub since: Option<MessageId>,
     pub outbox: Outbox,
+    /// A `join` with `dm`: the pair whose room `room` is (the session
+    /// derived the name from it). `None` for a join by name, which for a
+    /// direct-message room is allowed only while the room is open and only
+    /// to one of its pair.
+    pub dm: Option<Pair>,
 }
 
 /// The server's yes to a [`JoinRoom`].
@@ -68,6 +74,10 @@ pub(crate) enum JoinError {
     TooManyRooms(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A direct-message room joined by someone not of its pair, or by
+    /// name while the server does not know its pair.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// From a session, for its client's `leave`: leave a room, and acknowledge

@@ -50,6 +50,7 @@ use crate::actors::messages::room::{
 use crate::actors::messages::server::MemberDropped;
 use crate::backlog::Admitted;
 use crate::cluster::Cluster;
+use crate::direct::Pair;
 use crate::history::{History, MessagesStored, NewChange, PendingWrite, Refusal, Stored};
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -62,6 +63,8 @@ type Marker = (MessageId, i64);
 
 pub(crate) struct RoomActor {
     name: RoomName,
+    /// A direct-message room's two users, for its `history`.
+    dm: Option<Pair>,
     history: History,
     /// Told when the room drops a member on its own. A recipient rather
     /// than the server's address, so the room does not depend on the
@@ -98,8 +101,10 @@ const PRESENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl RoomActor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: RoomName,
+        dm: Option<Pair>,
         history: History,
         server: Recipient<MemberDropped>,
         max_history: usize,
@@ -109,6 +114,7 @@ impl RoomActor {
     ) -> Self {
         RoomActor {
             name,
+            dm,
             history,
             server,
             outbox_limit,
@@ -351,6 +357,7 @@ impl RoomActor {
             more,
             last_read: read.0,
             unread: read.1,
+            dm: self.dm.as_ref().map(Pair::users),
         }
         .encode()
         .into();
