@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytestring::ByteString;
 use chatterbox::actors::outbox::Overflow;
-use chatterbox::actors::room::delivery::{fan_out, InFlight, Stored, StoredChat};
+use chatterbox::actors::room::delivery::{fan_out, InFlight, Sender, Stored, StoredChat};
 use chatterbox::actors::room::members::{Members, Outlet};
 use chatterbox::actors::SessionId;
 
@@ -85,7 +85,7 @@ fn fan_out_to_room(c: &mut Criterion) {
                     unreachable!("FRAME is a chat")
                 };
                 let chat = InFlight {
-                    sender,
+                    sender: Sender::Member(sender),
                     reference,
                     received: Instant::now(),
                 };

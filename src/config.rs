@@ -81,6 +81,9 @@ pub struct Config {
     /// Largest WebSocket message accepted, in bytes, after reassembling
     /// fragments. Fixed by the protocol (64 KiB), kept here so it has one home.
     pub max_frame_bytes: usize,
+    /// The server API's key (`Authorization: Bearer API_KEY`); `None`
+    /// turns the API's endpoints off (404).
+    pub api_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             max_pending_messages: 10_000,
             max_pending_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024,
+            api_key: None,
         }
     }
 }
@@ -255,6 +259,21 @@ impl Config {
                 })
             }
             Some(v) if !v.is_empty() => config.auth_secret = Some(Secret(v)),
+            _ => {}
+        }
+        // As AUTH_SECRET: empty is unset (the API is off), only white space
+        // is a mistake that must not pass for a key.
+        match lookup("API_KEY") {
+            Some(v) if !v.is_empty() && v.trim().is_empty() => {
+                return Err(ConfigError {
+                    variable: "API_KEY",
+                    value: String::new(),
+                    reason: "it is only white space; leave it empty to turn the server API \
+                             off or set a real key"
+                        .into(),
+                })
+            }
+            Some(v) if !v.is_empty() => config.api_key = Some(Secret(v)),
             _ => {}
         }
         if let Some(v) = get("MAX_TOKEN_LIFETIME") {
@@ -531,6 +550,18 @@ mod tests {
             "hunter2-hunter2"
         );
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_api_key_is_read_kept_secret_and_white_space_is_refused() {
+        let config = config_from(&[("API_KEY", "k3y-k3y-k3y")]).unwrap();
+        assert_eq!(config.api_key.as_ref().unwrap().expose(), "k3y-k3y-k3y");
+        assert!(!format!("{config:?}").contains("k3y-k3y-k3y"));
+        assert!(config_from(&[("API_KEY", "")]).unwrap().api_key.is_none());
+        assert!(config_from(&[]).unwrap().api_key.is_none());
+        let err = config_from(&[("API_KEY", "  ")]).unwrap_err();
+        assert_eq!(err.variable, "API_KEY");
+        assert!(err.to_string().contains("API_KEY"), "{err}");
     }
 
     #[test]

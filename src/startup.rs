@@ -18,7 +18,7 @@ use crate::caps::ConnectionCaps;
 use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
-use crate::http::{api, static_files, ws, AppState};
+use crate::http::{api, server_api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
 
@@ -171,6 +171,24 @@ impl Application {
                         .route("/rooms", web::get().to(api::list_rooms))
                         .route("/rooms/{name}", web::get().to(api::room_details))
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
+                        .route(
+                            "/rooms/{name}/messages",
+                            web::post().to(server_api::publish),
+                        )
+                        .route(
+                            "/rooms/{name}/messages/{id}",
+                            web::delete().to(server_api::delete_message),
+                        )
+                        .route("/rooms/{name}/kick", web::post().to(server_api::kick))
+                        .route("/rooms/{name}/bans", web::post().to(server_api::ban))
+                        .route(
+                            "/rooms/{name}/bans/{user}",
+                            web::delete().to(server_api::unban),
+                        )
+                        .route(
+                            "/users/{name}/disconnect",
+                            web::post().to(server_api::disconnect),
+                        )
                         .default_service(web::to(api::not_found)),
                 )
                 .service(static_files::service(&static_root))

@@ -7,18 +7,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures_util::future::join_all;
 
-use super::messages::room::{AddMember, CatchUp, ClusterNews, RemoveMember, RoomUsers, StopRoom};
-use super::messages::server::{
-    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect, JoinError,
-    JoinRoom, Joined, LeaveRoom, ListRooms, MemberDropped, RoomSummary, ServerStats, Stats,
+use super::messages::room::{
+    AddMember, CatchUp, ClusterNews, PublishChange, RemoveMember, RoomUsers, StopRoom,
 };
-use super::messages::session::GoingAway;
+use super::messages::server::{
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect,
+    DisconnectUser, JoinError, JoinRoom, Joined, LeaveRoom, ListRooms, MemberDropped, Publish,
+    PublishError, RoomSummary, ServerStats, Stats,
+};
+use super::messages::session::{Disconnected, GoingAway};
 use super::room::RoomActor;
 use super::SessionId;
+use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::direct::{self, Pair};
@@ -34,6 +39,16 @@ struct ActiveRoom {
     /// A direct-message room's two users, known from the `join` with `dm`
     /// that opened it (its name cannot be turned back into them).
     dm: Option<Pair>,
+    /// Server API changes sent to the room and not answered yet: the room
+    /// stays up for them even with no members.
+    publishing: usize,
+}
+
+/// A connection as the server knows it.
+struct Connection {
+    user: UserName,
+    closer: Recipient<GoingAway>,
+    disconnect: Recipient<Disconnected>,
 }
 
 pub(crate) struct ChatServer {
@@ -43,7 +58,7 @@ pub(crate) struct ChatServer {
     cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
-    sessions: HashMap<SessionId, Recipient<GoingAway>>,
+    sessions: HashMap<SessionId, Connection>,
     shutting_down: bool,
 }
 
@@ -79,12 +94,59 @@ impl ChatServer {
         if let Some(leave) = farewell {
             active.addr.do_send(leave);
         }
-        if active.sessions.is_empty() {
+        self.stop_if_unused(room);
+    }
+
+    /// Stops `room` if it has no members and no server API change in
+    /// flight. Runs in this actor, as joins do, so a join either finds the
+    /// room still routed to or starts a new one.
+    fn stop_if_unused(&mut self, room: &str) {
+        let unused = self
+            .rooms
+            .get(room)
+            .is_some_and(|active| active.sessions.is_empty() && active.publishing == 0);
+        if unused {
             if let Some(active) = self.rooms.remove(room) {
                 active.addr.do_send(StopRoom);
             }
             self.metrics.rooms.set(self.rooms.len() as i64);
         }
+    }
+
+    /// The active room `name`, started if it is not (within `MAX_ROOMS`).
+    fn room(
+        &mut self,
+        name: &RoomName,
+        dm: Option<Pair>,
+        ctx: &mut Context<Self>,
+    ) -> Result<&mut ActiveRoom, JoinError> {
+        let rooms = self.rooms.len() + usize::from(!self.rooms.contains_key(name));
+        if self.shutting_down {
+            return Err(JoinError::ShuttingDown);
+        }
+        if !self.rooms.contains_key(name) && self.rooms.len() >= self.config.max_rooms {
+            return Err(JoinError::TooManyRooms(self.config.max_rooms));
+        }
+        let active = self.rooms.entry(name.clone()).or_insert_with(|| {
+            let room = RoomActor::new(
+                name.clone(),
+                dm.clone(),
+                self.history.clone(),
+                ctx.address().recipient(),
+                self.config.max_history,
+                self.config.outbox_limit,
+                self.cluster.clone(),
+                self.metrics.clone(),
+            );
+            ActiveRoom {
+                addr: room.start(),
+                sessions: HashSet::new(),
+                dm,
+                publishing: 0,
+            }
+        });
+        self.metrics.rooms.set(rooms as i64);
+        Ok(active)
     }
 }
 
@@ -99,7 +161,14 @@ impl Handler<Connect> for ChatServer {
         if self.shutting_down {
             msg.closer.do_send(GoingAway);
         }
-        self.sessions.insert(msg.session, msg.closer);
+        self.sessions.insert(
+            msg.session,
+            Connection {
+                user: msg.user,
+                closer: msg.closer,
+                disconnect: msg.disconnect,
+            },
+        );
     }
 }
 
@@ -146,29 +215,9 @@ impl Handler<JoinRoom> for ChatServer {
         } else {
             None
         };
-        if !self.rooms.contains_key(&msg.room) && self.rooms.len() >= self.config.max_rooms {
-            return Err(JoinError::TooManyRooms(self.config.max_rooms));
-        }
-        let active = self.rooms.entry(msg.room.clone()).or_insert_with(|| {
-            let room = RoomActor::new(
-                msg.room.clone(),
-                dm.clone(),
-                self.history.clone(),
-                ctx.address().recipient(),
-                self.config.max_history,
-                self.config.outbox_limit,
-                self.cluster.clone(),
-                self.metrics.clone(),
-            );
-            ActiveRoom {
-                addr: room.start(),
-                sessions: HashSet::new(),
-                dm,
-            }
-        });
+        let active = self.room(&msg.room, dm, ctx)?;
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
-        self.metrics.rooms.set(self.rooms.len() as i64);
         let (admitted, told) = tokio::sync::oneshot::channel();
         addr.do_send(AddMember {
             session: msg.session,
@@ -193,6 +242,64 @@ impl Handler<LeaveRoom> for ChatServer {
             acknowledge: true,
         };
         self.remove_from_room(&msg.room, msg.session, Some(leave));
+    }
+}
+
+impl Handler<Publish> for ChatServer {
+    type Result = ResponseActFuture<Self, Result<Answered, PublishError>>;
+
+    /// Hands the change to its room (started if need be), then, once it is
+    /// answered, stops the room again if nobody joined meanwhile. The wait
+    /// runs in this actor's context, so the count goes down even if the
+    /// HTTP caller has gone.
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
+        let room = msg.room.clone();
+        // A direct-message room's pair is known only from a join with
+        // `dm`: the API reaches one only while it is open.
+        if direct::is_direct(&room) && !self.rooms.contains_key(&room) {
+            let refused = JoinError::Forbidden(format!(
+                "{room} is a direct-message room that is not open; the server API reaches it \
+                 only while one of its users is in it"
+            ));
+            return Box::pin(fut::ready(Err(refused.into())));
+        }
+        let active = match self.room(&msg.room, None, ctx) {
+            Ok(active) => active,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        active.publishing += 1;
+        let (answer, told) = tokio::sync::oneshot::channel();
+        active.addr.do_send(PublishChange {
+            user: msg.user,
+            change: msg.change,
+            admitted: msg.admitted,
+            answer,
+            received: Instant::now(),
+        });
+        Box::pin(told.into_actor(self).map(move |told, server, _| {
+            if let Some(active) = server.rooms.get_mut(&room) {
+                active.publishing -= 1;
+            }
+            server.stop_if_unused(&room);
+            match told {
+                Ok(Ok(stored)) => Ok(stored),
+                // Dropped unanswered: the room stopped first.
+                Ok(Err(StoreFailed)) | Err(_) => Err(PublishError::StoreFailed),
+            }
+        }))
+    }
+}
+
+impl Handler<DisconnectUser> for ChatServer {
+    type Result = usize;
+
+    fn handle(&mut self, msg: DisconnectUser, _: &mut Self::Context) -> usize {
+        let mut closed = 0;
+        for connection in self.sessions.values().filter(|c| c.user == msg.user) {
+            connection.disconnect.do_send(Disconnected);
+            closed += 1;
+        }
+        closed
     }
 }
 
@@ -258,8 +365,8 @@ impl Handler<BeginShutdown> for ChatServer {
 
     fn handle(&mut self, _: BeginShutdown, _: &mut Self::Context) -> usize {
         self.shutting_down = true;
-        for closer in self.sessions.values() {
-            closer.do_send(GoingAway);
+        for connection in self.sessions.values() {
+            connection.closer.do_send(GoingAway);
         }
         self.sessions.len()
     }

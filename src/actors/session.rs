@@ -16,7 +16,7 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 
 use super::messages::room::{FromMember, MemberRequest};
 use super::messages::server::{Connect, Disconnect, JoinError, JoinRoom, LeaveRoom};
-use super::messages::session::{GoingAway, Outgoing};
+use super::messages::session::{Disconnected, GoingAway, Outgoing};
 use super::outbox::{Outbox, OutboxState, Reserve};
 use super::server::ChatServer;
 use super::SessionId;
@@ -641,7 +641,9 @@ impl Actor for ChatSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.server.do_send(Connect {
             session: self.id,
+            user: self.user.clone(),
             closer: ctx.address().recipient(),
+            disconnect: ctx.address().recipient(),
         });
         let timeout = self.config.client_timeout;
         ctx.run_interval(self.config.heartbeat_interval, move |session, ctx| {
@@ -737,6 +739,26 @@ impl Handler<Outgoing> for ChatSession {
                 self.rooms.remove(&room);
             }
         }
+    }
+}
+
+/// The close code of a connection ended by the server API.
+const CLOSE_DISCONNECTED: u16 = 4000;
+
+impl Handler<Disconnected> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Disconnected, ctx: &mut Self::Context) {
+        log::info!(
+            "connection {} of {}: disconnected through the server API",
+            self.id,
+            self.user
+        );
+        self.close(
+            ctx,
+            CloseCode::Other(CLOSE_DISCONNECTED),
+            "disconnected by the server",
+        );
     }
 }
 

@@ -21,4 +21,5 @@ mod presence;
 mod process;
 mod refresh;
 mod rest;
+mod server_api;
 mod static_files;

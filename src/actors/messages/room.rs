@@ -10,6 +10,7 @@ use actix::prelude::*;
 
 use crate::actors::messages::server::Admission;
 use crate::actors::outbox::Outbox;
+use crate::actors::room::delivery::ApiAnswer;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
 use crate::history::NewChange;
@@ -67,6 +68,19 @@ pub(crate) enum MemberRequest {
     Typing,
     /// The member's user has read the room up to `id`.
     Read { id: MessageId },
+}
+
+/// From the server, for the server API: a change to store as `user`, in
+/// the room's order like a member's; `answer` is told what storage made of
+/// it (`Err`: the database refused it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PublishChange {
+    pub user: UserName,
+    pub change: NewChange,
+    pub admitted: Admitted,
+    pub answer: ApiAnswer,
+    pub received: Instant,
 }
 
 /// From the server, for the REST API: the room's distinct users, sorted.

@@ -5,10 +5,13 @@
 use actix::prelude::*;
 
 use super::room::FromMember;
-use super::session::GoingAway;
+use super::session::{Disconnected, GoingAway};
 use crate::actors::outbox::Outbox;
+use crate::actors::room::delivery::Answered;
 use crate::actors::SessionId;
+use crate::backlog::Admitted;
 use crate::direct::Pair;
+use crate::history::NewChange;
 use crate::protocol::{MessageId, RoomName, UserName};
 
 /// From a session as it starts; `closer` is how shutdown reaches it.
@@ -16,7 +19,10 @@ use crate::protocol::{MessageId, RoomName, UserName};
 #[rtype(result = "()")]
 pub(crate) struct Connect {
     pub session: SessionId,
+    pub user: UserName,
     pub closer: Recipient<GoingAway>,
+    /// How the server API's disconnect reaches it.
+    pub disconnect: Recipient<Disconnected>,
 }
 
 /// From a session as it stops: it leaves every room it was in, without
@@ -155,4 +161,37 @@ pub(crate) enum ClusterEvent {
     /// The listener was down for a while: notifications may have been
     /// missed, so every room reads what it has not seen, and its presence.
     Resync,
+}
+
+/// From the server API's `POST /api/rooms/{name}/messages`: store a change
+/// as `user` through the room, exactly as a member's (same order, same
+/// group commit, same broadcast), starting the room if it is not active and
+/// stopping it again once answered if it has no members. Answers with what
+/// storage made of it.
+#[derive(Message)]
+#[rtype(result = "Result<Answered, PublishError>")]
+pub(crate) struct Publish {
+    pub room: RoomName,
+    pub user: UserName,
+    pub change: NewChange,
+    /// Its place in the server's backlog, as a member's chat holds one.
+    pub admitted: Admitted,
+}
+
+/// Why a [`Publish`] has no stored answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    #[error(transparent)]
+    Room(#[from] JoinError),
+    /// The database refused the write (the writer logged why).
+    #[error("the message could not be stored; try again later")]
+    StoreFailed,
+}
+
+/// From the server API's `POST /api/users/{name}/disconnect`: close every
+/// connection of `user` on this node with 4000. Answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct DisconnectUser {
+    pub user: UserName,
 }

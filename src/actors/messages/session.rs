@@ -30,3 +30,9 @@ pub(crate) enum Outgoing {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct GoingAway;
+
+/// From the server, for the server API's `POST /api/users/{name}/disconnect`:
+/// close with 4000.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Disconnected;

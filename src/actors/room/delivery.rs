@@ -43,9 +43,38 @@ const NOT_FOUND_MESSAGE: &str = "no such message in this room (or it was deleted
 /// What the sender of an edit or delete of someone else's chat reads.
 const FORBIDDEN_MESSAGE: &str = "only its author may edit or delete a message";
 
+/// Where a room tells the server API what became of its change, once the
+/// room has delivered it (so a kick's count is known).
+pub type ApiAnswer = tokio::sync::oneshot::Sender<Result<Answered, StoreFailed>>;
+
+/// What the server API is told about its change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub stored: Stored,
+    /// Connections a kick or ban removed from the room on this node.
+    pub connections: usize,
+}
+
+/// The server API's answer, waiting in its [`StoredChat`] for delivery.
+pub(crate) type ApiWaiting = (ApiAnswer, Result<Stored, StoreFailed>);
+
+/// The database refused a change (the writer has logged why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFailed;
+
+/// Who is waiting for a change's answer.
+pub enum Sender {
+    /// A member's connection: it gets its copy (with its `ref`) or its
+    /// error in the room's fan-out.
+    Member(SessionId),
+    /// The server API: told through the channel as soon as the answer
+    /// comes; the members get a stored change as any other.
+    Api(ApiAnswer),
+}
+
 /// A chat handed to storage, waiting for its answer.
 pub struct InFlight {
-    pub sender: SessionId,
+    pub sender: Sender,
     pub reference: Option<String>,
     /// When the session read it, for the delivery latency metric.
     pub received: Instant,
@@ -67,6 +96,8 @@ pub struct StoredChat {
     own: Option<ByteString>,
     /// The error the sender is told, if it is one.
     error: Option<ErrorCode>,
+    /// The server API's change: who to tell, and what, once delivered.
+    api: Option<ApiWaiting>,
 }
 
 impl StoredChat {
@@ -81,6 +112,10 @@ impl StoredChat {
             reference,
             received,
         } = chat;
+        let sender = match sender {
+            Sender::Member(session) => session,
+            Sender::Api(reply) => return StoredChat::for_api(reply, answer, received),
+        };
         let alone = |own: ByteString, error: Option<ErrorCode>| StoredChat {
             sender: Some(sender),
             received: Some(received),
@@ -88,6 +123,7 @@ impl StoredChat {
             shared: None,
             own: Some(own),
             error,
+            api: None,
         };
         let error = |code: ErrorCode, message: &str| -> ByteString {
             ServerFrame::Error {
@@ -112,6 +148,7 @@ impl StoredChat {
                 }),
                 message: Some(message),
                 error: None,
+                api: None,
             },
             Ok(Stored::Reply(message)) => alone(
                 ServerFrame::change(&message, reference.as_deref())
@@ -133,6 +170,27 @@ impl StoredChat {
         }
     }
 
+    /// The server API's change: a stored one goes to every member alike,
+    /// anything else to nobody; the API is told when it is delivered.
+    fn for_api<E>(reply: ApiAnswer, answer: Result<Stored, E>, received: Instant) -> StoredChat {
+        let (message, told) = match answer {
+            Ok(Stored::New(message)) => (Some(message.clone()), Ok(Stored::New(message))),
+            Ok(other) => (None, Ok(other)),
+            Err(_) => (None, Err(StoreFailed)),
+        };
+        StoredChat {
+            api: Some((reply, told)),
+            sender: None,
+            received: Some(received),
+            shared: message
+                .as_ref()
+                .map(|m| ServerFrame::change(m, None).encode().into()),
+            own: None,
+            message,
+            error: None,
+        }
+    }
+
     /// A message another node stored, for every member alike.
     pub fn remote(message: ChatMessage) -> StoredChat {
         StoredChat {
@@ -142,6 +200,7 @@ impl StoredChat {
             own: None,
             message: Some(message),
             error: None,
+            api: None,
         }
     }
 
@@ -155,9 +214,10 @@ impl StoredChat {
         self.received
     }
 
-    /// Whether this is this node's answer to one of its chats.
+    /// Whether this is this node's answer to one of its chats (a
+    /// member's or the server API's).
     pub fn is_own(&self) -> bool {
-        self.sender.is_some()
+        self.received.is_some()
     }
 }
 
@@ -197,6 +257,11 @@ impl Batch {
     /// The stored messages, in order.
     pub(crate) fn messages(&self) -> impl Iterator<Item = &ChatMessage> {
         self.chats.iter().filter_map(StoredChat::message)
+    }
+
+    /// The server API's answers in this batch, in order, to be sent.
+    pub(crate) fn take_api_answers(&mut self) -> Vec<ApiWaiting> {
+        self.chats.iter_mut().filter_map(|c| c.api.take()).collect()
     }
 }
 
@@ -387,7 +452,7 @@ mod tests {
 
     fn chat(sender: u64, reference: Option<&str>) -> InFlight {
         InFlight {
-            sender: SessionId(sender),
+            sender: Sender::Member(SessionId(sender)),
             reference: reference.map(String::from),
             received: Instant::now(),
         }

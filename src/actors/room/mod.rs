@@ -27,13 +27,14 @@ pub(crate) mod recent;
 pub(crate) mod sanctions;
 pub(crate) mod sequence;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use self::delivery::{fan_out, Delivery, InFlight, Next};
+use self::delivery::{fan_out, Answered, Delivery, InFlight, Next, Sender};
 use self::elsewhere::Elsewhere;
 use self::markers::{ReadMarkers, ReadStep};
 use self::members::{Audience, Members};
@@ -43,12 +44,14 @@ use self::sequence::Sequence;
 use super::outbox::Outbox;
 use super::SessionId;
 use crate::actors::messages::room::{
-    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, RemoveMember, RoomUsers, StopRoom,
+    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, PublishChange, RemoveMember,
+    RoomUsers, StopRoom,
 };
 use crate::actors::messages::server::MemberDropped;
+use crate::backlog::Admitted;
 use crate::cluster::Cluster;
 use crate::direct::Pair;
-use crate::history::{History, MessagesStored, NewChange, PendingWrite};
+use crate::history::{History, MessagesStored, NewChange, PendingWrite, Refusal, Stored};
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChangeKind, ChatMessage, ErrorCode, MessageId, ModAction,
@@ -305,7 +308,8 @@ impl RoomActor {
     /// A moderator kicked or banned `user`: each of its connections here
     /// gets `leave` for the room and is told it is out, the server forgets
     /// them, and the others hear `leave` once (as for a disconnect).
-    fn remove_user(&mut self, user: &UserName) {
+    /// Answers how many connections it removed.
+    fn remove_user(&mut self, user: &UserName) -> usize {
         let sessions: Vec<SessionId> = self
             .members
             .iter()
@@ -313,10 +317,12 @@ impl RoomActor {
             .map(|(s, _)| s)
             .collect();
         let frame = self.leave_frame(user);
+        let mut removed = 0;
         for session in sessions {
             let Some((member, last)) = self.members.remove(session) else {
                 continue;
             };
+            removed += 1;
             let _ = member.outbox.push(frame.clone(), self.outbox_limit);
             member.outbox.removed_from(self.name.clone());
             self.server.do_send(MemberDropped {
@@ -327,6 +333,7 @@ impl RoomActor {
                 self.broadcast(&frame, None);
             }
         }
+        removed
     }
 
     fn leave_frame(&self, user: &str) -> ByteString {
@@ -581,6 +588,22 @@ impl RoomActor {
         }));
     }
 
+    /// Queues a change for storage as `user` and notes who waits for its
+    /// answer: the writer answers in queue order, matched by position.
+    fn store(&mut self, user: UserName, change: NewChange, admitted: Admitted, chat: InFlight) {
+        let Some(reply) = self.stored_recipient.clone() else {
+            return;
+        };
+        self.history.store(PendingWrite {
+            room: self.name.clone(),
+            user,
+            change,
+            reply,
+            admitted,
+        });
+        self.delivery.sent(chat);
+    }
+
     /// Delivers the pending stored chats now if the room has waited long
     /// enough since its last delivery, or sets a timer for when it has.
     fn schedule_delivery(&mut self, ctx: &mut Context<Self>) {
@@ -602,9 +625,10 @@ impl RoomActor {
     /// that reads or changes membership or the recent history, so a joiner's
     /// `history` and the live stream still meet exactly.
     fn deliver_pending(&mut self) {
-        let Some(batch) = self.delivery.take(Instant::now()) else {
+        let Some(mut batch) = self.delivery.take(Instant::now()) else {
             return;
         };
+        let api_answers = batch.take_api_answers();
         for message in batch.messages() {
             self.recent.remember(message);
         }
@@ -621,8 +645,33 @@ impl RoomActor {
                 }
             })
             .collect();
+        let mut removed_here: HashMap<UserName, usize> = HashMap::new();
         for user in removed {
-            self.remove_user(&user);
+            let n = self.remove_user(&user);
+            *removed_here.entry(user).or_default() += n;
+        }
+        for (answer, told) in api_answers {
+            let told = told.map(|stored| {
+                let connections = match &stored {
+                    Stored::New(m)
+                        if matches!(m.action, Some(ModAction::Kick | ModAction::Ban)) =>
+                    {
+                        m.subject
+                            .as_ref()
+                            .and_then(|s| removed_here.get(s))
+                            .copied()
+                            .unwrap_or(0)
+                    }
+                    _ => 0,
+                };
+                Answered {
+                    stored,
+                    connections,
+                }
+            });
+            // The caller may have gone (a closed HTTP connection): the
+            // change is stored and delivered all the same.
+            let _ = answer.send(told);
         }
         self.metrics
             .messages_delivered
@@ -742,9 +791,6 @@ impl Handler<FromMember> for RoomActor {
         };
         match asked.request {
             MemberRequest::Change { change, admitted } => {
-                let Some(reply) = self.stored_recipient.clone() else {
-                    return;
-                };
                 let speaks = matches!(
                     change,
                     NewChange::Chat { .. } | NewChange::Edit { .. } | NewChange::React { .. }
@@ -763,22 +809,55 @@ impl Handler<FromMember> for RoomActor {
                     self.send_to(asked.session, frame);
                     return;
                 }
-                self.history.store(PendingWrite {
-                    room: self.name.clone(),
-                    user: member.user.clone(),
+                let user = member.user.clone();
+                self.store(
+                    user,
                     change,
-                    reply,
                     admitted,
-                });
-                self.delivery.sent(InFlight {
-                    sender: asked.session,
-                    reference: asked.reference,
-                    received: asked.received,
-                });
+                    InFlight {
+                        sender: Sender::Member(asked.session),
+                        reference: asked.reference,
+                        received: asked.received,
+                    },
+                );
             }
             MemberRequest::Typing => self.typing(asked.session),
             MemberRequest::Read { id } => self.read(asked.session, id, asked.reference, ctx),
         }
+    }
+}
+
+impl Handler<PublishChange> for RoomActor {
+    type Result = ();
+
+    /// The server API's change takes its place in the room's order exactly
+    /// as a member's: queued for storage behind what came before it.
+    fn handle(&mut self, publish: PublishChange, _: &mut Self::Context) {
+        // DELETE /bans/{user} of a user who is not banned stores nothing.
+        if let NewChange::Moderate {
+            action: ModAction::Unban,
+            subject,
+            ..
+        } = &publish.change
+        {
+            if !self.sanctions.is_banned(subject, now_millis()) {
+                let _ = publish.answer.send(Ok(Answered {
+                    stored: Stored::Refused(Refusal::NotFound),
+                    connections: 0,
+                }));
+                return;
+            }
+        }
+        self.store(
+            publish.user,
+            publish.change,
+            publish.admitted,
+            InFlight {
+                sender: Sender::Api(publish.answer),
+                reference: None,
+                received: publish.received,
+            },
+        );
     }
 }
 

@@ -205,7 +205,7 @@ impl Sequence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::room::delivery::InFlight;
+    use crate::actors::room::delivery::{InFlight, Sender};
     use crate::actors::SessionId;
     use std::time::Instant;
 
@@ -223,7 +223,7 @@ mod tests {
 
     fn own(id: MessageId, seq: i64) -> StoredChat {
         let chat = InFlight {
-            sender: SessionId(1),
+            sender: Sender::Member(SessionId(1)),
             reference: Some(format!("r{seq}")),
             received: Instant::now(),
         };
@@ -232,7 +232,7 @@ mod tests {
 
     fn failed() -> StoredChat {
         let chat = InFlight {
-            sender: SessionId(1),
+            sender: Sender::Member(SessionId(1)),
             reference: None,
             received: Instant::now(),
         };
