@@ -283,6 +283,26 @@ impl RoomActor {
         }
     }
 
+    /// Sends one member an `error` the room decided on (not one storage
+    /// answered, which goes out with the batch), counting it.
+    fn send_error(
+        &mut self,
+        session: SessionId,
+        code: ErrorCode,
+        message: &str,
+        reference: Option<&str>,
+    ) {
+        self.metrics.error(code);
+        let frame = ServerFrame::Error {
+            code,
+            message,
+            reference,
+        }
+        .encode()
+        .into();
+        self.send_to(session, frame);
+    }
+
     /// Removes slow members as if they had disconnected and tells the
     /// server, which owns the room's lifetime.
     fn drop_members(&mut self, mut sessions: Vec<SessionId>) {
@@ -462,15 +482,8 @@ impl RoomActor {
         };
         let last = self.recent.last_id();
         if id > last {
-            let frame: ByteString = ServerFrame::Error {
-                code: ErrorCode::InvalidField,
-                message: &format!("\"id\" {id} is past the room's last message ({last})"),
-                reference: reference.as_deref(),
-            }
-            .encode()
-            .into();
-            self.metrics.error(ErrorCode::InvalidField);
-            self.send_to(session, frame);
+            let why = format!("\"id\" {id} is past the room's last message ({last})");
+            self.send_error(session, ErrorCode::InvalidField, &why, reference.as_deref());
             return;
         }
         let user = member.user.clone();
@@ -528,15 +541,8 @@ impl RoomActor {
                     }
                 }
                 (None, Some((session, reference))) => {
-                    room.metrics.error(ErrorCode::StoreFailed);
-                    let frame: ByteString = ServerFrame::Error {
-                        code: ErrorCode::StoreFailed,
-                        message: "the read marker could not be stored; try again later",
-                        reference: reference.as_deref(),
-                    }
-                    .encode()
-                    .into();
-                    room.send_to(session, frame);
+                    let why = "the read marker could not be stored; try again later";
+                    room.send_error(session, ErrorCode::StoreFailed, why, reference.as_deref());
                 }
                 (None, None) => {}
             }
@@ -798,15 +804,9 @@ impl Handler<FromMember> for RoomActor {
                 if speaks && self.sanctions.is_muted(&member.user, now_millis()) {
                     // Refused before storage: its backlog place goes now.
                     drop(admitted);
-                    self.metrics.error(ErrorCode::Muted);
-                    let frame: ByteString = ServerFrame::Error {
-                        code: ErrorCode::Muted,
-                        message: &format!("you are muted in room {}", self.name),
-                        reference: asked.reference.as_deref(),
-                    }
-                    .encode()
-                    .into();
-                    self.send_to(asked.session, frame);
+                    let why = format!("you are muted in room {}", self.name);
+                    let reference = asked.reference.as_deref();
+                    self.send_error(asked.session, ErrorCode::Muted, &why, reference);
                     return;
                 }
                 let user = member.user.clone();
