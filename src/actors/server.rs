@@ -26,7 +26,7 @@ use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::direct::{self, Pair};
+use crate::direct;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
@@ -36,9 +36,6 @@ struct ActiveRoom {
     /// The connections in the room. A set, not a count, so a member that
     /// both was dropped by the room and later disconnected is removed once.
     sessions: HashSet<SessionId>,
-    /// A direct-message room's two users, known from the `join` with `dm`
-    /// that opened it (its name cannot be turned back into them).
-    dm: Option<Pair>,
     /// Server API changes sent to the room and not answered yet: the room
     /// stays up for them even with no members.
     publishing: usize,
@@ -117,7 +114,6 @@ impl ChatServer {
     fn room(
         &mut self,
         name: &RoomName,
-        dm: Option<Pair>,
         ctx: &mut Context<Self>,
     ) -> Result<&mut ActiveRoom, JoinError> {
         let rooms = self.rooms.len() + usize::from(!self.rooms.contains_key(name));
@@ -130,7 +126,6 @@ impl ChatServer {
         let active = self.rooms.entry(name.clone()).or_insert_with(|| {
             let room = RoomActor::new(
                 name.clone(),
-                dm.clone(),
                 self.history.clone(),
                 ctx.address().recipient(),
                 self.config.max_history,
@@ -141,7 +136,6 @@ impl ChatServer {
             ActiveRoom {
                 addr: room.start(),
                 sessions: HashSet::new(),
-                dm,
                 publishing: 0,
             }
         });
@@ -194,28 +188,9 @@ impl Handler<JoinRoom> for ChatServer {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
-        let dm = if direct::is_direct(&msg.room) {
-            let known = self
-                .rooms
-                .get(&msg.room)
-                .and_then(|active| active.dm.clone());
-            let Some(pair) = msg.dm.clone().or(known) else {
-                return Err(JoinError::Forbidden(format!(
-                    "{} is a direct-message room; open it with \"dm\" and the other user's name",
-                    msg.room
-                )));
-            };
-            if !pair.contains(&msg.user) {
-                return Err(JoinError::Forbidden(format!(
-                    "{} is a direct-message room of two other users",
-                    msg.room
-                )));
-            }
-            Some(pair)
-        } else {
-            None
-        };
-        let active = self.room(&msg.room, dm, ctx)?;
+        // A direct-message room checks a join by name itself, against the
+        // pair it knows (from a `dm` join, or stored).
+        let active = self.room(&msg.room, ctx)?;
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         let (admitted, told) = tokio::sync::oneshot::channel();
@@ -224,6 +199,7 @@ impl Handler<JoinRoom> for ChatServer {
             user: msg.user,
             outbox: msg.outbox,
             since: msg.since,
+            dm: msg.dm,
             admitted,
         });
         Ok(Joined {
@@ -254,8 +230,7 @@ impl Handler<Publish> for ChatServer {
     /// HTTP caller has gone.
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
         let room = msg.room.clone();
-        // A direct-message room's pair is known only from a join with
-        // `dm`: the API reaches one only while it is open.
+        // The API reaches a direct-message room only while it is open.
         if direct::is_direct(&room) && !self.rooms.contains_key(&room) {
             let refused = JoinError::Forbidden(format!(
                 "{room} is a direct-message room that is not open; the server API reaches it \
@@ -263,7 +238,7 @@ impl Handler<Publish> for ChatServer {
             ));
             return Box::pin(fut::ready(Err(refused.into())));
         }
-        let active = match self.room(&msg.room, None, ctx) {
+        let active = match self.room(&msg.room, ctx) {
             Ok(active) => active,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };

@@ -46,9 +46,8 @@ pub(crate) struct JoinRoom {
     pub since: Option<MessageId>,
     pub outbox: Outbox,
     /// A `join` with `dm`: the pair whose room `room` is (the session
-    /// derived the name from it). `None` for a join by name, which for a
-    /// direct-message room is allowed only while the room is open and only
-    /// to one of its pair.
+    /// derived the name from it). `None` for a join by name, which the
+    /// room checks against the pair it knows (see `RoomActor`).
     pub dm: Option<Pair>,
 }
 
@@ -74,8 +73,8 @@ pub(crate) enum JoinError {
     TooManyRooms(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// A direct-message room joined by someone not of its pair, or by
-    /// name while the server does not know its pair.
+    /// Refused before the room was asked (the server API reaching a
+    /// direct-message room that is not open).
     #[error("{0}")]
     Forbidden(String),
 }
