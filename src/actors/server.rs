@@ -10,17 +10,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use bytestring::ByteString;
 use futures_util::future::join_all;
 
 use super::messages::room::{
     AddMember, CatchUp, ClusterNews, PublishChange, RemoveMember, RoomUsers, StopRoom,
 };
 use super::messages::server::{
-    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect,
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, DirectNotice, Disconnect,
     DisconnectUser, JoinError, JoinRoom, Joined, LeaveRoom, ListRooms, MemberDropped, Publish,
     PublishError, RoomSummary, ServerStats, Stats,
 };
 use super::messages::session::{Disconnected, GoingAway};
+use super::outbox::Outbox;
 use super::room::RoomActor;
 use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
@@ -29,7 +31,7 @@ use crate::config::Config;
 use crate::direct;
 use crate::history::History;
 use crate::metrics::Metrics;
-use crate::protocol::{RoomName, UserName};
+use crate::protocol::{RoomName, ServerFrame, UserName};
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
@@ -46,6 +48,8 @@ struct Connection {
     user: UserName,
     closer: Recipient<GoingAway>,
     disconnect: Recipient<Disconnected>,
+    /// For frames from no room (`direct` notices).
+    outbox: Outbox,
 }
 
 pub(crate) struct ChatServer {
@@ -56,6 +60,10 @@ pub(crate) struct ChatServer {
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     sessions: HashMap<SessionId, Connection>,
+    /// Each user's connections here: what the server API's disconnect and
+    /// the `direct` notices reach. As bounded as `sessions` (an entry goes
+    /// with its user's last connection).
+    by_user: HashMap<UserName, HashSet<SessionId>>,
     shutting_down: bool,
 }
 
@@ -73,6 +81,7 @@ impl ChatServer {
             metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
+            by_user: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -110,6 +119,33 @@ impl ChatServer {
         }
     }
 
+    /// Sends `notice` as a `direct` frame to each connection of its user
+    /// here that is not a member of its room.
+    fn notify_direct(&self, notice: &DirectNotice) {
+        let Some(sessions) = self.by_user.get(&notice.to) else {
+            return;
+        };
+        let members = self.rooms.get(&notice.room).map(|r| &r.sessions);
+        let frame: ByteString = ServerFrame::Direct {
+            room: &notice.room,
+            with: &notice.from,
+            id: notice.id,
+        }
+        .encode()
+        .into();
+        for session in sessions {
+            if members.is_some_and(|m| m.contains(session)) {
+                continue;
+            }
+            if let Some(connection) = self.sessions.get(session) {
+                // An overflow closes the connection (the outbox tells it).
+                let _ = connection
+                    .outbox
+                    .push(frame.clone(), self.config.outbox_limit);
+            }
+        }
+    }
+
     /// The active room `name`, started if it is not (within `MAX_ROOMS`).
     fn room(
         &mut self,
@@ -127,6 +163,7 @@ impl ChatServer {
             let room = RoomActor::new(
                 name.clone(),
                 self.history.clone(),
+                ctx.address().recipient(),
                 ctx.address().recipient(),
                 self.config.max_history,
                 self.config.outbox_limit,
@@ -155,12 +192,17 @@ impl Handler<Connect> for ChatServer {
         if self.shutting_down {
             msg.closer.do_send(GoingAway);
         }
+        self.by_user
+            .entry(msg.user.clone())
+            .or_default()
+            .insert(msg.session);
         self.sessions.insert(
             msg.session,
             Connection {
                 user: msg.user,
                 closer: msg.closer,
                 disconnect: msg.disconnect,
+                outbox: msg.outbox,
             },
         );
     }
@@ -170,7 +212,14 @@ impl Handler<Disconnect> for ChatServer {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
-        self.sessions.remove(&msg.session);
+        if let Some(connection) = self.sessions.remove(&msg.session) {
+            if let Some(sessions) = self.by_user.get_mut(&connection.user) {
+                sessions.remove(&msg.session);
+                if sessions.is_empty() {
+                    self.by_user.remove(&connection.user);
+                }
+            }
+        }
         for room in &msg.rooms {
             let leave = RemoveMember {
                 session: msg.session,
@@ -270,11 +319,22 @@ impl Handler<DisconnectUser> for ChatServer {
 
     fn handle(&mut self, msg: DisconnectUser, _: &mut Self::Context) -> usize {
         let mut closed = 0;
-        for connection in self.sessions.values().filter(|c| c.user == msg.user) {
+        let sessions = self.by_user.get(&msg.user).into_iter().flatten();
+        for connection in sessions.filter_map(|s| self.sessions.get(s)) {
             connection.disconnect.do_send(Disconnected);
             closed += 1;
         }
         closed
+    }
+}
+
+impl Handler<DirectNotice> for ChatServer {
+    type Result = ();
+
+    /// Tells each connection of `to` here that is not in the room; one
+    /// whose outbox is full is closed by it, as a room's member would be.
+    fn handle(&mut self, notice: DirectNotice, _: &mut Self::Context) {
+        self.notify_direct(&notice);
     }
 }
 
@@ -369,6 +429,7 @@ impl Handler<ClusterEvent> for ChatServer {
             ClusterEvent::PresenceChanged { room } => (room, ClusterNews::PresenceChanged),
             ClusterEvent::Typing { room, user } => (room, ClusterNews::Typing { user }),
             ClusterEvent::Read { room, user, id } => (room, ClusterNews::Read { user, id }),
+            ClusterEvent::Direct(notice) => return self.notify_direct(&notice),
             ClusterEvent::Resync => {
                 for active in self.rooms.values() {
                     active.addr.do_send(ClusterNews::Resync);

@@ -950,3 +950,35 @@ async fn a_direct_message_room_opened_on_one_node_is_joined_by_name_on_another()
         .await;
     assert_eq!(carol.expect_error("forbidden").await["ref"], "c");
 }
+
+#[actix_web::test]
+async fn a_direct_message_notice_reaches_the_other_user_on_another_node() {
+    let Some(pg) = PgServer::start_or_skip("a_dm_notice_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-direct-notice-secret-longer";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str| {
+        let token = crate::helpers::token_with(SECRET, user, json!({}));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut bob = connect(b.port, "bob").await;
+    let mut carol = connect(b.port, "carol").await;
+    let mut alice = connect(a.port, "alice").await;
+    alice.send(json!({"type": "join", "dm": "bob"})).await;
+    let room = alice.expect("history").await["room"].clone();
+    alice.expect("presence").await;
+    alice.chat(room.as_str().unwrap(), "over here", "1").await;
+    let chat = alice.expect("chat").await;
+
+    let notice = bob.expect("direct").await;
+    assert_eq!(
+        notice,
+        json!({"type": "direct", "room": room, "with": "alice", "id": chat["id"]})
+    );
+    carol.expect_silence(Duration::from_millis(300)).await;
+    bob.expect_silence(Duration::from_millis(300)).await;
+}

@@ -390,3 +390,46 @@ async fn the_listing_needs_the_users_own_valid_token() {
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string(), "{body}");
 }
+
+#[actix_web::test]
+async fn a_chat_in_a_dm_reaches_the_other_users_connections_outside_it_as_a_notice() {
+    let app = secured().await;
+    let mut alice = signed_in(&app, "alice").await;
+    let mut alice_elsewhere = signed_in(&app, "alice").await;
+    let mut bob_in = signed_in(&app, "bob").await;
+    let mut bob_out = signed_in(&app, "bob").await;
+    let mut carol = signed_in(&app, "carol").await;
+    join_dm(&mut alice, "bob").await;
+    join_dm(&mut bob_in, "alice").await;
+    alice.expect("join").await;
+    // Bob's other connection is in some other room, not this one.
+    bob_out.join("general").await;
+
+    alice.chat(ALICE_BOB, "are you there?", "1").await;
+    let chat = alice.expect("chat").await;
+    assert_eq!(bob_in.expect("chat").await["id"], chat["id"]);
+    let notice = bob_out.expect("direct").await;
+    assert_eq!(
+        notice,
+        json!({"type": "direct", "room": ALICE_BOB, "with": "alice", "id": chat["id"]})
+    );
+
+    // Bob answers: alice's connection outside the room hears of it.
+    bob_in.chat(ALICE_BOB, "yes", "2").await;
+    let answer = bob_in.expect("chat").await;
+    assert_eq!(alice.expect("chat").await["id"], answer["id"]);
+    let notice = alice_elsewhere.expect("direct").await;
+    assert_eq!(
+        (&notice["with"], &notice["id"]),
+        (&json!("bob"), &answer["id"])
+    );
+
+    // Nobody else, and no connection in the room, hears a notice; nor
+    // does a writer of its own chat.
+    let quiet = Duration::from_millis(300);
+    carol.expect_silence(quiet).await;
+    bob_in.expect_silence(quiet).await;
+    alice.expect_silence(quiet).await;
+    bob_out.expect_silence(quiet).await;
+    alice_elsewhere.expect_silence(quiet).await;
+}

@@ -23,6 +23,8 @@ pub(crate) struct Connect {
     pub closer: Recipient<GoingAway>,
     /// How the server API's disconnect reaches it.
     pub disconnect: Recipient<Disconnected>,
+    /// Where frames for it that come from no room (a `direct` notice) go.
+    pub outbox: Outbox,
 }
 
 /// From a session as it stops: it leaves every room it was in, without
@@ -97,6 +99,18 @@ pub(crate) struct MemberDropped {
     pub session: SessionId,
 }
 
+/// From a direct-message room, for a chat it stored (or, in cluster mode,
+/// from another node's room): `to`'s connections here that are not in
+/// `room` get a `direct` notice that `from` wrote chat `id` there.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub(crate) struct DirectNotice {
+    pub room: RoomName,
+    pub to: UserName,
+    pub from: UserName,
+    pub id: MessageId,
+}
+
 /// From `GET /api/rooms`: the active rooms, sorted by name, with their
 /// distinct users.
 #[derive(Message)]
@@ -157,6 +171,9 @@ pub(crate) enum ClusterEvent {
         user: UserName,
         id: MessageId,
     },
+    /// A direct-message room on another node stored a chat for a user
+    /// who may be connected here.
+    Direct(DirectNotice),
     /// The listener was down for a while: notifications may have been
     /// missed, so every room reads what it has not seen, and its presence.
     Resync,

@@ -47,7 +47,7 @@ use crate::actors::messages::room::{
     AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, PublishChange, RemoveMember,
     RoomUsers, StopRoom,
 };
-use crate::actors::messages::server::MemberDropped;
+use crate::actors::messages::server::{DirectNotice, MemberDropped};
 use crate::backlog::Admitted;
 use crate::cluster::Cluster;
 use crate::direct::{self, Pair};
@@ -74,6 +74,9 @@ pub(crate) struct RoomActor {
     /// than the server's address, so the room does not depend on the
     /// server that starts it.
     server: Recipient<MemberDropped>,
+    /// Where a direct-message room's chats are told to its other user's
+    /// connections that are not in it.
+    notices: Recipient<DirectNotice>,
     outbox_limit: usize,
     members: Members<Outbox>,
     markers: ReadMarkers,
@@ -110,6 +113,7 @@ impl RoomActor {
         name: RoomName,
         history: History,
         server: Recipient<MemberDropped>,
+        notices: Recipient<DirectNotice>,
         max_history: usize,
         outbox_limit: usize,
         cluster: Option<Cluster>,
@@ -121,6 +125,7 @@ impl RoomActor {
             pair_stored: false,
             history,
             server,
+            notices,
             outbox_limit,
             members: Members::default(),
             markers: ReadMarkers::default(),
@@ -405,6 +410,34 @@ impl RoomActor {
                 self.name
             )),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// A chat stored in this direct-message room: the other user of the
+    /// pair hears of it on every connection not in the room, on this node
+    /// and (cluster mode) the others.
+    fn tell_direct(&self, pair: &Pair, message: &ChatMessage) {
+        if message.kind != ChangeKind::Chat {
+            return;
+        }
+        let mut others: Vec<&UserName> = pair
+            .users()
+            .iter()
+            .filter(|u| **u != message.user)
+            .collect();
+        // A room of one has nobody else to tell.
+        others.dedup();
+        for to in others {
+            let notice = DirectNotice {
+                room: self.name.clone(),
+                to: to.clone(),
+                from: message.user.clone(),
+                id: message.id,
+            };
+            if let Some(cluster) = &self.cluster {
+                cluster.publish_direct(&notice);
+            }
+            self.notices.do_send(notice);
         }
     }
 
@@ -714,6 +747,13 @@ impl RoomActor {
         }
         let result = fan_out(batch.chats(), &self.members, self.outbox_limit);
         self.drop_members(result.overflowed);
+        if let Some(pair) = &self.dm {
+            // This node's own chats only: another node's were told by it.
+            let chats = batch.chats().iter().filter(|c| c.is_own());
+            for message in chats.filter_map(|c| c.message()) {
+                self.tell_direct(pair, message);
+            }
+        }
         let removed: Vec<UserName> = batch
             .messages()
             .filter(|m| m.kind == ChangeKind::Moderation)
