@@ -27,6 +27,7 @@ import {
 } from './render.js';
 import { showError, announce } from './notices.js';
 import { onRefreshed, onRefreshRefused } from './token-refresh.js';
+import { onDirect } from './inbox.js';
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -42,6 +43,7 @@ export function handleFrame(frame) {
     case 'typing': return onTyping(frame);
     case 'read': return onRead(frame);
     case 'refreshed': return onRefreshed(frame);
+    case 'direct': return onDirect(frame);
     case 'error': return onError(frame);
     default: return undefined;
   }
