@@ -24,6 +24,7 @@ use super::messages::server::{
 use super::messages::session::{Disconnected, GoingAway};
 use super::outbox::Outbox;
 use super::room::RoomActor;
+use super::room_threads::RoomThreads;
 use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
@@ -59,6 +60,8 @@ pub(crate) struct ChatServer {
     cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
+    /// Where new rooms are started, in turn.
+    room_threads: RoomThreads,
     sessions: HashMap<SessionId, Connection>,
     /// Each user's connections here: what the server API's disconnect and
     /// the `direct` notices reach. As bounded as `sessions` (an entry goes
@@ -75,6 +78,7 @@ impl ChatServer {
         metrics: Arc<Metrics>,
     ) -> Self {
         ChatServer {
+            room_threads: RoomThreads::start(config.room_threads),
             config,
             history,
             cluster,
@@ -171,7 +175,7 @@ impl ChatServer {
                 self.metrics.clone(),
             );
             ActiveRoom {
-                addr: room.start(),
+                addr: RoomActor::start_in_arbiter(self.room_threads.next(), move |_| room),
                 sessions: HashSet::new(),
                 publishing: 0,
             }
