@@ -18,7 +18,7 @@ use crate::caps::ConnectionCaps;
 use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
-use crate::http::{api, server_api, static_files, ws, AppState};
+use crate::http::{api, dms, server_api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
 use crate::webhooks::{Target, Webhooks};
@@ -191,6 +191,7 @@ impl Application {
                 .service(
                     web::scope("/api")
                         .route("/rooms", web::get().to(api::list_rooms))
+                        .route("/dms", web::get().to(dms::list))
                         .route("/rooms/{name}", web::get().to(api::room_details))
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
                         .route(

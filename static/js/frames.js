@@ -32,6 +32,7 @@ import { onRefreshed, onRefreshRefused } from './token-refresh.js';
 import {
   addNotice, aboutMe, settle, actionRefused, mutedText, bannedText,
 } from './moderation.js';
+import { onDirect } from './inbox.js';
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -47,6 +48,7 @@ export function handleFrame(frame) {
     case 'typing': return onTyping(frame);
     case 'read': return onRead(frame);
     case 'refreshed': return onRefreshed(frame);
+    case 'direct': return onDirect(frame);
     case 'error': return onError(frame);
     default: return undefined;
   }

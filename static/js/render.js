@@ -9,7 +9,9 @@
 
 import { $, el } from './dom.js';
 import { session } from './session.js';
-import { rooms, currentRoom, isCurrent, activeRooms } from './rooms.js';
+import {
+  rooms, knownDms, currentRoom, isCurrent, activeRooms,
+} from './rooms.js';
 import { messageNode, sameGroup, avatarColor } from './message-view.js';
 import { moderates, noticeNode } from './moderation.js';
 import { openModerate } from './moderate-dialog.js';
@@ -270,6 +272,15 @@ export function renderMembers() {
 
 // ---- the room lists --------------------------------------------------------------
 
+// The unread badge of a room's button, when there is anything unread.
+function appendBadge(button, unread) {
+  if (unread <= 0) return;
+  const badge = el('span', 'badge', unread > 99 ? '99+' : unread);
+  badge.dataset.unread = String(unread);
+  badge.setAttribute('aria-label', `${unread} unread`);
+  button.appendChild(badge);
+}
+
 export function renderJoined() {
   const list = $('joined-rooms');
   const dmList = $('dm-rooms');
@@ -287,16 +298,26 @@ export function renderJoined() {
     }
     button.appendChild(el('span', 'room-name', roomLabel(room)));
     if (room.status === 'joining') button.appendChild(el('span', 'muted small', 'joining…'));
-    if (room.unread > 0) {
-      const badge = el('span', 'badge', room.unread > 99 ? '99+' : room.unread);
-      badge.dataset.unread = String(room.unread);
-      badge.setAttribute('aria-label', `${room.unread} unread`);
-      button.appendChild(badge);
-    }
+    appendBadge(button, room.unread);
     button.addEventListener('click', () => actions.select(room.name));
     li.appendChild(button);
     (room.dm ? dmList : list).appendChild(li);
     total += room.unread;
+  }
+  // The DMs not joined here (see inbox.js): a click joins with `dm`.
+  for (const [name, dm] of knownDms) {
+    if (rooms.has(name)) continue;
+    const li = el('li');
+    li.dataset.room = name;
+    li.dataset.known = 'true';
+    const button = el('button', 'room-btn');
+    button.type = 'button';
+    button.appendChild(el('span', 'room-name', `@ ${dm.with}`));
+    appendBadge(button, dm.unread);
+    button.addEventListener('click', () => actions.dm(dm.with));
+    li.appendChild(button);
+    dmList.appendChild(li);
+    total += dm.unread;
   }
   $('joined-empty').hidden = list.children.length > 0;
   $('dm-empty').hidden = dmList.children.length > 0;

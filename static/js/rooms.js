@@ -14,6 +14,14 @@ const DEFAULT_ROOM = 'general';
 export const rooms = new Map(); // name -> Room, in the order joined
 export const joinRefs = new Map(); // ref of a join -> room name
 
+// Direct-message rooms the reader is one of the two users of and has not
+// joined on this page: learnt from GET /api/dms at sign-in and from
+// `direct` notices since (DMs the other user opened, say).
+// name -> {with, lastId, unread}. Shown under "Direct messages" beside the
+// joined ones; a click joins with `dm`. At most MAX_KNOWN_DMS.
+export const knownDms = new Map();
+const MAX_KNOWN_DMS = 200;
+
 let current = null; // the shown room's name
 let active = []; // last GET /api/rooms
 
@@ -90,9 +98,25 @@ export function restoreRooms() {
   current = rooms.has(shown) ? shown : (saved[0] ?? null);
 }
 
+// Notes the DM `name` with `other`, its newest chat `lastId` and `unread`
+// count, unless what is known of it is newer. The least recently active
+// is forgotten past MAX_KNOWN_DMS.
+export function knowDm(name, other, lastId, unread) {
+  const known = knownDms.get(name);
+  if (known && known.lastId > lastId) return;
+  knownDms.delete(name);
+  knownDms.set(name, { with: other, lastId, unread });
+  if (knownDms.size > MAX_KNOWN_DMS) {
+    let oldest = null;
+    for (const [n, dm] of knownDms) if (!oldest || dm.lastId < knownDms.get(oldest).lastId) oldest = n;
+    knownDms.delete(oldest);
+  }
+}
+
 // Every room forgotten (signing out), not what is remembered for next time.
 export function forgetRooms() {
   rooms.clear();
+  knownDms.clear();
   current = null;
 }
 

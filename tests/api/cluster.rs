@@ -965,3 +965,90 @@ async fn a_refreshed_connection_on_one_node_outlives_its_first_token_and_still_t
     assert_eq!(chats(&mut bob, 1).await[0]["text"], "welcome back");
     assert_eq!(chats(&mut carol, 1).await[0]["text"], "welcome back");
 }
+
+#[actix_web::test]
+async fn a_direct_message_room_opened_on_one_node_is_joined_by_name_on_another() {
+    let Some(pg) = PgServer::start_or_skip("a_dm_by_name_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-direct-message-secret-long";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str| {
+        let token = crate::helpers::token_with(SECRET, user, json!({}));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut alice = connect(a.port, "alice").await;
+    alice.send(json!({"type": "join", "dm": "bob"})).await;
+    let history = alice.expect("history").await;
+    let room = history["room"]
+        .as_str()
+        .expect("the room's name")
+        .to_string();
+    alice.expect("presence").await;
+    alice.chat(&room, "from node a", "1").await;
+    let sent = alice.expect("chat").await;
+
+    // Node b lists it for bob (the listing's SQL on PostgreSQL).
+    let bearer = format!(
+        "Bearer {}",
+        crate::helpers::token_with(SECRET, "bob", json!({}))
+    );
+    let mut listed = awc::Client::default()
+        .get(b.url("/api/dms"))
+        .insert_header(("authorization", bearer))
+        .send()
+        .await
+        .expect("GET /api/dms answers");
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed: Value = serde_json::from_slice(&listed.body().await.unwrap()).unwrap();
+    assert_eq!(
+        listed["rooms"],
+        json!([{"room": room, "with": "alice", "last_id": sent["id"], "unread": 1}])
+    );
+
+    // Node b has never seen a `dm` join of this room: it reads the pair.
+    let mut bob = connect(b.port, "bob").await;
+    let (history, _) = bob.join(&room).await;
+    assert_eq!(history["dm"], json!(["alice", "bob"]));
+    assert_eq!(history["messages"][0]["text"], "from node a");
+    let mut carol = connect(b.port, "carol").await;
+    carol
+        .send(json!({"type": "join", "room": room, "ref": "c"}))
+        .await;
+    assert_eq!(carol.expect_error("forbidden").await["ref"], "c");
+}
+
+#[actix_web::test]
+async fn a_direct_message_notice_reaches_the_other_user_on_another_node() {
+    let Some(pg) = PgServer::start_or_skip("a_dm_notice_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-direct-notice-secret-longer";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str| {
+        let token = crate::helpers::token_with(SECRET, user, json!({}));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut bob = connect(b.port, "bob").await;
+    let mut carol = connect(b.port, "carol").await;
+    let mut alice = connect(a.port, "alice").await;
+    alice.send(json!({"type": "join", "dm": "bob"})).await;
+    let room = alice.expect("history").await["room"].clone();
+    alice.expect("presence").await;
+    alice.chat(room.as_str().unwrap(), "over here", "1").await;
+    let chat = alice.expect("chat").await;
+
+    let notice = bob.expect("direct").await;
+    assert_eq!(
+        notice,
+        json!({"type": "direct", "room": room, "with": "alice", "id": chat["id"]})
+    );
+    carol.expect_silence(Duration::from_millis(300)).await;
+    bob.expect_silence(Duration::from_millis(300)).await;
+}
