@@ -16,8 +16,8 @@ pub(crate) struct RoomThreads {
 }
 
 impl RoomThreads {
-    /// Starts `threads` arbiters (at least one). They stop with the actix
-    /// system.
+    /// Starts `threads` arbiters (at least one). They stop when this is
+    /// dropped, with the chat server.
     pub(crate) fn start(threads: usize) -> RoomThreads {
         let arbiters = (0..threads.max(1))
             .map(|n| {
@@ -34,6 +34,18 @@ impl RoomThreads {
         let n = self.next % self.arbiters.len();
         self.next = self.next.wrapping_add(1);
         &self.arbiters[n]
+    }
+}
+
+impl Drop for RoomThreads {
+    /// The chat server is gone, so its system is ending (after shutdown,
+    /// when every room has handed its chats to storage, or at the end of
+    /// a test's app): the threads end too, with whatever rooms are left,
+    /// instead of outliving it.
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }
 
@@ -76,5 +88,22 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names, ["room-0", "room-1"]);
+    }
+
+    #[actix_web::test]
+    async fn the_threads_end_when_the_pool_is_dropped() {
+        let mut threads = RoomThreads::start(2);
+        let handles = [threads.next().clone(), threads.next().clone()];
+        assert!(handles.iter().all(|h| h.spawn_fn(|| ())), "running");
+        drop(threads);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // A stopped arbiter takes nothing more once its thread has ended.
+        while handles.iter().any(|h| h.spawn_fn(|| ())) && std::time::Instant::now() < deadline {
+            actix::clock::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            handles.iter().all(|h| !h.spawn_fn(|| ())),
+            "a dropped pool leaves no thread behind"
+        );
     }
 }
