@@ -199,10 +199,12 @@ impl Outbox {
     }
 
     /// Tells the session that the room `room` removed it (a moderator's
-    /// kick or ban), after the frames already queued: it is no longer in
-    /// that room.
-    pub(crate) fn removed_from(&self, room: RoomName) {
-        self.recipient.do_send(Outgoing::Removed(room));
+    /// kick or ban), after the frames already queued, with the `leave` it
+    /// writes: one message, so its client cannot read `leave` and join
+    /// again before the session knows it is out.
+    pub(crate) fn removed_from(&self, room: RoomName, leave: ByteString, limit: usize) {
+        let leave = self.reserve(1, limit).is_ok().then_some(leave);
+        self.recipient.do_send(Outgoing::Removed(room, leave));
     }
 
     fn reserve(&self, n: usize, limit: usize) -> Result<(), Overflow> {

@@ -738,7 +738,15 @@ impl Handler<Outgoing> for ChatSession {
                 drop(receipt);
             }
             Outgoing::Overflowed => self.overflowed(ctx),
-            Outgoing::Removed(room) => {
+            Outgoing::Removed(room, leave) => {
+                if let Some(leave) = leave {
+                    if self.outbox.is_closed() {
+                        self.outbox.dropped(1);
+                    } else {
+                        self.outbox.written(1);
+                        ctx.text(leave);
+                    }
+                }
                 self.rooms.remove(&room);
             }
         }

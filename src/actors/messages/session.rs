@@ -23,9 +23,11 @@ pub(crate) enum Outgoing {
     Frames(Arc<[ByteString]>, Receipt),
     /// The outbox passed its bound: drop what is queued, close with 1008.
     Overflowed,
-    /// A room removed this connection (kick, ban): forget it, so the
-    /// client may join again. Sent after the room's last frames.
-    Removed(RoomName),
+    /// A room removed this connection (kick, ban): write its `leave`
+    /// (counted in the outbox; `None` after an overflow) and forget the
+    /// room, so the client may join again. Sent after the room's last
+    /// frames.
+    Removed(RoomName, Option<ByteString>),
 }
 
 /// From the server to each session at shutdown: close with 1001.

@@ -368,12 +368,15 @@ impl RoomActor {
                 continue;
             };
             removed += 1;
-            let _ = member.outbox.push(frame.clone(), self.outbox_limit);
-            member.outbox.removed_from(self.name.clone());
+            // The server first, as in `refuse`: the client may join again
+            // as soon as it reads `leave`.
             self.server.do_send(MemberDropped {
                 room: self.name.clone(),
                 session,
             });
+            member
+                .outbox
+                .removed_from(self.name.clone(), frame.clone(), self.outbox_limit);
             if last && self.last_connection_closed(user) {
                 self.broadcast(&frame, None);
             }
@@ -479,11 +482,14 @@ impl RoomActor {
     /// Refuses a join: the session sends (and counts) the error, and the
     /// server forgets the connection here.
     fn refuse(&mut self, join: AddMember, code: ErrorCode, why: String) {
-        let _ = join.admitted.send(Err((code, why)));
+        // The server first: rooms run on threads of their own, and a
+        // client that reads the error may join again at once, which the
+        // server must not take for a second join.
         self.server.do_send(MemberDropped {
             room: self.name.clone(),
             session: join.session,
         });
+        let _ = join.admitted.send(Err((code, why)));
     }
 
     /// Admits a joiner once its history and read marker are known.
