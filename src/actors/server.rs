@@ -31,6 +31,7 @@ use crate::direct::{self, Pair};
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, UserName};
+use crate::webhooks::Webhooks;
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
@@ -57,6 +58,8 @@ pub(crate) struct ChatServer {
     history: History,
     /// Cluster mode: handed to each room it starts.
     cluster: Option<Cluster>,
+    /// Handed to each room it starts.
+    webhooks: Option<Webhooks>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     /// Where new rooms are started, in turn.
@@ -70,6 +73,7 @@ impl ChatServer {
         config: Arc<Config>,
         history: History,
         cluster: Option<Cluster>,
+        webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
     ) -> Self {
         ChatServer {
@@ -77,6 +81,7 @@ impl ChatServer {
             config,
             history,
             cluster,
+            webhooks,
             metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -140,6 +145,7 @@ impl ChatServer {
                 self.config.max_history,
                 self.config.outbox_limit,
                 self.cluster.clone(),
+                self.webhooks.clone(),
                 self.metrics.clone(),
             );
             ActiveRoom {
