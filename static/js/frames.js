@@ -25,7 +25,7 @@ import {
 } from './reading.js';
 import {
   atBottom, scrollToBottom, showNewMarker, renderEmptyNote, renderOlderControls, renderMembers,
-  renderJoined, refreshComposer, refreshMessage, showNotice,
+  renderJoined, refreshComposer, refreshMessage, showNotice, refreshModeratorControls,
 } from './render.js';
 import { showError, announce } from './notices.js';
 import { onRefreshed, onRefreshRefused } from './token-refresh.js';
@@ -47,7 +47,9 @@ export function handleFrame(frame) {
     case 'moderation': return onModeration(frame);
     case 'typing': return onTyping(frame);
     case 'read': return onRead(frame);
-    case 'refreshed': return onRefreshed(frame);
+    case 'refreshed':
+      onRefreshed(frame);
+      return refreshModeratorControls();
     case 'direct': return onDirect(frame);
     case 'error': return onError(frame);
     default: return undefined;

@@ -228,6 +228,18 @@ export function renderRoom() {
   scrollToBottom();
 }
 
+// The token changed (a `refresh`): the moderator's controls of the shown
+// room follow its `mod` claim (the other rooms are drawn when shown).
+export function refreshModeratorControls() {
+  const room = currentRoom();
+  if (!room) return;
+  const now = moderates(room.name);
+  if ($('moderate-room').hidden === !now) return;
+  $('moderate-room').hidden = !now;
+  renderMembers();
+  for (const msg of room.messages) refreshMessage(room, msg);
+}
+
 // A second click on "Leave room" before the server answers does nothing.
 export function showLeaving() {
   $('leave-room').disabled = true;
