@@ -72,6 +72,12 @@ async fn token_endpoint(user: &'static str) -> (u16, Arc<AtomicUsize>) {
 }
 
 /// A token for `user` that expires `secs` from now.
+///
+/// The tests use 12 s: long enough for a loaded machine to open the page
+/// and connect before the first token expires (6 s was not, in a full run
+/// beside other builds), short enough to wait past.
+const TOKEN_SECS: u64 = 12;
+
 fn short_token(user: &str, secs: u64) -> (String, u64) {
     let token = auth::mint(SECRET, &user.to_string(), Duration::from_secs(secs)).expect("a token");
     (token, now() + secs)
@@ -97,7 +103,7 @@ async fn the_page_refreshes_its_token_and_stays_connected_past_its_expiry() {
         c.token_refresh_url = Some(format!("http://127.0.0.1:{endpoint}/chat-token"));
     })
     .await;
-    let (token, exp) = short_token("alice", 6);
+    let (token, exp) = short_token("alice", TOKEN_SECS);
     let page = browser.page().await;
     page.open(&app.url(&format!("/#token={token}"))).await;
     page.wait_for(
@@ -143,7 +149,7 @@ async fn without_a_refresh_url_the_page_asks_to_sign_in_again() {
         c.close_expired = true;
     })
     .await;
-    let (token, _) = short_token("bob", 6);
+    let (token, _) = short_token("bob", TOKEN_SECS);
     let page = browser.page().await;
     page.open(&app.url(&format!("/#token={token}"))).await;
     page.wait_for(
