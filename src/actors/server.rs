@@ -33,6 +33,7 @@ use crate::direct;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::protocol::{RoomName, ServerFrame, UserName};
+use crate::webhooks::Webhooks;
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
@@ -58,6 +59,8 @@ pub(crate) struct ChatServer {
     history: History,
     /// Cluster mode: handed to each room it starts.
     cluster: Option<Cluster>,
+    /// Handed to each room it starts.
+    webhooks: Option<Webhooks>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     /// Where new rooms are started, in turn.
@@ -75,6 +78,7 @@ impl ChatServer {
         config: Arc<Config>,
         history: History,
         cluster: Option<Cluster>,
+        webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
     ) -> Self {
         ChatServer {
@@ -82,6 +86,7 @@ impl ChatServer {
             config,
             history,
             cluster,
+            webhooks,
             metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -172,6 +177,7 @@ impl ChatServer {
                 self.config.max_history,
                 self.config.outbox_limit,
                 self.cluster.clone(),
+                self.webhooks.clone(),
                 self.metrics.clone(),
             );
             ActiveRoom {

@@ -27,6 +27,7 @@ import {
 import {
   closeDrawerIfWide, closeDrawers, closeOnEscape, toggleDrawer,
 } from './drawers.js';
+import { openModerate, wireModerateDialog } from './moderate-dialog.js';
 import {
   answerSwitch, begin, offerToken, signOut, submitLogin, tokenFromFragment,
 } from './signin.js';
@@ -60,6 +61,11 @@ $('leave-room').addEventListener('click', () => {
   const room = currentRoom();
   if (room) leaveRoom(room);
 });
+$('moderate-room').addEventListener('click', (event) => {
+  const room = currentRoom();
+  if (room) openModerate(room, '', event.currentTarget);
+});
+wireModerateDialog();
 $('composer').addEventListener('submit', (event) => { event.preventDefault(); sendMessage(currentRoom()); });
 const box = $('composer-input');
 box.addEventListener('keydown', (event) => {

@@ -1,9 +1,10 @@
 // The rooms the reader is in, each with its own state (members, the
 // messages seen in their current state, history paging, read marker and
-// unread count, who is typing, messages on their way), which one is shown,
-// the joins not yet answered, and the server's list of active rooms. Plain
-// data, no DOM and no network: frames.js, history.js, membership.js,
-// composer.js, pending.js and reading.js change it, render.js shows it.
+// unread count, who is typing, messages on their way, moderation notices),
+// which one is shown, the joins not yet answered, and the server's list of
+// active rooms. Plain data, no DOM and no network: frames.js, history.js,
+// membership.js, composer.js, pending.js, reading.js and moderation.js
+// change it, render.js shows it.
 
 import { store, load, LS_ROOMS, LS_CURRENT, LS_DMS } from './storage.js';
 import { ROOM_RE } from './protocol.js';
@@ -48,6 +49,9 @@ export function newRoom(name, dm = null) {
     unread: 0,
     pending: [], // {ref, key, text, replyTo, node, afterId, sentOn}: see pending.js
     leaving: false,
+    notices: [], // moderation notices, sorted by id: see moderation.js
+    mutedUntil: 0, // the reader's mute here ends then (ms), as last heard
+    removedBy: null, // 'kick' | 'ban': the reader was put out (the `leave` follows)
   };
 }
 

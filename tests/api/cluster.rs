@@ -10,6 +10,7 @@ use chatterbox::config::{Config, Secret};
 use chatterbox::startup::Application;
 use serde_json::{json, Value};
 use testkit::{spawn_app_with, Client, PgServer, ServerProcess, TestApp};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::helpers::CHATTERBOX;
 
@@ -894,6 +895,75 @@ async fn a_ban_on_one_node_removes_and_refuses_the_user_on_the_others() {
         assert!(Instant::now() < deadline, "the unban never reached node b");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Token refresh in cluster mode (CLOSE_EXPIRED=true): a connection on
+/// node b whose token is refreshed outlives the first token, still in the
+/// room it shares with node a and still trading chats with it; one that
+/// is not refreshed is closed with 4001, and node a hears it leave.
+#[actix_web::test]
+async fn a_refreshed_connection_on_one_node_outlives_its_first_token_and_still_talks_to_the_others()
+{
+    let Some(pg) = PgServer::start_or_skip("refresh_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-refresh-secret-of-some-length";
+    let url = pg.url();
+    let secured = |c: &mut Config| {
+        c.auth_secret = Some(Secret::from(SECRET));
+        c.close_expired = true;
+    };
+    let a = node(&url, "a", secured).await;
+    let b = node(&url, "b", secured).await;
+    let now = || chrono::Utc::now().timestamp();
+    let connect = |port: u16, user: &str, exp: i64| {
+        let token = crate::helpers::token_with(SECRET, user, json!({ "exp": exp }));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let first_exp = now() + 3;
+    let mut carol = connect(a.port, "carol", now() + 600).await;
+    carol.join("general").await;
+    let mut bob = connect(b.port, "bob", first_exp).await;
+    bob.join("general").await;
+    let mut dave = connect(b.port, "dave", first_exp).await;
+    dave.join("general").await;
+    until_listed(a.port, "bob").await;
+    until_listed(a.port, "dave").await;
+
+    let fresh = crate::helpers::token_with(SECRET, "bob", json!({ "exp": now() + 600 }));
+    let refreshed = ask(
+        &mut bob,
+        json!({"type": "refresh", "token": fresh, "ref": "r"}),
+    )
+    .await;
+    assert_eq!(
+        (refreshed["type"].clone(), refreshed["ref"].clone()),
+        (json!("refreshed"), json!("r")),
+        "{refreshed}"
+    );
+
+    // Dave did not refresh: closed at his token's exp, and node a hears
+    // him leave.
+    assert_eq!(dave.expect_close().await, CloseCode::from(4001));
+    assert!(now() >= first_exp, "dave was closed before his exp");
+    let deadline = Instant::now() + testkit::WAIT;
+    loop {
+        let frame = next_presence_event(&mut carol).await;
+        if frame["type"] == "leave" && frame["user"] == "dave" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node a never heard dave leave");
+    }
+
+    // Past the first exp (dave's close says it passed), bob is still in the
+    // room with carol: chats go both ways between the nodes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bob.chat("general", "still here", "b1").await;
+    assert_eq!(chats(&mut carol, 1).await[0]["text"], "still here");
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "still here");
+    carol.chat("general", "welcome back", "c1").await;
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "welcome back");
+    assert_eq!(chats(&mut carol, 1).await[0]["text"], "welcome back");
 }
 
 #[actix_web::test]

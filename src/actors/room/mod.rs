@@ -57,6 +57,7 @@ use crate::protocol::{
     format_timestamp, now_millis, ChangeKind, ChatMessage, ErrorCode, MessageId, ModAction,
     RoomName, ServerFrame, UserName,
 };
+use crate::webhooks::{Event, Webhooks};
 
 /// A user's read marker in a room and the chats unread above it.
 type Marker = (MessageId, i64);
@@ -86,6 +87,10 @@ pub(crate) struct RoomActor {
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
     stored_recipient: Option<Recipient<MessagesStored>>,
+    /// Where the room's events go, when webhooks are on.
+    webhooks: Option<Webhooks>,
+    /// Whether the room had members when webhooks were last told.
+    occupied: bool,
     /// Where members' sessions say they have written a delivery.
     drained_recipient: Option<Recipient<Drained>>,
     /// The timer that delivers what is pending if the members take too
@@ -122,9 +127,12 @@ impl RoomActor {
         max_history: usize,
         outbox_limit: usize,
         cluster: Option<Cluster>,
+        webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
     ) -> Self {
         RoomActor {
+            webhooks,
+            occupied: false,
             name,
             dm: None,
             pair_stored: false,
@@ -339,6 +347,7 @@ impl RoomActor {
                 }
             }
         }
+        self.tell_occupancy();
     }
 
     /// A moderator kicked or banned `user`: each of its connections here
@@ -369,7 +378,26 @@ impl RoomActor {
                 self.broadcast(&frame, None);
             }
         }
+        self.tell_occupancy();
         removed
+    }
+
+    /// Tells the webhooks when the room gains its first member on this
+    /// node or loses its last; called after every change of membership.
+    fn tell_occupancy(&mut self) {
+        let occupied = !self.members.is_empty();
+        if occupied == self.occupied {
+            return;
+        }
+        self.occupied = occupied;
+        if let Some(webhooks) = &self.webhooks {
+            let room = self.name.clone();
+            webhooks.send(if occupied {
+                Event::RoomOccupied { room }
+            } else {
+                Event::RoomVacated { room }
+            });
+        }
     }
 
     fn leave_frame(&self, user: &str) -> ByteString {
@@ -487,6 +515,7 @@ impl RoomActor {
         .encode()
         .into();
         self.send_to(join.session, presence);
+        self.tell_occupancy();
         if first {
             if let Some(cluster) = &self.cluster {
                 cluster.set_present(&self.name, &join.user, true);
@@ -814,11 +843,16 @@ impl RoomActor {
         self.metrics
             .messages_delivered
             .inc_by(result.delivered as u64);
-        for chat in batch.chats().iter().filter(|c| c.message().is_some()) {
-            if let Some(received) = chat.received() {
-                self.metrics
-                    .delivery_seconds
-                    .observe(received.elapsed().as_secs_f64());
+        for chat in batch.chats().iter() {
+            let (Some(message), Some(received)) = (chat.message(), chat.received()) else {
+                continue;
+            };
+            self.metrics
+                .delivery_seconds
+                .observe(received.elapsed().as_secs_f64());
+            // Stored by this node: its webhooks tell of it, once.
+            if let (Some(webhooks), ChangeKind::Chat) = (&self.webhooks, message.kind) {
+                webhooks.send(Event::Message(Box::new(message.clone())));
             }
         }
         // Handed to the members: their outboxes bound them from here, so
@@ -919,6 +953,7 @@ impl Handler<RemoveMember> for RoomActor {
         if leave.acknowledge {
             let _ = member.outbox.push(frame, self.outbox_limit);
         }
+        self.tell_occupancy();
     }
 }
 
