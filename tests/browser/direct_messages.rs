@@ -45,6 +45,10 @@ async fn a_member_is_messaged_directly_and_the_dm_is_listed_by_name() {
     )
     .await;
     page.say("psst").await;
+    // Stored before bob joins (his `history` is what is asserted): the
+    // first `dm` join also stores the room's pair, so the chat may still
+    // be on its way when `say` returns.
+    page.wait_for_texts("psst confirmed", &["psst"]).await;
 
     // Bob opens it from his side and finds the message.
     bob.send(json!({"type": "join", "dm": "alice"})).await;
