@@ -32,6 +32,9 @@ pub struct Config {
     pub max_rooms: usize,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: usize,
+    /// Threads the rooms run on (each room on one of them, for its whole
+    /// life), so busy rooms use every core. Default: the number of cores.
+    pub room_threads: usize,
     /// Chat messages sent in `history` on join.
     pub max_history: usize,
     /// Characters (Unicode scalar values) in one chat text.
@@ -84,6 +87,12 @@ pub struct Config {
     /// The server API's key (`Authorization: Bearer API_KEY`); `None`
     /// turns the API's endpoints off (404).
     pub api_key: Option<Secret>,
+    /// Where webhook events are POSTed (`http://host:port/path`); `None`:
+    /// no webhooks.
+    pub webhook_url: Option<String>,
+    /// The key webhook requests are signed with (HMAC-SHA256); required
+    /// with `webhook_url`.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -98,6 +107,7 @@ impl Default for Config {
             static_dir: PathBuf::from("static"),
             max_rooms: 1000,
             max_rooms_per_connection: 32,
+            room_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_history: 50,
             max_message_len: 4096,
             rate_limit: 10.0,
@@ -118,6 +128,8 @@ impl Default for Config {
             max_pending_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024,
             api_key: None,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -211,6 +223,16 @@ impl Config {
         if let Some(v) = get("MAX_ROOMS_PER_CONNECTION") {
             config.max_rooms_per_connection = count("MAX_ROOMS_PER_CONNECTION", &v, 1)?;
         }
+        if let Some(v) = get("ROOM_THREADS") {
+            config.room_threads = count("ROOM_THREADS", &v, 1)?;
+            if config.room_threads > MAX_ROOM_THREADS {
+                return Err(ConfigError {
+                    variable: "ROOM_THREADS",
+                    value: v,
+                    reason: format!("must be at most {MAX_ROOM_THREADS}"),
+                });
+            }
+        }
         if let Some(v) = get("MAX_HISTORY") {
             config.max_history = count("MAX_HISTORY", &v, 0)?;
         }
@@ -275,6 +297,28 @@ impl Config {
             }
             Some(v) if !v.is_empty() => config.api_key = Some(Secret(v)),
             _ => {}
+        }
+        if let Some(v) = get("WEBHOOK_URL") {
+            config.webhook_url = Some(webhook_url(&v)?);
+        }
+        if let Some(v) = lookup("WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
+            if v.trim().is_empty() {
+                return Err(ConfigError {
+                    variable: "WEBHOOK_SECRET",
+                    value: String::new(),
+                    reason: "it is only white space".into(),
+                });
+            }
+            config.webhook_secret = Some(Secret(v));
+        }
+        if config.webhook_url.is_some() && config.webhook_secret.is_none() {
+            return Err(ConfigError {
+                variable: "WEBHOOK_SECRET",
+                value: String::new(),
+                reason: "WEBHOOK_URL is set: webhook requests must be signed, so set \
+                         WEBHOOK_SECRET too"
+                    .into(),
+            });
         }
         if let Some(v) = get("MAX_TOKEN_LIFETIME") {
             config.max_token_lifetime = duration("MAX_TOKEN_LIFETIME", &v)?;
@@ -428,6 +472,25 @@ fn refresh_url(value: &str) -> Result<String, ConfigError> {
 }
 
 /// A whole number no smaller than `min`.
+/// `WEBHOOK_URL`: plain `http://` (the server has no TLS client; put the
+/// receiver on a private network or behind a local proxy), with a host.
+fn webhook_url(value: &str) -> Result<String, ConfigError> {
+    parse_with("WEBHOOK_URL", value, |s| {
+        let s = s.trim();
+        match s.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(s.to_string()),
+            _ if s.starts_with("https://") => Err("https:// is not supported (the server has \
+                 no TLS client): use http:// to a receiver on a private network or a local \
+                 TLS proxy"
+                .into()),
+            _ => Err("expected an http:// URL with a host, e.g. http://10.0.0.5:9000/hooks".into()),
+        }
+    })
+}
+
+/// More room threads than this would be a typo, not a machine.
+const MAX_ROOM_THREADS: usize = 1024;
+
 fn count(variable: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
     parse_with(variable, value, |s| match s.trim().parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
@@ -590,6 +653,7 @@ mod tests {
             ("STATIC_DIR", "www"),
             ("MAX_ROOMS", "5"),
             ("MAX_ROOMS_PER_CONNECTION", "2"),
+            ("ROOM_THREADS", "3"),
             ("MAX_HISTORY", "10"),
             ("MAX_MESSAGE_LEN", "100"),
             ("RATE_LIMIT", "1000"),
@@ -613,6 +677,7 @@ mod tests {
         assert_eq!(config.static_dir, PathBuf::from("www"));
         assert_eq!(config.max_rooms, 5);
         assert_eq!(config.max_rooms_per_connection, 2);
+        assert_eq!(config.room_threads, 3);
         assert_eq!(config.max_history, 10);
         assert_eq!(config.max_message_len, 100);
         assert_eq!(config.rate_limit, 1000.0);
@@ -678,6 +743,8 @@ mod tests {
             ("PORT", "70000"),
             ("HOST", "localhost:80"),
             ("MAX_ROOMS", "0"),
+            ("ROOM_THREADS", "0"),
+            ("ROOM_THREADS", "5000"),
             ("MAX_HISTORY", "-1"),
             ("RATE_LIMIT", "fast"),
             ("HEARTBEAT_INTERVAL", "0s"),
@@ -698,6 +765,40 @@ mod tests {
             assert!(err.to_string().contains(name), "{err}");
             assert!(err.to_string().contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_secret() {
+        let config = config_from(&[
+            ("WEBHOOK_URL", "http://10.0.0.5:9000/hooks"),
+            ("WEBHOOK_SECRET", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.webhook_url.as_deref(),
+            Some("http://10.0.0.5:9000/hooks")
+        );
+        assert_eq!(config.webhook_secret.unwrap().expose(), "s3cret");
+        assert!(config_from(&[]).unwrap().webhook_url.is_none());
+
+        let err = config_from(&[("WEBHOOK_URL", "http://10.0.0.5/hooks")]).unwrap_err();
+        assert_eq!(
+            err.variable, "WEBHOOK_SECRET",
+            "unsigned requests are refused"
+        );
+        for url in [
+            "https://hooks.example/x",
+            "ftp://x",
+            "http://",
+            "hooks.example",
+        ] {
+            let err = config_from(&[("WEBHOOK_URL", url), ("WEBHOOK_SECRET", "s")]).unwrap_err();
+            assert_eq!(err.variable, "WEBHOOK_URL", "{url}");
+            assert!(err.to_string().contains(url), "{err}");
+        }
+        let err =
+            config_from(&[("WEBHOOK_URL", "http://x/"), ("WEBHOOK_SECRET", "  ")]).unwrap_err();
+        assert_eq!(err.variable, "WEBHOOK_SECRET");
     }
 
     #[test]

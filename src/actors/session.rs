@@ -644,6 +644,7 @@ impl Actor for ChatSession {
             user: self.user.clone(),
             closer: ctx.address().recipient(),
             disconnect: ctx.address().recipient(),
+            outbox: Outbox::new(self.outbox.clone(), ctx.address().recipient()),
         });
         let timeout = self.config.client_timeout;
         ctx.run_interval(self.config.heartbeat_interval, move |session, ctx| {
@@ -722,7 +723,7 @@ impl Handler<Outgoing> for ChatSession {
                     ctx.text(frame);
                 }
             }
-            Outgoing::Frames(frames) => {
+            Outgoing::Frames(frames, receipt) => {
                 if self.outbox.is_closed() {
                     self.outbox.dropped(frames.len());
                 } else {
@@ -733,6 +734,8 @@ impl Handler<Outgoing> for ChatSession {
                         ctx.text(frame.clone());
                     }
                 }
+                // Written (or dropped): the room may count this member.
+                drop(receipt);
             }
             Outgoing::Overflowed => self.overflowed(ctx),
             Outgoing::Removed(room) => {

@@ -13,6 +13,7 @@ use crate::actors::outbox::Outbox;
 use crate::actors::room::delivery::ApiAnswer;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
+use crate::direct::Pair;
 use crate::history::NewChange;
 use crate::protocol::{MessageId, UserName};
 
@@ -27,6 +28,10 @@ pub(crate) struct AddMember {
     pub outbox: Outbox,
     /// Recover messages with `id > since` instead of the latest ones.
     pub since: Option<MessageId>,
+    /// A `join` with `dm`: the pair whose room this is (the room learns
+    /// and stores it). `None` for a join by name, which the room checks
+    /// against the pair it knows.
+    pub dm: Option<Pair>,
     /// Told once the joiner has its `history` and `presence`, or is
     /// refused.
     pub admitted: tokio::sync::oneshot::Sender<Admission>,
@@ -95,6 +100,17 @@ pub(crate) struct RoomUsers;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct CatchUp;
+
+/// From a member's session, through the [`Receipt`] it held: the room's
+/// delivery number `delivery` has been written by all its members but the
+/// stragglers, so what is pending may go out at once.
+///
+/// [`Receipt`]: crate::actors::outbox::Receipt
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Drained {
+    pub delivery: u64,
+}
 
 /// From the server: the room has no members left and is no longer routed
 /// to.
