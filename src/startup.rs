@@ -1,15 +1,22 @@
 //! Putting the server together: the database and actors, every route in one
-//! `HttpServer::new` closure, and the graceful shutdown. `main` and the
+//! `App`, served by actix-http (with an upgrade service for WebSockets), and the graceful shutdown. `main` and the
 //! integration tests both start the server through [`Application`].
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, AsyncContext, Context};
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_http::{Extensions, HttpService};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+};
+use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, App};
+use futures_util::future::LocalBoxFuture;
 
 use crate::actors::messages::server::{BeginShutdown, CatchUpRooms};
 use crate::actors::server::ChatServer;
@@ -18,9 +25,9 @@ use crate::caps::ConnectionCaps;
 use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
-use crate::http::{api, dms, server_api, static_files, ws, AppState};
+use crate::http::{api, dms, server_api, static_files, upgrade, ws, AppState};
 use crate::metrics::Metrics;
-use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
+use crate::watchdog::{FrozenRule, Watchdog};
 use crate::webhooks::{Target, Webhooks};
 
 /// Connections the kernel queues before they are accepted. A listener from
@@ -181,7 +188,9 @@ impl Application {
         let static_root = static_files::resolve(&config.static_dir)
             .map_err(|_| StartupError::StaticDir(config.static_dir.display().to_string()))?;
         let csp = static_files::content_security_policy(config.token_refresh_url.as_deref());
-        let server = HttpServer::new(move || {
+        // Every route; built once for the dispatcher's requests and once for
+        // the upgrade service's (each worker builds its own).
+        let app = move || {
             App::new()
                 .wrap(static_files::security_headers(&csp))
                 .app_data(state.clone())
@@ -215,20 +224,59 @@ impl Application {
                         .default_service(web::to(api::not_found)),
                 )
                 .service(static_files::service(&static_root))
-        })
-        // Chat frames are small and latency matters: no Nagle delay. The
-        // socket is noted for the watchdog, should this become a WebSocket.
-        .on_connect(|conn, data| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-                data.insert(ConnectionSocket::new(tcp));
-            }
-        })
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .listen(listener)
-        .map_err(|source| StartupError::Bind { address, source })?
-        .run();
+        };
+        let builder = Server::build();
+        let shutdown_signal = builder.graceful_shutdown_signal();
+        let server = builder
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            .listen("chatterbox", listener, move || {
+                let signal = shutdown_signal.clone();
+                let upgrade_app = app.clone();
+                HttpService::build()
+                    // As actix-web's `HttpServer` sets them.
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(local)
+                    .graceful_shutdown_signal(move || {
+                        let signal = signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    // Chat frames are small and latency matters: no Nagle
+                    // delay.
+                    .on_connect_ext(|tcp: &TcpStream, _: &mut Extensions| {
+                        let _ = tcp.set_nodelay(true);
+                    })
+                    // Requests that ask for an upgrade (a WebSocket) leave
+                    // the dispatcher and its buffers: see `http::upgrade`.
+                    .upgrade(fn_factory(move || {
+                        let factory = upgrade_app().into_factory();
+                        async move {
+                            let app = Rc::new(
+                                factory
+                                    .new_service(AppConfig::default())
+                                    .await
+                                    .map_err(|_| ())?,
+                            );
+                            Ok::<_, ()>(fn_service(move |(req, framed)| {
+                                let app = app.clone();
+                                let serve: LocalBoxFuture<'static, Result<(), actix_web::Error>> =
+                                    Box::pin(
+                                        async move { Ok(upgrade::serve(app, req, framed).await?) },
+                                    );
+                                serve
+                            }))
+                        }
+                    }))
+                    .finish(map_config(
+                        app()
+                            .into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+                    .tcp()
+            })
+            .map_err(|source| StartupError::Bind { address, source })?
+            .run();
 
         log::info!("listening on http://{}:{}", config.host, local.port());
         match &config.auth_secret {

@@ -1,31 +1,31 @@
 //! Frozen connections: a WebSocket whose socket stopped taking data.
 //!
-//! actix-http's HTTP/1 dispatcher polls a streaming response only while its
-//! write buffer has room, and a session's `WebsocketContext` *is* that
-//! response: the actor, its heartbeat and its mailbox all run inside that
-//! poll. So when a client stops reading, its socket fills, the dispatcher
-//! stops polling, and nothing inside the session can close it any more, not
+//! A WebSocket's connection ([`crate::http::upgrade`]) polls the session's
+//! `WebsocketContext` only while its socket takes data, and the actor, its
+//! heartbeat and its mailbox all run inside that poll. So when a client
+//! stops reading, its socket fills, the connection stops polling, and
+//! nothing inside the session can close it any more, not
 //! the heartbeat, not the 1008 for an overflowing outbox. The connection
 //! would hold its `MAX_CONNECTIONS` slot until the peer went away.
 //!
 //! Two parts see to it from outside:
 //! * [`Watched`] wraps the session's frame stream: it notes every poll (the
-//!   dispatcher had room), hands the frames it yields off the outbox count,
+//!   socket had room), hands the frames it yields off the outbox count,
 //!   and ends the TCP connection at once after a closing handshake the
-//!   client started (without it actix-http lingers up to a second, reading,
-//!   before it closes) or when the session gave up on a client it no longer
-//!   hears.
+//!   client started (without it the connection lingers up to a second,
+//!   reading, before it closes) or when the session gave up on a client it
+//!   no longer hears.
 //! * [`Watchdog`] is one thread for the server that looks at every
 //!   registered connection each HEARTBEAT_INTERVAL and drops the TCP
 //!   connection of one that is frozen ([`FrozenRule`]): its socket is shut
-//!   down with `SO_LINGER` 0, so the dispatcher sees the end, drops the
+//!   down with `SO_LINGER` 0, so the connection sees the end, drops the
 //!   session (which frees its slot), and the kernel forgets the socket with
 //!   a reset instead of keeping the unsent data.
 //!
-//! The dispatcher owns the socket; the watchdog knows it by file descriptor,
-//! captured in `HttpServer::on_connect` ([`ConnectionSocket`]).
+//! The WebSocket's connection ([`crate::http::upgrade`]) owns the socket; the
+//! watchdog knows it by file descriptor, and holds it in its registry for as
+//! long as the connection holds the [`Registration`].
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -44,8 +44,8 @@ use crate::metrics::Metrics;
 
 /// When a connection counts as frozen: a plain rule, tested on its own.
 ///
-/// The dispatcher polls a session's frames whenever its write buffer has
-/// room, and a live session wakes it at least once a HEARTBEAT_INTERVAL
+/// The connection polls a session's frames whenever its socket has room,
+/// and a live session wakes it at least once a HEARTBEAT_INTERVAL
 /// (its ping); CLIENT_TIMEOUT is longer than that (the configuration
 /// refuses anything else). A connection not polled for CLIENT_TIMEOUT has
 /// a socket that takes nothing, whatever its client keeps sending.
@@ -55,28 +55,10 @@ pub(crate) struct FrozenRule {
 }
 
 impl FrozenRule {
-    /// `since_polled`: time since the dispatcher last polled the session's
+    /// `since_polled`: time since the connection last polled the session's
     /// frames (or since the session started, if never).
     pub(crate) fn is_frozen(&self, since_polled: Duration) -> bool {
         since_polled > self.client_timeout
-    }
-}
-
-/// The socket of one TCP connection, put in the connection's data by
-/// `on_connect`. Holds the connection's [`Registration`] once it becomes a
-/// WebSocket, so the registration lasts exactly as long as the connection
-/// (the dispatcher drops its connection data before it closes the socket).
-pub(crate) struct ConnectionSocket {
-    fd: RawFd,
-    registration: RefCell<Option<Registration>>,
-}
-
-impl ConnectionSocket {
-    pub(crate) fn new(stream: &impl AsRawFd) -> Self {
-        ConnectionSocket {
-            fd: stream.as_raw_fd(),
-            registration: RefCell::new(None),
-        }
     }
 }
 
@@ -92,9 +74,9 @@ struct Endpoints {
 ///
 /// # Safety
 /// `fd` must be open while the returned value is used. Inside the
-/// dispatcher's poll it is (the dispatcher owns it). From the watchdog it is
+/// connection's poll it is (the connection owns it). From the watchdog it is
 /// used under the registry lock, and a connection leaves the registry
-/// (dropping its connection data) before the dispatcher closes the socket;
+/// (dropping its [`Registration`]) before it closes the socket;
 /// should the descriptor have been reused anyway, [`endpoints`] no longer
 /// matches and the watchdog leaves it alone.
 unsafe fn socket(fd: RawFd) -> BorrowedFd<'static> {
@@ -133,7 +115,7 @@ fn lock(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Ends the TCP connection on `fd` now, with a reset: the dispatcher that
+/// Ends the TCP connection on `fd` now, with a reset: the connection that
 /// owns it sees the end (reads return nothing, writes fail) and drops the
 /// connection, and the kernel discards what the peer never took instead of
 /// trying to deliver it for minutes.
@@ -194,18 +176,21 @@ impl Watchdog {
     }
 
     /// Watches the WebSocket on `socket`, whose frames `outbox` counts,
-    /// until its TCP connection ends. Without a socket (not over TCP) there
-    /// is nothing to watch.
-    pub(crate) fn watch(&self, socket: Option<&ConnectionSocket>, outbox: Arc<OutboxState>) {
-        let Some(socket) = socket else { return };
-        // SAFETY: called from the `/ws` handler, inside the dispatcher that
-        // owns the socket.
-        let fd = unsafe { self::socket(socket.fd) };
-        let endpoints = match endpoints(&fd) {
+    /// until the returned registration is dropped (which the connection
+    /// does before it closes the socket). `None` if the socket is not a
+    /// connected IP socket: there is nothing to watch.
+    pub(crate) fn watch(
+        &self,
+        socket: &impl AsRawFd,
+        outbox: Arc<OutboxState>,
+    ) -> Option<Registration> {
+        let fd = socket.as_raw_fd();
+        // SAFETY: `socket` is borrowed for the call, so `fd` is open.
+        let endpoints = match endpoints(&unsafe { self::socket(fd) }) {
             Ok(endpoints) => endpoints,
             Err(e) => {
                 log::warn!("cannot watch a connection: {e}");
-                return;
+                return None;
             }
         };
         let mut registry = lock(&self.registry);
@@ -214,16 +199,15 @@ impl Watchdog {
         registry.entries.insert(
             id,
             Entry {
-                fd: socket.fd,
+                fd,
                 endpoints,
                 outbox,
             },
         );
-        drop(registry);
-        *socket.registration.borrow_mut() = Some(Registration {
+        Some(Registration {
             id,
             registry: Arc::downgrade(&self.registry),
-        });
+        })
     }
 }
 
@@ -253,7 +237,7 @@ fn scan(registry: &Mutex<Registry>, rule: FrozenRule, metrics: &Metrics) {
     });
 }
 
-/// The session's frame stream as the dispatcher sees it, watched.
+/// The session's frame stream as its connection sees it, watched.
 pub(crate) struct Watched<S> {
     inner: Pin<Box<S>>,
     outbox: Arc<OutboxState>,
@@ -262,16 +246,22 @@ pub(crate) struct Watched<S> {
 }
 
 impl<S> Watched<S> {
-    pub(crate) fn new(
-        inner: S,
-        outbox: Arc<OutboxState>,
-        socket: Option<&ConnectionSocket>,
-    ) -> Self {
+    /// `fd`: the socket the frames go out on, owned by the caller, which
+    /// polls this stream only while the socket is open.
+    pub(crate) fn new(inner: S, outbox: Arc<OutboxState>, fd: Option<RawFd>) -> Self {
         Watched {
             inner: Box::pin(inner),
             outbox,
-            fd: socket.map(|s| s.fd),
+            fd,
         }
+    }
+}
+
+impl<S> Watched<S> {
+    /// The session gave up on its client: the socket was ended with a
+    /// reset, nothing more is to be written or read.
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.outbox.is_aborted()
     }
 }
 
@@ -290,17 +280,17 @@ where
             Poll::Ready(None) => {
                 if let (Some(fd), true) = (self.fd, self.outbox.is_aborted()) {
                     // The session gave up on a peer it no longer hears.
-                    // SAFETY: inside the dispatcher's poll, see `socket`.
+                    // SAFETY: inside the connection's poll, see `socket`.
                     abort(&unsafe { socket(fd) });
                 } else if self.outbox.is_peer_closed() {
                     if let Some(fd) = self.fd {
                         // The client sent its Close and will send nothing
-                        // more; the answer is in the dispatcher's buffer.
-                        // The dispatcher now writes it and then reads until
-                        // the end of the stream (for up to a second) before
-                        // it closes: ending the read side makes that read
-                        // end at once, so the FIN follows the Close frame.
-                        // SAFETY: inside the dispatcher's poll, see `socket`.
+                        // more; the answer is in the chunk just yielded.
+                        // The connection writes it, sends its FIN and then
+                        // reads until the end of the stream (for up to a
+                        // second) before it closes: ending the read side
+                        // makes that read end at once.
+                        // SAFETY: inside the connection's poll, see `socket`.
                         let fd = unsafe { socket(fd) };
                         let _ = SockRef::from(&fd).shutdown(Shutdown::Read);
                     }

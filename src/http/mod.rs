@@ -1,4 +1,5 @@
-//! The HTTP side: the `/ws` upgrade ([`ws`]), the REST API and health check
+//! The HTTP side: the `/ws` upgrade ([`ws`]) and the WebSocket's connection
+//! after it ([`upgrade`]), the REST API and health check
 //! ([`api`]), a user's direct messages ([`dms`]), the server API ([`server_api`]), the browser client's files and the security headers
 //! ([`static_files`]), and their shared error type ([`error`]). Routes are put
 //! together in [`crate::startup`].
@@ -8,6 +9,7 @@ pub(crate) mod dms;
 pub(crate) mod error;
 pub(crate) mod server_api;
 pub(crate) mod static_files;
+pub(crate) mod upgrade;
 pub(crate) mod ws;
 
 use std::sync::Arc;

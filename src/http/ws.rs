@@ -1,7 +1,8 @@
 //! `GET /ws?user=NAME` (or `?token=JWT`, or `Authorization: Bearer JWT`,
 //! when `AUTH_SECRET` is set): checks
 //! who is asking, where from and whether there is room for them, then hands
-//! the connection to a [`ChatSession`]. Every refusal is a JSON error,
+//! the connection to a [`ChatSession`] (run by [`super::upgrade`] once the
+//! `101` is out). Every refusal is a JSON error,
 //! counted in the metrics and logged (never with the token).
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use super::error::ApiError;
+use super::upgrade::Accepted;
 use super::AppState;
 use crate::actors::session::{ChatSession, Identity};
 use crate::auth;
@@ -20,11 +22,9 @@ use crate::config::Config;
 use crate::metrics::Refusal;
 use crate::permissions::Grants;
 use crate::protocol::is_valid_user;
-use crate::watchdog::{ConnectionSocket, Watched};
 
 pub(crate) async fn upgrade(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let refuse = |refusal: Refusal, error: ApiError| {
@@ -74,15 +74,15 @@ pub(crate) async fn upgrade(
         state.backlog.clone(),
         Some(slot),
     );
-    // As `WsResponseBuilder::start` does, with the session's frames passed
-    // through `Watched` and the connection handed to the watchdog: once the
-    // socket stops taking data nothing inside the session runs any more.
-    let outbox = session.outbox();
-    let socket = req.conn_data::<ConnectionSocket>();
-    state.watchdog.watch(socket, outbox.clone());
+    // The connection leaves the HTTP dispatcher to run the session once
+    // this 101 is written (`upgrade`).
     let codec = Codec::new().max_size(state.config.max_frame_bytes);
-    let frames = ws::WebsocketContext::with_codec(session, stream, codec);
-    Ok(response.streaming(Watched::new(frames, outbox, socket)))
+    response.extensions_mut().insert(Accepted {
+        session,
+        codec,
+        watchdog: state.watchdog.clone(),
+    });
+    Ok(response.finish())
 }
 
 /// Who this connection speaks as and what it may do: from a verified token
