@@ -50,11 +50,13 @@ fn encode(c: &mut Criterion) {
 struct Queue(RefCell<Vec<ByteString>>);
 
 impl Outlet for Queue {
+    type Receipt = ();
+
     fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
-        self.push_all(Arc::from(vec![frame]), limit)
+        self.push_all(Arc::from(vec![frame]), (), limit)
     }
 
-    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+    fn push_all(&self, frames: Arc<[ByteString]>, _: (), limit: usize) -> Result<(), Overflow> {
         let mut queue = self.0.borrow_mut();
         if queue.len() + frames.len() > limit {
             return Err(Overflow);
@@ -93,7 +95,7 @@ fn fan_out_to_room(c: &mut Criterion) {
                     chat,
                     Ok(Stored::New(stored(text))),
                 )];
-                let result = fan_out(&batch, &members, 64);
+                let result = fan_out(&batch, &members, 64, || ());
                 debug_assert!(result.overflowed.is_empty());
                 if members
                     .get(sender)

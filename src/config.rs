@@ -32,6 +32,9 @@ pub struct Config {
     pub max_rooms: usize,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: usize,
+    /// Threads the rooms run on (each room on one of them, for its whole
+    /// life), so busy rooms use every core. Default: the number of cores.
+    pub room_threads: usize,
     /// Chat messages sent in `history` on join.
     pub max_history: usize,
     /// Characters (Unicode scalar values) in one chat text.
@@ -98,6 +101,7 @@ impl Default for Config {
             static_dir: PathBuf::from("static"),
             max_rooms: 1000,
             max_rooms_per_connection: 32,
+            room_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_history: 50,
             max_message_len: 4096,
             rate_limit: 10.0,
@@ -210,6 +214,16 @@ impl Config {
         }
         if let Some(v) = get("MAX_ROOMS_PER_CONNECTION") {
             config.max_rooms_per_connection = count("MAX_ROOMS_PER_CONNECTION", &v, 1)?;
+        }
+        if let Some(v) = get("ROOM_THREADS") {
+            config.room_threads = count("ROOM_THREADS", &v, 1)?;
+            if config.room_threads > MAX_ROOM_THREADS {
+                return Err(ConfigError {
+                    variable: "ROOM_THREADS",
+                    value: v,
+                    reason: format!("must be at most {MAX_ROOM_THREADS}"),
+                });
+            }
         }
         if let Some(v) = get("MAX_HISTORY") {
             config.max_history = count("MAX_HISTORY", &v, 0)?;
@@ -428,6 +442,9 @@ fn refresh_url(value: &str) -> Result<String, ConfigError> {
 }
 
 /// A whole number no smaller than `min`.
+/// More room threads than this would be a typo, not a machine.
+const MAX_ROOM_THREADS: usize = 1024;
+
 fn count(variable: &'static str, value: &str, min: usize) -> Result<usize, ConfigError> {
     parse_with(variable, value, |s| match s.trim().parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
@@ -590,6 +607,7 @@ mod tests {
             ("STATIC_DIR", "www"),
             ("MAX_ROOMS", "5"),
             ("MAX_ROOMS_PER_CONNECTION", "2"),
+            ("ROOM_THREADS", "3"),
             ("MAX_HISTORY", "10"),
             ("MAX_MESSAGE_LEN", "100"),
             ("RATE_LIMIT", "1000"),
@@ -613,6 +631,7 @@ mod tests {
         assert_eq!(config.static_dir, PathBuf::from("www"));
         assert_eq!(config.max_rooms, 5);
         assert_eq!(config.max_rooms_per_connection, 2);
+        assert_eq!(config.room_threads, 3);
         assert_eq!(config.max_history, 10);
         assert_eq!(config.max_message_len, 100);
         assert_eq!(config.rate_limit, 1000.0);
@@ -678,6 +697,8 @@ mod tests {
             ("PORT", "70000"),
             ("HOST", "localhost:80"),
             ("MAX_ROOMS", "0"),
+            ("ROOM_THREADS", "0"),
+            ("ROOM_THREADS", "5000"),
             ("MAX_HISTORY", "-1"),
             ("RATE_LIMIT", "fast"),
             ("HEARTBEAT_INTERVAL", "0s"),

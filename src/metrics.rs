@@ -58,6 +58,10 @@ pub(crate) struct Metrics {
     /// Chat frames handed to members' queues (one per recipient, the
     /// sender's echo included).
     pub messages_delivered: IntCounter,
+    /// Deliveries made by rooms: each hands every member a batch of stored
+    /// chats in one write, so delivered / deliveries / members is the
+    /// average batch.
+    pub room_deliveries: IntCounter,
     /// `error` frames sent, by protocol code.
     pub errors: IntCounterVec,
     /// Chat messages refused by the rate limit (also in `errors`).
@@ -143,6 +147,11 @@ impl Metrics {
             messages_delivered: IntCounter::new(
                 "chatterbox_messages_delivered_total",
                 "Chat frames handed to members' queues, one per recipient.",
+            )
+            .expect("valid metric"),
+            room_deliveries: IntCounter::new(
+                "chatterbox_room_deliveries_total",
+                "Batches of stored chats rooms handed to their members, one write each.",
             )
             .expect("valid metric"),
             errors: IntCounterVec::new(
@@ -289,7 +298,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -297,6 +306,7 @@ impl Metrics {
             Box::new(self.messages_received.clone()),
             Box::new(self.messages_stored.clone()),
             Box::new(self.messages_delivered.clone()),
+            Box::new(self.room_deliveries.clone()),
             Box::new(self.errors.clone()),
             Box::new(self.rate_limited.clone()),
             Box::new(self.slow_client_closes.clone()),

@@ -22,6 +22,7 @@
 pub(crate) mod messages;
 pub mod outbox;
 pub mod room;
+pub(crate) mod room_threads;
 pub(crate) mod server;
 pub(crate) mod session;
 

@@ -11,7 +11,8 @@
 //! frames.
 //!
 //! [`OutboxState`] is the counting rule, with no actix in it; [`Outbox`] is
-//! the rooms' handle on it.
+//! the rooms' handle on it; a [`Receipt`] tells a room when its last
+//! delivery has been written, so it can deliver the next at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use super::messages::room::Drained;
 use super::messages::session::Outgoing;
 use crate::protocol::RoomName;
 
@@ -183,10 +185,16 @@ impl Outbox {
 
     /// Queues `frames` in one mailbox message (written in one go) unless
     /// that would make more than `limit` frames not taken by the
-    /// dispatcher: every frame of the batch counts.
-    pub(crate) fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+    /// dispatcher: every frame of the batch counts. The session drops
+    /// `receipt` once it has written them (or dropped them unwritten).
+    pub(crate) fn push_all(
+        &self,
+        frames: Arc<[ByteString]>,
+        receipt: Receipt,
+        limit: usize,
+    ) -> Result<(), Overflow> {
         self.reserve(frames.len(), limit)?;
-        self.recipient.do_send(Outgoing::Frames(frames));
+        self.recipient.do_send(Outgoing::Frames(frames, receipt));
         Ok(())
     }
 
@@ -205,6 +213,79 @@ impl Outbox {
                 Err(Overflow)
             }
             Reserve::Closed => Err(Overflow),
+        }
+    }
+}
+
+/// Added to a delivery's count while the room is still handing it out, so
+/// no member's session can bring the count down to the threshold early.
+const HANDING_OUT: usize = usize::MAX / 2;
+
+/// One delivery of a room, counted down as its members' sessions write it.
+#[derive(Debug)]
+struct Tally {
+    /// Members whose session still holds its receipt, plus
+    /// [`HANDING_OUT`] until the room has handed the delivery to all.
+    remaining: AtomicUsize,
+    /// Members allowed to lag: a frozen client's session never writes, and
+    /// must not hold up the rest of a big room.
+    stragglers: usize,
+    /// Which of the room's deliveries this is.
+    delivery: u64,
+    room: Recipient<Drained>,
+}
+
+/// A member's share of one delivery: the session drops it once it has
+/// written the delivery's frames into its WebSocket context (the
+/// dispatcher takes them in the same poll and writes the socket), or
+/// dropped them unwritten. When all but the delivery's stragglers are
+/// dropped, the room is told ([`Drained`]), and may deliver what came
+/// meanwhile at once: a room delivers as often as its members' sockets
+/// take the frames, and coalesces only while writes are pending.
+#[derive(Debug)]
+pub struct Receipt(Arc<Tally>);
+
+/// The room's hold on a delivery while it hands it out; see
+/// [`Handing::finish`].
+#[derive(Debug)]
+pub(crate) struct Handing(Arc<Tally>);
+
+impl Handing {
+    /// Delivery number `delivery` of the room behind `room`, to up to
+    /// `members` members, of whom `members / 100` may lag.
+    pub(crate) fn new(delivery: u64, members: usize, room: Recipient<Drained>) -> Handing {
+        Handing(Arc::new(Tally {
+            remaining: AtomicUsize::new(HANDING_OUT),
+            stragglers: members / 100,
+            delivery,
+            room,
+        }))
+    }
+
+    /// A receipt for one more member.
+    pub(crate) fn receipt(&self) -> Receipt {
+        self.0.remaining.fetch_add(1, Ordering::AcqRel);
+        Receipt(self.0.clone())
+    }
+
+    /// Every member has its receipt: whether the delivery is written
+    /// already (all but its stragglers). If not, the session that brings
+    /// it down to that tells the room.
+    pub(crate) fn finish(self) -> bool {
+        let before = self.0.remaining.fetch_sub(HANDING_OUT, Ordering::AcqRel);
+        before - HANDING_OUT <= self.0.stragglers
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        let before = self.0.remaining.fetch_sub(1, Ordering::AcqRel);
+        // Only the drop that crosses the threshold tells the room; while
+        // the room is handing out, the count stays far above it.
+        if before == self.0.stragglers + 1 {
+            self.0.room.do_send(Drained {
+                delivery: self.0.delivery,
+            });
         }
     }
 }
@@ -275,5 +356,83 @@ mod tests {
         assert!(outbox.since_polled() >= Duration::from_millis(20));
         outbox.polled();
         assert!(outbox.since_polled() < Duration::from_millis(20));
+    }
+
+    /// Counts the `Drained` it is told of.
+    struct Room(Arc<std::sync::Mutex<Vec<u64>>>);
+
+    impl Actor for Room {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Drained> for Room {
+        type Result = ();
+        fn handle(&mut self, drained: Drained, _: &mut Self::Context) {
+            self.0.lock().expect("not poisoned").push(drained.delivery);
+        }
+    }
+
+    /// Starts a `Room` and returns where it is told and what it was told.
+    fn room() -> (Recipient<Drained>, Arc<std::sync::Mutex<Vec<u64>>>) {
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        (Room(told.clone()).start().recipient(), told)
+    }
+
+    async fn settle() {
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[actix_web::test]
+    async fn the_room_is_told_once_when_the_last_member_has_written() {
+        let (recipient, told) = room();
+        let handing = Handing::new(7, 3, recipient);
+        let receipts: Vec<_> = (0..3).map(|_| handing.receipt()).collect();
+        assert!(!handing.finish(), "nobody has written yet");
+        let mut receipts = receipts.into_iter();
+        drop(receipts.next());
+        drop(receipts.next());
+        settle().await;
+        assert!(
+            told.lock().expect("not poisoned").is_empty(),
+            "one still writing"
+        );
+        drop(receipts.next());
+        settle().await;
+        assert_eq!(*told.lock().expect("not poisoned"), [7]);
+    }
+
+    #[actix_web::test]
+    async fn members_that_wrote_while_the_room_handed_out_make_it_written_at_once() {
+        let (recipient, told) = room();
+        let handing = Handing::new(1, 2, recipient);
+        drop(handing.receipt());
+        drop(handing.receipt());
+        assert!(handing.finish(), "both wrote before the room finished");
+        settle().await;
+        assert!(
+            told.lock().expect("not poisoned").is_empty(),
+            "the room knows already: no message"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_big_room_does_not_wait_for_its_last_percent() {
+        let (recipient, told) = room();
+        let handing = Handing::new(3, 1000, recipient);
+        let mut receipts: Vec<_> = (0..1000).map(|_| handing.receipt()).collect();
+        assert!(!handing.finish());
+        // 990 write; 10 (a frozen client or two, say) never do.
+        receipts.truncate(11);
+        settle().await;
+        assert!(
+            told.lock().expect("not poisoned").is_empty(),
+            "11 left: one too many"
+        );
+        receipts.pop();
+        settle().await;
+        assert_eq!(*told.lock().expect("not poisoned"), [3]);
+        drop(receipts);
+        settle().await;
+        assert_eq!(*told.lock().expect("not poisoned"), [3], "told once");
     }
 }

@@ -22,6 +22,7 @@ use super::messages::server::{
 };
 use super::messages::session::{Disconnected, GoingAway};
 use super::room::RoomActor;
+use super::room_threads::RoomThreads;
 use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
@@ -58,6 +59,8 @@ pub(crate) struct ChatServer {
     cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
+    /// Where new rooms are started, in turn.
+    room_threads: RoomThreads,
     sessions: HashMap<SessionId, Connection>,
     shutting_down: bool,
 }
@@ -70,6 +73,7 @@ impl ChatServer {
         metrics: Arc<Metrics>,
     ) -> Self {
         ChatServer {
+            room_threads: RoomThreads::start(config.room_threads),
             config,
             history,
             cluster,
@@ -139,7 +143,7 @@ impl ChatServer {
                 self.metrics.clone(),
             );
             ActiveRoom {
-                addr: room.start(),
+                addr: RoomActor::start_in_arbiter(self.room_threads.next(), move |_| room),
                 sessions: HashSet::new(),
                 dm,
                 publishing: 0,

@@ -722,7 +722,7 @@ impl Handler<Outgoing> for ChatSession {
                     ctx.text(frame);
                 }
             }
-            Outgoing::Frames(frames) => {
+            Outgoing::Frames(frames, receipt) => {
                 if self.outbox.is_closed() {
                     self.outbox.dropped(frames.len());
                 } else {
@@ -733,6 +733,8 @@ impl Handler<Outgoing> for ChatSession {
                         ctx.text(frame.clone());
                     }
                 }
+                // Written (or dropped): the room may count this member.
+                drop(receipt);
             }
             Outgoing::Overflowed => self.overflowed(ctx),
             Outgoing::Removed(room) => {

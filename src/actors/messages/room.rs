@@ -96,6 +96,17 @@ pub(crate) struct RoomUsers;
 #[rtype(result = "()")]
 pub(crate) struct CatchUp;
 
+/// From a member's session, through the [`Receipt`] it held: the room's
+/// delivery number `delivery` has been written by all its members but the
+/// stragglers, so what is pending may go out at once.
+///
+/// [`Receipt`]: crate::actors::outbox::Receipt
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct Drained {
+    pub delivery: u64,
+}
+
 /// From the server: the room has no members left and is no longer routed
 /// to.
 #[derive(Message)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::actors::outbox::Receipt;
 use crate::protocol::RoomName;
 
 /// From the rooms a session is in: what to write to its client. Queued
@@ -17,8 +18,9 @@ pub(crate) enum Outgoing {
     /// One encoded server frame to write as it is.
     Frame(ByteString),
     /// Several frames, in order: a batch of chat messages. Shared by every
-    /// member that gets the same frames, and written in one go.
-    Frames(Arc<[ByteString]>),
+    /// member that gets the same frames, and written in one go. The
+    /// receipt, dropped once they are written, tells the room.
+    Frames(Arc<[ByteString]>, Receipt),
     /// The outbox passed its bound: drop what is queued, close with 1008.
     Overflowed,
     /// A room removed this connection (kick, ban): forget it, so the

@@ -6,7 +6,9 @@
 //! matched to the chats in flight by position ([`Delivery::stored`]).
 //! Stored chats then wait for the next delivery ([`Delivery::next`], the
 //! pacing rule), which hands every member the whole batch in one outbox push
-//! ([`fan_out`]). The chats' places in the server's backlog travel with them
+//! ([`fan_out`]). A room delivers at once when its members have written its
+//! last delivery, and coalesces what comes meanwhile until they have (or
+//! until the spacing bound passes). The chats' places in the server's backlog travel with them
 //! and are given back once the batch is handed to the members (when the
 //! [`Batch`] is dropped).
 
@@ -25,13 +27,16 @@ use crate::history::Refusal;
 pub use crate::history::Stored;
 use crate::protocol::{ChatMessage, ErrorCode, ServerFrame};
 
-/// How long a room waits between two deliveries, per member. Each delivery
-/// costs one socket write per member, and a write costs about 10 us here,
-/// whether it carries one frame or twenty. So a room of 1000 waits 20 ms
-/// between deliveries: at most 50 writes a second per member however fast
-/// messages come, and what arrives meanwhile shares those writes. An idle
-/// room delivers at once, and a room of 10 waits 0.2 ms, so small rooms
-/// see no delay.
+/// The longest a room waits between two deliveries while its last one is
+/// still being written, per member. Each delivery costs one socket write
+/// per member, and a write costs about 10 us here, whether it carries one
+/// frame or twenty. A room whose members have written its last delivery
+/// delivers at once (their sessions tell it, see [`Receipt`]); while they
+/// have not, what arrives shares the next writes, and a room of 1000 waits
+/// at most 20 ms before it delivers anyway (members that still have not
+/// written the last one get both in one write, bounded by their outbox).
+///
+/// [`Receipt`]: crate::actors::outbox::Receipt
 pub(crate) const DELIVERY_SPACING_PER_MEMBER: Duration = Duration::from_micros(20);
 
 /// What the sender of a chat that could not be stored reads.
@@ -247,9 +252,15 @@ pub(crate) enum Next {
 pub(crate) struct Batch {
     chats: Vec<StoredChat>,
     _admitted: Option<Admitted>,
+    number: u64,
 }
 
 impl Batch {
+    /// Which of the room's deliveries this is, for [`Delivery::written`].
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
     pub(crate) fn chats(&self) -> &[StoredChat] {
         &self.chats
     }
@@ -278,6 +289,10 @@ pub(crate) struct Delivery {
     pending_admitted: Option<Admitted>,
     /// When the last batch went out.
     last_delivery: Option<Instant>,
+    /// Batches handed out so far: the last one's number.
+    deliveries: u64,
+    /// The last batch is still being written by the members.
+    writing: bool,
     /// A timer will deliver `pending`.
     scheduled: bool,
 }
@@ -351,22 +366,36 @@ impl Delivery {
         matched
     }
 
-    /// The pacing rule: pending chats go out at once unless the room
-    /// delivered less than [`DELIVERY_SPACING_PER_MEMBER`] per member ago.
+    /// The pacing rule: pending chats go out at once when the members
+    /// have written the last batch, or when it went out at least
+    /// [`DELIVERY_SPACING_PER_MEMBER`] per member ago.
     pub(crate) fn next(&self, now: Instant, members: usize) -> Next {
         if self.scheduled || self.pending.is_empty() {
             return Next::Nothing;
         }
-        let spacing = DELIVERY_SPACING_PER_MEMBER * members as u32;
+        if !self.writing {
+            return Next::Now;
+        }
+        let spacing = DELIVERY_SPACING_PER_MEMBER * u32::try_from(members).unwrap_or(u32::MAX);
         match self.last_delivery.map(|last| last + spacing) {
             Some(due) if due > now => Next::After(due - now),
             _ => Next::Now,
         }
     }
 
-    /// A timer is set (`true`) or has fired (`false`).
+    /// A timer is set (`true`) or has fired or been cancelled (`false`).
     pub(crate) fn set_scheduled(&mut self, scheduled: bool) {
         self.scheduled = scheduled;
+    }
+
+    /// The members have written batch `number` (all but its stragglers):
+    /// `true` if it is the last one, so the next may go out at once.
+    pub(crate) fn written(&mut self, number: u64) -> bool {
+        if number == self.deliveries && self.writing {
+            self.writing = false;
+            return true;
+        }
+        false
     }
 
     /// Takes every pending chat for delivery at `now`; `None` (and the
@@ -378,9 +407,12 @@ impl Delivery {
             return None;
         }
         self.last_delivery = Some(now);
+        self.deliveries += 1;
+        self.writing = true;
         Some(Batch {
             chats: std::mem::take(&mut self.pending),
             _admitted: self.pending_admitted.take(),
+            number: self.deliveries,
         })
     }
 }
@@ -396,8 +428,14 @@ pub struct FanOut {
 
 /// Hands every member the whole batch in one outbox push, in stored order:
 /// the frames encoded once and shared, except for the batch's senders,
-/// whose own copies carry their `ref` (or their `store_failed`).
-pub fn fan_out<O: Outlet>(chats: &[StoredChat], members: &Members<O>, limit: usize) -> FanOut {
+/// whose own copies carry their `ref` (or their `store_failed`). Each push
+/// carries a `receipt()`, which the member drops once it has written it.
+pub fn fan_out<O: Outlet>(
+    chats: &[StoredChat],
+    members: &Members<O>,
+    limit: usize,
+    mut receipt: impl FnMut() -> O::Receipt,
+) -> FanOut {
     let shared: Arc<[ByteString]> = chats.iter().filter_map(|o| o.shared.clone()).collect();
     // A set: in a big busy room a batch may come from many senders.
     let personal: HashSet<SessionId> = chats
@@ -420,7 +458,7 @@ pub fn fan_out<O: Outlet>(chats: &[StoredChat], members: &Members<O>, limit: usi
         } else {
             shared.clone()
         };
-        if member.outbox.push_all(frames, limit).is_err() {
+        if member.outbox.push_all(frames, receipt(), limit).is_err() {
             result.overflowed.push(session);
         } else {
             // Every member that takes the batch gets each stored chat
@@ -632,6 +670,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn once_the_members_have_written_the_last_batch_the_next_goes_out_at_once() {
+        let backlog = backlog();
+        let mut delivery = Delivery::default();
+        let start = Instant::now();
+        let later = start + Duration::from_millis(1);
+        delivery.sent(chat(1, None));
+        delivery.stored::<()>(vec![Ok(message(1, "a"))], places(&backlog, 1));
+        let first = delivery.take(start).expect("a batch");
+        delivery.sent(chat(1, None));
+        delivery.stored::<()>(vec![Ok(message(2, "b"))], places(&backlog, 1));
+        let second = delivery.take(later).expect("a batch");
+        assert_eq!((first.number(), second.number()), (1, 2));
+
+        delivery.sent(chat(1, None));
+        delivery.stored::<()>(vec![Ok(message(3, "c"))], places(&backlog, 1));
+        let soon = later + Duration::from_millis(1);
+        assert_eq!(
+            delivery.next(soon, 1000),
+            Next::After(Duration::from_millis(19)),
+            "the second batch is being written"
+        );
+        assert!(
+            !delivery.written(first.number()),
+            "news of an earlier batch says nothing of the last"
+        );
+        assert_eq!(
+            delivery.next(soon, 1000),
+            Next::After(Duration::from_millis(19))
+        );
+        assert!(delivery.written(second.number()));
+        assert_eq!(delivery.next(soon, 1000), Next::Now, "written: deliver now");
+        assert!(!delivery.written(second.number()), "told once");
+    }
+
     fn room(senders: &[(u64, &str)]) -> (Members<Queue>, Vec<Queue>) {
         let mut members = Members::default();
         let mut queues = Vec::new();
@@ -651,7 +724,7 @@ mod tests {
             StoredChat::answer::<()>(chat(2, None), Ok(message(11, "hello"))),
             StoredChat::answer(chat(2, Some("r3")), Err(())),
         ];
-        let result = fan_out(&chats, &members, 100);
+        let result = fan_out(&chats, &members, 100, || ());
         assert!(result.overflowed.is_empty());
         assert_eq!(result.delivered, 6, "two stored chats to three members");
         assert_eq!(
@@ -676,7 +749,7 @@ mod tests {
     fn a_batch_that_only_failed_reaches_only_its_sender() {
         let (members, queues) = room(&[(1, "alice"), (2, "bob")]);
         let chats = vec![StoredChat::answer(chat(1, Some("x")), Err(()))];
-        let result = fan_out(&chats, &members, 100);
+        let result = fan_out(&chats, &members, 100, || ());
         assert_eq!(result, FanOut::default());
         assert_eq!(
             summary(&queues[0].frames()),
@@ -694,7 +767,7 @@ mod tests {
         let chats: Vec<_> = (1..=3)
             .map(|id| StoredChat::answer::<()>(chat(1, None), Ok(message(id, "m"))))
             .collect();
-        let result = fan_out(&chats, &members, 3);
+        let result = fan_out(&chats, &members, 3, || ());
         assert_eq!(result.overflowed, [SessionId(2)]);
         assert_eq!(result.delivered, 3, "only alice took the batch");
         assert_eq!(queues[0].frames().len(), 3);

@@ -13,24 +13,39 @@ use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
 
-use crate::actors::outbox::{Outbox, Overflow};
+use crate::actors::outbox::{Outbox, Overflow, Receipt};
 use crate::actors::SessionId;
 use crate::protocol::UserName;
 
 /// Where a room puts a member's frames: an [`Outbox`] in the server. Both
 /// calls refuse what would pass `limit`, a batch whole.
 pub trait Outlet {
+    /// What the member's side drops once it has written a delivery (the
+    /// server's [`Receipt`]); `()` where nobody waits for that.
+    type Receipt;
     fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow>;
-    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow>;
+    fn push_all(
+        &self,
+        frames: Arc<[ByteString]>,
+        receipt: Self::Receipt,
+        limit: usize,
+    ) -> Result<(), Overflow>;
 }
 
 impl Outlet for Outbox {
+    type Receipt = Receipt;
+
     fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
         Outbox::push(self, frame, limit)
     }
 
-    fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
-        Outbox::push_all(self, frames, limit)
+    fn push_all(
+        &self,
+        frames: Arc<[ByteString]>,
+        receipt: Receipt,
+        limit: usize,
+    ) -> Result<(), Overflow> {
+        Outbox::push_all(self, frames, receipt, limit)
     }
 }
 
@@ -216,11 +231,13 @@ pub(crate) mod tests {
     }
 
     impl Outlet for Queue {
+        type Receipt = ();
+
         fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
-            self.push_all(Arc::from(vec![frame]), limit)
+            self.push_all(Arc::from(vec![frame]), (), limit)
         }
 
-        fn push_all(&self, frames: Arc<[ByteString]>, limit: usize) -> Result<(), Overflow> {
+        fn push_all(&self, frames: Arc<[ByteString]>, _: (), limit: usize) -> Result<(), Overflow> {
             let mut queue = self.0.borrow_mut();
             if queue.len() + frames.len() > limit {
                 return Err(Overflow);

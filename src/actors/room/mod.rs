@@ -41,11 +41,11 @@ use self::members::{Audience, Members};
 use self::recent::{HistorySource, Recent};
 use self::sanctions::RoomSanctions;
 use self::sequence::Sequence;
-use super::outbox::Outbox;
+use super::outbox::{Handing, Outbox};
 use super::SessionId;
 use crate::actors::messages::room::{
-    AddMember, CatchUp, ClusterNews, FromMember, MemberRequest, PublishChange, RemoveMember,
-    RoomUsers, StopRoom,
+    AddMember, CatchUp, ClusterNews, Drained, FromMember, MemberRequest, PublishChange,
+    RemoveMember, RoomUsers, StopRoom,
 };
 use crate::actors::messages::server::MemberDropped;
 use crate::backlog::Admitted;
@@ -79,6 +79,11 @@ pub(crate) struct RoomActor {
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
     stored_recipient: Option<Recipient<MessagesStored>>,
+    /// Where members' sessions say they have written a delivery.
+    drained_recipient: Option<Recipient<Drained>>,
+    /// The timer that delivers what is pending if the members take too
+    /// long to write the last delivery.
+    delivery_timer: Option<SpawnHandle>,
     /// Cluster mode: the other nodes, and their users in this room.
     cluster: Option<Cluster>,
     elsewhere: Elsewhere,
@@ -124,6 +129,8 @@ impl RoomActor {
             recent: Recent::new(max_history),
             delivery: Delivery::default(),
             stored_recipient: None,
+            drained_recipient: None,
+            delivery_timer: None,
             cluster,
             elsewhere: Elsewhere::default(),
             elsewhere_read: None,
@@ -619,10 +626,11 @@ impl RoomActor {
             Next::Now => self.deliver_pending(),
             Next::After(wait) => {
                 self.delivery.set_scheduled(true);
-                ctx.run_later(wait, |room, _| {
+                self.delivery_timer = Some(ctx.run_later(wait, |room, _| {
+                    room.delivery_timer = None;
                     room.delivery.set_scheduled(false);
                     room.deliver_pending();
-                });
+                }));
             }
         }
     }
@@ -631,6 +639,9 @@ impl RoomActor {
     /// that reads or changes membership or the recent history, so a joiner's
     /// `history` and the live stream still meet exactly.
     fn deliver_pending(&mut self) {
+        let Some(drained) = self.drained_recipient.clone() else {
+            return;
+        };
         let Some(mut batch) = self.delivery.take(Instant::now()) else {
             return;
         };
@@ -638,7 +649,14 @@ impl RoomActor {
         for message in batch.messages() {
             self.recent.remember(message);
         }
-        let result = fan_out(batch.chats(), &self.members, self.outbox_limit);
+        let handing = Handing::new(batch.number(), self.members.len(), drained);
+        let result = fan_out(batch.chats(), &self.members, self.outbox_limit, || {
+            handing.receipt()
+        });
+        if handing.finish() {
+            self.delivery.written(batch.number());
+        }
+        self.metrics.room_deliveries.inc();
         self.drop_members(result.overflowed);
         let removed: Vec<UserName> = batch
             .messages()
@@ -700,6 +718,7 @@ impl Actor for RoomActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.stored_recipient = Some(ctx.address().recipient());
+        self.drained_recipient = Some(ctx.address().recipient());
         // Nothing else is handled until the recent history is loaded, so
         // the first joiners get it too.
         let (history, name, limit) = (self.history.clone(), self.name.clone(), self.recent.max());
@@ -921,6 +940,23 @@ impl Handler<CatchUp> for RoomActor {
 
     fn handle(&mut self, _: CatchUp, _: &mut Self::Context) {
         self.deliver_pending();
+    }
+}
+
+impl Handler<Drained> for RoomActor {
+    type Result = ();
+
+    /// The members have written a delivery: if it was the last one, what
+    /// is pending goes out now rather than when the timer fires.
+    fn handle(&mut self, drained: Drained, ctx: &mut Self::Context) {
+        if !self.delivery.written(drained.delivery) {
+            return;
+        }
+        if let Some(timer) = self.delivery_timer.take() {
+            ctx.cancel_future(timer);
+            self.delivery.set_scheduled(false);
+        }
+        self.schedule_delivery(ctx);
     }
 }
 
