@@ -87,6 +87,12 @@ pub struct Config {
     /// The server API's key (`Authorization: Bearer API_KEY`); `None`
     /// turns the API's endpoints off (404).
     pub api_key: Option<Secret>,
+    /// Where webhook events are POSTed (`http://host:port/path`); `None`:
+    /// no webhooks.
+    pub webhook_url: Option<String>,
+    /// The key webhook requests are signed with (HMAC-SHA256); required
+    /// with `webhook_url`.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -122,6 +128,8 @@ impl Default for Config {
             max_pending_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024,
             api_key: None,
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -290,6 +298,28 @@ impl Config {
             Some(v) if !v.is_empty() => config.api_key = Some(Secret(v)),
             _ => {}
         }
+        if let Some(v) = get("WEBHOOK_URL") {
+            config.webhook_url = Some(webhook_url(&v)?);
+        }
+        if let Some(v) = lookup("WEBHOOK_SECRET").filter(|v| !v.is_empty()) {
+            if v.trim().is_empty() {
+                return Err(ConfigError {
+                    variable: "WEBHOOK_SECRET",
+                    value: String::new(),
+                    reason: "it is only white space".into(),
+                });
+            }
+            config.webhook_secret = Some(Secret(v));
+        }
+        if config.webhook_url.is_some() && config.webhook_secret.is_none() {
+            return Err(ConfigError {
+                variable: "WEBHOOK_SECRET",
+                value: String::new(),
+                reason: "WEBHOOK_URL is set: webhook requests must be signed, so set \
+                         WEBHOOK_SECRET too"
+                    .into(),
+            });
+        }
         if let Some(v) = get("MAX_TOKEN_LIFETIME") {
             config.max_token_lifetime = duration("MAX_TOKEN_LIFETIME", &v)?;
         }
@@ -442,6 +472,22 @@ fn refresh_url(value: &str) -> Result<String, ConfigError> {
 }
 
 /// A whole number no smaller than `min`.
+/// `WEBHOOK_URL`: plain `http://` (the server has no TLS client; put the
+/// receiver on a private network or behind a local proxy), with a host.
+fn webhook_url(value: &str) -> Result<String, ConfigError> {
+    parse_with("WEBHOOK_URL", value, |s| {
+        let s = s.trim();
+        match s.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(s.to_string()),
+            _ if s.starts_with("https://") => Err("https:// is not supported (the server has \
+                 no TLS client): use http:// to a receiver on a private network or a local \
+                 TLS proxy"
+                .into()),
+            _ => Err("expected an http:// URL with a host, e.g. http://10.0.0.5:9000/hooks".into()),
+        }
+    })
+}
+
 /// More room threads than this would be a typo, not a machine.
 const MAX_ROOM_THREADS: usize = 1024;
 
@@ -719,6 +765,40 @@ mod tests {
             assert!(err.to_string().contains(name), "{err}");
             assert!(err.to_string().contains(value), "{err}");
         }
+    }
+
+    #[test]
+    fn webhooks_need_an_http_url_and_a_secret() {
+        let config = config_from(&[
+            ("WEBHOOK_URL", "http://10.0.0.5:9000/hooks"),
+            ("WEBHOOK_SECRET", "s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.webhook_url.as_deref(),
+            Some("http://10.0.0.5:9000/hooks")
+        );
+        assert_eq!(config.webhook_secret.unwrap().expose(), "s3cret");
+        assert!(config_from(&[]).unwrap().webhook_url.is_none());
+
+        let err = config_from(&[("WEBHOOK_URL", "http://10.0.0.5/hooks")]).unwrap_err();
+        assert_eq!(
+            err.variable, "WEBHOOK_SECRET",
+            "unsigned requests are refused"
+        );
+        for url in [
+            "https://hooks.example/x",
+            "ftp://x",
+            "http://",
+            "hooks.example",
+        ] {
+            let err = config_from(&[("WEBHOOK_URL", url), ("WEBHOOK_SECRET", "s")]).unwrap_err();
+            assert_eq!(err.variable, "WEBHOOK_URL", "{url}");
+            assert!(err.to_string().contains(url), "{err}");
+        }
+        let err =
+            config_from(&[("WEBHOOK_URL", "http://x/"), ("WEBHOOK_SECRET", "  ")]).unwrap_err();
+        assert_eq!(err.variable, "WEBHOOK_SECRET");
     }
 
     #[test]

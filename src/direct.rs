@@ -1,12 +1,13 @@
 //! Direct-message rooms, with no actix in it: the room of two users is
 //! `dm-` and the first 16 hex digits of SHA-256 of their names, sorted and
 //! joined by a newline, so every node derives the same name without asking
-//! anyone. The name cannot be turned back into the two users, so a room
-//! knows its pair from the `join` with `dm` that opened it.
+//! anyone. The name cannot be turned back into the two users, so the first
+//! `join` with `dm` stores the pair (see [`crate::history::direct_rooms`]),
+//! and a room that starts reads it.
 //!
 //! Every room name that starts with `dm-` is reserved for them: it is never
 //! listed, never served over REST, and joined by name only by one of its
-//! two users while it is open (see docs/PROTOCOL.md).
+//! two users (see docs/PROTOCOL.md).
 
 use sha2::{Digest, Sha256};
 

@@ -59,3 +59,4 @@ pub mod protocol;
 pub(crate) mod rate_limit;
 pub mod startup;
 pub(crate) mod watchdog;
+pub(crate) mod webhooks;

@@ -62,6 +62,9 @@ pub(crate) struct Metrics {
     /// chats in one write, so delivered / deliveries / members is the
     /// average batch.
     pub room_deliveries: IntCounter,
+    /// Webhook events by outcome: delivered, refused (a 4xx), failed
+    /// (given up after retries), dropped (the queue was full).
+    pub webhook_events: IntCounterVec,
     /// `error` frames sent, by protocol code.
     pub errors: IntCounterVec,
     /// Chat messages refused by the rate limit (also in `errors`).
@@ -147,6 +150,14 @@ impl Metrics {
             messages_delivered: IntCounter::new(
                 "chatterbox_messages_delivered_total",
                 "Chat frames handed to members' queues, one per recipient.",
+            )
+            .expect("valid metric"),
+            webhook_events: IntCounterVec::new(
+                Opts::new(
+                    "chatterbox_webhook_events_total",
+                    "Webhook events by outcome: delivered, refused, failed, dropped.",
+                ),
+                &["outcome"],
             )
             .expect("valid metric"),
             room_deliveries: IntCounter::new(
@@ -298,7 +309,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
             Box::new(self.connections.clone()),
             Box::new(self.max_connections.clone()),
             Box::new(self.connections_opened.clone()),
@@ -307,6 +318,7 @@ impl Metrics {
             Box::new(self.messages_stored.clone()),
             Box::new(self.messages_delivered.clone()),
             Box::new(self.room_deliveries.clone()),
+            Box::new(self.webhook_events.clone()),
             Box::new(self.errors.clone()),
             Box::new(self.rate_limited.clone()),
             Box::new(self.slow_client_closes.clone()),

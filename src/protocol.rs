@@ -850,6 +850,13 @@ pub enum ServerFrame<'a> {
         room: &'a str,
         users: Vec<&'a str>,
     },
+    /// A chat in a direct-message room this connection is not in: `with`
+    /// (the other user, who wrote it) wrote chat `id` there.
+    Direct {
+        room: &'a str,
+        with: &'a str,
+        id: MessageId,
+    },
     /// A `refresh` was taken: the connection now lives until `exp`; `left`
     /// names the rooms it was in that the new token's `rooms` no longer
     /// allow, which it has left (absent when none).
@@ -1043,6 +1050,15 @@ mod tests {
         ] {
             assert_eq!(code_of(bad), ErrorCode::InvalidField, "{bad}");
         }
+        let direct = ServerFrame::Direct {
+            room: "dm-1cb15457d1ddab60",
+            with: "alice",
+            id: 7,
+        };
+        assert_eq!(
+            direct.encode(),
+            r#"{"type":"direct","room":"dm-1cb15457d1ddab60","with":"alice","id":7}"#
+        );
         let refreshed = ServerFrame::Refreshed {
             exp: "2030-01-01T00:00:00Z",
             left: &[],

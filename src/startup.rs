@@ -18,9 +18,10 @@ use crate::caps::ConnectionCaps;
 use crate::cluster::{default_node_id, Cluster, ClusterConfig};
 use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
-use crate::http::{api, server_api, static_files, ws, AppState};
+use crate::http::{api, dms, server_api, static_files, ws, AppState};
 use crate::metrics::Metrics;
 use crate::watchdog::{ConnectionSocket, FrozenRule, Watchdog};
+use crate::webhooks::{Target, Webhooks};
 
 /// Connections the kernel queues before they are accepted. A listener from
 /// `std::net::TcpListener::bind` gets 128 (and `HttpServer::backlog` does not
@@ -42,6 +43,9 @@ fn bind(host: IpAddr, port: u16) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
+/// How long shutdown waits for queued webhook events to be sent.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
+
 /// How long shutdown waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -58,6 +62,8 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot start the connection watchdog: {0}")]
     Watchdog(io::Error),
+    #[error("cannot start the webhook sender: {0}")]
+    Webhooks(io::Error),
 }
 
 /// A built server, bound and ready to run.
@@ -74,6 +80,7 @@ pub struct AppHandle {
     chat: Addr<ChatServer>,
     history: History,
     cluster: Option<Cluster>,
+    webhooks: Option<Webhooks>,
 }
 
 impl Application {
@@ -109,10 +116,25 @@ impl Application {
             }
             None => None,
         };
+        let webhooks = match (&config.webhook_url, &config.webhook_secret) {
+            (Some(url), Some(secret)) => Some(
+                Webhooks::start(
+                    Target {
+                        url: url.clone(),
+                        secret: secret.expose().to_string(),
+                        node: config.node_id.clone().unwrap_or_else(default_node_id),
+                    },
+                    metrics.clone(),
+                )
+                .map_err(StartupError::Webhooks)?,
+            ),
+            _ => None,
+        };
         let chat = chat_context.run(ChatServer::new(
             config.clone(),
             history.clone(),
             cluster.clone(),
+            webhooks.clone(),
             metrics.clone(),
         ));
         let caps = ConnectionCaps::new(
@@ -169,6 +191,7 @@ impl Application {
                 .service(
                     web::scope("/api")
                         .route("/rooms", web::get().to(api::list_rooms))
+                        .route("/dms", web::get().to(dms::list))
                         .route("/rooms/{name}", web::get().to(api::room_details))
                         .route("/rooms/{name}/messages", web::get().to(api::room_messages))
                         .route(
@@ -224,6 +247,7 @@ impl Application {
             chat,
             history,
             cluster,
+            webhooks,
         };
         Ok(Application {
             port: local.port(),
@@ -275,6 +299,9 @@ impl AppHandle {
         }
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.flush(WEBHOOK_FLUSH).await;
         }
     }
 }

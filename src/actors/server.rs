@@ -10,36 +10,36 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use bytestring::ByteString;
 use futures_util::future::join_all;
 
 use super::messages::room::{
     AddMember, CatchUp, ClusterNews, PublishChange, RemoveMember, RoomUsers, StopRoom,
 };
 use super::messages::server::{
-    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, Disconnect,
+    ActiveRoomUsers, BeginShutdown, CatchUpRooms, ClusterEvent, Connect, DirectNotice, Disconnect,
     DisconnectUser, JoinError, JoinRoom, Joined, LeaveRoom, ListRooms, MemberDropped, Publish,
     PublishError, RoomSummary, ServerStats, Stats,
 };
 use super::messages::session::{Disconnected, GoingAway};
+use super::outbox::Outbox;
 use super::room::RoomActor;
 use super::room_threads::RoomThreads;
 use super::SessionId;
 use crate::actors::room::delivery::{Answered, StoreFailed};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::direct::{self, Pair};
+use crate::direct;
 use crate::history::History;
 use crate::metrics::Metrics;
-use crate::protocol::{RoomName, UserName};
+use crate::protocol::{RoomName, ServerFrame, UserName};
+use crate::webhooks::Webhooks;
 
 struct ActiveRoom {
     addr: Addr<RoomActor>,
     /// The connections in the room. A set, not a count, so a member that
     /// both was dropped by the room and later disconnected is removed once.
     sessions: HashSet<SessionId>,
-    /// A direct-message room's two users, known from the `join` with `dm`
-    /// that opened it (its name cannot be turned back into them).
-    dm: Option<Pair>,
     /// Server API changes sent to the room and not answered yet: the room
     /// stays up for them even with no members.
     publishing: usize,
@@ -50,6 +50,8 @@ struct Connection {
     user: UserName,
     closer: Recipient<GoingAway>,
     disconnect: Recipient<Disconnected>,
+    /// For frames from no room (`direct` notices).
+    outbox: Outbox,
 }
 
 pub(crate) struct ChatServer {
@@ -57,11 +59,17 @@ pub(crate) struct ChatServer {
     history: History,
     /// Cluster mode: handed to each room it starts.
     cluster: Option<Cluster>,
+    /// Handed to each room it starts.
+    webhooks: Option<Webhooks>,
     metrics: Arc<Metrics>,
     rooms: HashMap<RoomName, ActiveRoom>,
     /// Where new rooms are started, in turn.
     room_threads: RoomThreads,
     sessions: HashMap<SessionId, Connection>,
+    /// Each user's connections here: what the server API's disconnect and
+    /// the `direct` notices reach. As bounded as `sessions` (an entry goes
+    /// with its user's last connection).
+    by_user: HashMap<UserName, HashSet<SessionId>>,
     shutting_down: bool,
 }
 
@@ -70,6 +78,7 @@ impl ChatServer {
         config: Arc<Config>,
         history: History,
         cluster: Option<Cluster>,
+        webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
     ) -> Self {
         ChatServer {
@@ -77,9 +86,11 @@ impl ChatServer {
             config,
             history,
             cluster,
+            webhooks,
             metrics,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
+            by_user: HashMap::new(),
             shutting_down: false,
         }
     }
@@ -117,11 +128,37 @@ impl ChatServer {
         }
     }
 
+    /// Sends `notice` as a `direct` frame to each connection of its user
+    /// here that is not a member of its room.
+    fn notify_direct(&self, notice: &DirectNotice) {
+        let Some(sessions) = self.by_user.get(&notice.to) else {
+            return;
+        };
+        let members = self.rooms.get(&notice.room).map(|r| &r.sessions);
+        let frame: ByteString = ServerFrame::Direct {
+            room: &notice.room,
+            with: &notice.from,
+            id: notice.id,
+        }
+        .encode()
+        .into();
+        for session in sessions {
+            if members.is_some_and(|m| m.contains(session)) {
+                continue;
+            }
+            if let Some(connection) = self.sessions.get(session) {
+                // An overflow closes the connection (the outbox tells it).
+                let _ = connection
+                    .outbox
+                    .push(frame.clone(), self.config.outbox_limit);
+            }
+        }
+    }
+
     /// The active room `name`, started if it is not (within `MAX_ROOMS`).
     fn room(
         &mut self,
         name: &RoomName,
-        dm: Option<Pair>,
         ctx: &mut Context<Self>,
     ) -> Result<&mut ActiveRoom, JoinError> {
         let rooms = self.rooms.len() + usize::from(!self.rooms.contains_key(name));
@@ -134,18 +171,18 @@ impl ChatServer {
         let active = self.rooms.entry(name.clone()).or_insert_with(|| {
             let room = RoomActor::new(
                 name.clone(),
-                dm.clone(),
                 self.history.clone(),
+                ctx.address().recipient(),
                 ctx.address().recipient(),
                 self.config.max_history,
                 self.config.outbox_limit,
                 self.cluster.clone(),
+                self.webhooks.clone(),
                 self.metrics.clone(),
             );
             ActiveRoom {
                 addr: RoomActor::start_in_arbiter(self.room_threads.next(), move |_| room),
                 sessions: HashSet::new(),
-                dm,
                 publishing: 0,
             }
         });
@@ -165,12 +202,17 @@ impl Handler<Connect> for ChatServer {
         if self.shutting_down {
             msg.closer.do_send(GoingAway);
         }
+        self.by_user
+            .entry(msg.user.clone())
+            .or_default()
+            .insert(msg.session);
         self.sessions.insert(
             msg.session,
             Connection {
                 user: msg.user,
                 closer: msg.closer,
                 disconnect: msg.disconnect,
+                outbox: msg.outbox,
             },
         );
     }
@@ -180,7 +222,14 @@ impl Handler<Disconnect> for ChatServer {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
-        self.sessions.remove(&msg.session);
+        if let Some(connection) = self.sessions.remove(&msg.session) {
+            if let Some(sessions) = self.by_user.get_mut(&connection.user) {
+                sessions.remove(&msg.session);
+                if sessions.is_empty() {
+                    self.by_user.remove(&connection.user);
+                }
+            }
+        }
         for room in &msg.rooms {
             let leave = RemoveMember {
                 session: msg.session,
@@ -198,28 +247,9 @@ impl Handler<JoinRoom> for ChatServer {
         if self.shutting_down {
             return Err(JoinError::ShuttingDown);
         }
-        let dm = if direct::is_direct(&msg.room) {
-            let known = self
-                .rooms
-                .get(&msg.room)
-                .and_then(|active| active.dm.clone());
-            let Some(pair) = msg.dm.clone().or(known) else {
-                return Err(JoinError::Forbidden(format!(
-                    "{} is a direct-message room; open it with \"dm\" and the other user's name",
-                    msg.room
-                )));
-            };
-            if !pair.contains(&msg.user) {
-                return Err(JoinError::Forbidden(format!(
-                    "{} is a direct-message room of two other users",
-                    msg.room
-                )));
-            }
-            Some(pair)
-        } else {
-            None
-        };
-        let active = self.room(&msg.room, dm, ctx)?;
+        // A direct-message room checks a join by name itself, against the
+        // pair it knows (from a `dm` join, or stored).
+        let active = self.room(&msg.room, ctx)?;
         active.sessions.insert(msg.session);
         let addr = active.addr.clone();
         let (admitted, told) = tokio::sync::oneshot::channel();
@@ -228,6 +258,7 @@ impl Handler<JoinRoom> for ChatServer {
             user: msg.user,
             outbox: msg.outbox,
             since: msg.since,
+            dm: msg.dm,
             admitted,
         });
         Ok(Joined {
@@ -258,8 +289,7 @@ impl Handler<Publish> for ChatServer {
     /// HTTP caller has gone.
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) -> Self::Result {
         let room = msg.room.clone();
-        // A direct-message room's pair is known only from a join with
-        // `dm`: the API reaches one only while it is open.
+        // The API reaches a direct-message room only while it is open.
         if direct::is_direct(&room) && !self.rooms.contains_key(&room) {
             let refused = JoinError::Forbidden(format!(
                 "{room} is a direct-message room that is not open; the server API reaches it \
@@ -267,7 +297,7 @@ impl Handler<Publish> for ChatServer {
             ));
             return Box::pin(fut::ready(Err(refused.into())));
         }
-        let active = match self.room(&msg.room, None, ctx) {
+        let active = match self.room(&msg.room, ctx) {
             Ok(active) => active,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };
@@ -299,11 +329,22 @@ impl Handler<DisconnectUser> for ChatServer {
 
     fn handle(&mut self, msg: DisconnectUser, _: &mut Self::Context) -> usize {
         let mut closed = 0;
-        for connection in self.sessions.values().filter(|c| c.user == msg.user) {
+        let sessions = self.by_user.get(&msg.user).into_iter().flatten();
+        for connection in sessions.filter_map(|s| self.sessions.get(s)) {
             connection.disconnect.do_send(Disconnected);
             closed += 1;
         }
         closed
+    }
+}
+
+impl Handler<DirectNotice> for ChatServer {
+    type Result = ();
+
+    /// Tells each connection of `to` here that is not in the room; one
+    /// whose outbox is full is closed by it, as a room's member would be.
+    fn handle(&mut self, notice: DirectNotice, _: &mut Self::Context) {
+        self.notify_direct(&notice);
     }
 }
 
@@ -398,6 +439,7 @@ impl Handler<ClusterEvent> for ChatServer {
             ClusterEvent::PresenceChanged { room } => (room, ClusterNews::PresenceChanged),
             ClusterEvent::Typing { room, user } => (room, ClusterNews::Typing { user }),
             ClusterEvent::Read { room, user, id } => (room, ClusterNews::Read { user, id }),
+            ClusterEvent::Direct(notice) => return self.notify_direct(&notice),
             ClusterEvent::Resync => {
                 for active in self.rooms.values() {
                     active.addr.do_send(ClusterNews::Resync);

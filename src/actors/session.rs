@@ -644,6 +644,7 @@ impl Actor for ChatSession {
             user: self.user.clone(),
             closer: ctx.address().recipient(),
             disconnect: ctx.address().recipient(),
+            outbox: Outbox::new(self.outbox.clone(), ctx.address().recipient()),
         });
         let timeout = self.config.client_timeout;
         ctx.run_interval(self.config.heartbeat_interval, move |session, ctx| {

@@ -14,7 +14,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
 use super::events::{Event, EVENTS_CHANNEL};
 use super::presence::PresenceWriter;
-use super::{set_up, ClusterEvent, MESSAGES_CHANNEL, PRESENCE_CHANNEL};
+use super::{set_up, ClusterEvent, DirectNotice, MESSAGES_CHANNEL, PRESENCE_CHANNEL};
 use crate::history::postgres::parse_notification;
 use crate::history::StoreError;
 use crate::metrics::Metrics;
@@ -199,6 +199,9 @@ fn event_for(channel: &str, payload: &str, node: &str) -> Option<ClusterEvent> {
                 }
                 Some((_, Event::Read { room, user, id })) => {
                     Some(ClusterEvent::Read { room, user, id })
+                }
+                Some((_, Event::Direct { room, to, from, id })) => {
+                    Some(ClusterEvent::Direct(DirectNotice { room, to, from, id }))
                 }
                 None => {
                     log::warn!("cluster: ignoring a notification on {channel}: {payload:?}");

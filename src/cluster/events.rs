@@ -3,7 +3,9 @@
 //! other nodes as a notification on [`EVENTS_CHANNEL`], sent on the
 //! cluster's connection (the read marker itself is already durable, so a
 //! lost notification only delays another tab's update until its next
-//! join). Notifications come back to their sender too, so each names its
+//! join). A direct-message room's chat reaches its other user's
+//! connections on every node the same way, addressed to the user (the chat
+//! is stored, so a lost notice only waits for the page's next listing). Notifications come back to their sender too, so each names its
 //! node, and a node ignores its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +34,13 @@ pub enum Event {
         user: UserName,
         id: MessageId,
     },
+    /// `from` wrote chat `id` in the direct-message room `room`: for `to`.
+    Direct {
+        room: RoomName,
+        to: UserName,
+        from: UserName,
+        id: MessageId,
+    },
 }
 
 impl Event {
@@ -41,6 +50,9 @@ impl Event {
         match self {
             Event::Typing { room, user } => format!("typing {node} {room} {user}"),
             Event::Read { room, user, id } => format!("read {node} {room} {user} {id}"),
+            Event::Direct { room, to, from, id } => {
+                format!("direct {node} {room} {to} {from} {id}")
+            }
         }
     }
 
@@ -59,6 +71,12 @@ impl Event {
                 room,
                 user,
                 id: id.parse().ok()?,
+            },
+            ("direct", Some(from)) if is_valid_user(from) => Event::Direct {
+                room,
+                to: user,
+                from: from.to_string(),
+                id: parts.next()?.parse().ok()?,
             },
             _ => return None,
         };
@@ -129,7 +147,13 @@ mod tests {
             user: "bob".into(),
             id: 42,
         };
-        for event in [typing, read] {
+        let direct = Event::Direct {
+            room: "dm-1cb15457d1ddab60".into(),
+            to: "bob".into(),
+            from: "alice".into(),
+            id: 7,
+        };
+        for event in [typing, read, direct] {
             let payload = event.payload("node-1");
             assert_eq!(Event::parse(&payload), Some(("node-1", event)));
         }
@@ -140,6 +164,9 @@ mod tests {
             "read node-1 general bob x",
             "read node-1 general bob 1 extra",
             "wave node-1 general bob",
+            "direct node-1 dm-x bob alice",
+            "direct node-1 dm-x bob no$name 1",
+            "direct node-1 dm-x bob alice 1 extra",
             "",
         ] {
             assert_eq!(Event::parse(bad), None, "{bad:?}");

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-pub(crate) use crate::actors::messages::server::ClusterEvent;
+pub(crate) use crate::actors::messages::server::{ClusterEvent, DirectNotice};
 use crate::history::StoreError;
 use crate::metrics::Metrics;
 use crate::protocol::{MessageId, RoomName, UserName};
@@ -129,6 +129,17 @@ impl Cluster {
             room: room.clone(),
             user: user.clone(),
             id,
+        });
+    }
+
+    /// Tells the other nodes of a direct-message room's chat, for its
+    /// other user's connections there.
+    pub(crate) fn publish_direct(&self, notice: &DirectNotice) {
+        self.events.publish(Event::Direct {
+            room: notice.room.clone(),
+            to: notice.to.clone(),
+            from: notice.from.clone(),
+            id: notice.id,
         });
     }
 

@@ -10,6 +10,7 @@
 //! the transaction that stores a batch, which changes may be stored at all
 //! (see [`super::rules`]).
 
+use super::direct_rooms::DirectRoom;
 use super::{Page, StoreError};
 use crate::protocol::{ChatMessage, MessageId, ModAction, UserName};
 
@@ -192,6 +193,23 @@ pub trait Backend: Send + 'static {
         user: &str,
         id: MessageId,
     ) -> Result<MessageId, StoreError>;
+
+    /// Stores the two users (sorted) of the direct-message room `room`,
+    /// opened at `now` (milliseconds), unless it has a pair stored already.
+    /// Durable when it returns.
+    fn open_direct(
+        &mut self,
+        room: &str,
+        users: &[UserName; 2],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The stored pair of the direct-message room `room`, if any.
+    fn direct_pair(&mut self, room: &str) -> Result<Option<[UserName; 2]>, StoreError>;
+
+    /// `user`'s direct-message rooms, the most recently active first, at
+    /// most `limit` (see [`super::direct_rooms::LIST`]).
+    fn direct_rooms(&mut self, user: &str, limit: usize) -> Result<Vec<DirectRoom>, StoreError>;
 
     /// One small real write, committed like a batch: what `/health` uses to
     /// see that the database takes writes when no chat was stored lately.

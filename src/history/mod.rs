@@ -17,6 +17,7 @@
 //! in a module beside [`sqlite`] and add its `Storage` variant.
 
 pub mod backend;
+pub mod direct_rooms;
 mod error;
 pub mod postgres;
 pub(crate) mod rows;
@@ -39,11 +40,12 @@ use backend::Backend;
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
+use direct_rooms::DirectRoom;
 use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
 use worker::{
-    ChangesAfter, ChatCount, ChatsPage, CheckWrite, Checkpoint, Flush, HistoryActor, Nudge,
-    ReadMarker, SetReadMarker, Shared, StartRoom, WriteHealth, WriteQueue,
+    ChangesAfter, ChatCount, ChatsPage, CheckWrite, Checkpoint, DirectRooms, Flush, HistoryActor,
+    Nudge, OpenDirect, ReadMarker, SetReadMarker, Shared, StartRoom, WriteHealth, WriteQueue,
 };
 
 /// Where the history lives.
@@ -104,6 +106,8 @@ pub struct Start {
     pub changes: Page,
     /// The mutes and bans in force.
     pub sanctions: backend::Sanctions,
+    /// A direct-message room's stored pair (sorted), if it has one.
+    pub pair: Option<[UserName; 2]>,
 }
 
 /// Which page of a room's history REST asks for.
@@ -311,6 +315,34 @@ impl History {
             id,
         };
         answer(self.writer.send(write).await)
+    }
+
+    /// Stores the pair of the direct-message room `room` (the two users,
+    /// sorted) unless it has one; answers once it is durable.
+    pub async fn open_direct(
+        &self,
+        room: &RoomName,
+        users: &[UserName; 2],
+    ) -> Result<(), StoreError> {
+        let write = OpenDirect {
+            room: room.clone(),
+            users: users.clone(),
+        };
+        answer(self.writer.send(write).await)
+    }
+
+    /// `user`'s direct-message rooms, the most recently active first, at
+    /// most `limit`. Read on the reader threads.
+    pub async fn direct_rooms(
+        &self,
+        user: &UserName,
+        limit: usize,
+    ) -> Result<Vec<DirectRoom>, StoreError> {
+        let read = DirectRooms {
+            user: user.clone(),
+            limit,
+        };
+        answer(self.readers.send(read).await)
     }
 
     /// Whether the database takes writes: `Err` with a plain reason while

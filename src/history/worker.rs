@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::backend::{Backend, Inserted, NewRow, Outcome};
+use super::direct_rooms::DirectRoom;
 use super::rows::broadcast_form;
 use super::{Answers, Cursor, MessagesStored, Page, PendingWrite, Start, StoreError, Stored};
 use crate::backlog::Admitted;
@@ -175,6 +176,22 @@ pub(super) struct SetReadMarker {
     pub room: RoomName,
     pub user: UserName,
     pub id: MessageId,
+}
+
+/// Store a direct-message room's pair unless it has one.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub(super) struct OpenDirect {
+    pub room: RoomName,
+    pub users: [UserName; 2],
+}
+
+/// A user's direct-message rooms, the most recently active first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<DirectRoom>, StoreError>")]
+pub(super) struct DirectRooms {
+    pub user: UserName,
+    pub limit: usize,
 }
 
 /// Whether the database takes writes, for `/health`: the outcome of the
@@ -418,6 +435,11 @@ impl Handler<StartRoom> for HistoryActor {
             chats: self.backend.chats_before(&msg.room, None, msg.limit)?,
             changes: self.backend.newest_changes(&msg.room, msg.limit)?,
             sanctions: self.backend.sanctions(&msg.room, now_millis())?,
+            // Only a direct-message room has a pair to read.
+            pair: match crate::direct::is_direct(&msg.room) {
+                true => self.backend.direct_pair(&msg.room)?,
+                false => None,
+            },
         })
     }
 }
@@ -462,6 +484,24 @@ impl Handler<SetReadMarker> for HistoryActor {
         let result = self.backend.set_read_marker(&msg.room, &msg.user, msg.id);
         self.record_health(&result);
         result
+    }
+}
+
+impl Handler<OpenDirect> for HistoryActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: OpenDirect, _: &mut Self::Context) -> Self::Result {
+        let result = self
+            .backend
+            .open_direct(&msg.room, &msg.users, now_millis());
+        self.record_health(&result);
+        result
+    }
+}
+
+impl Handler<DirectRooms> for HistoryActor {
+    type Result = Result<Vec<DirectRoom>, StoreError>;
+    fn handle(&mut self, msg: DirectRooms, _: &mut Self::Context) -> Self::Result {
+        self.backend.direct_rooms(&msg.user, msg.limit)
     }
 }
 

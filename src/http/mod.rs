@@ -1,9 +1,10 @@
 //! The HTTP side: the `/ws` upgrade ([`ws`]), the REST API and health check
-//! ([`api`]), the server API ([`server_api`]), the browser client's files and the security headers
+//! ([`api`]), a user's direct messages ([`dms`]), the server API ([`server_api`]), the browser client's files and the security headers
 //! ([`static_files`]), and their shared error type ([`error`]). Routes are put
 //! together in [`crate::startup`].
 
 pub(crate) mod api;
+pub(crate) mod dms;
 pub(crate) mod error;
 pub(crate) mod server_api;
 pub(crate) mod static_files;

@@ -158,7 +158,7 @@ fn identify(
 /// The token of an `Authorization: Bearer` header, if there is one. Any
 /// other scheme is refused rather than ignored: the client meant to
 /// authenticate and would otherwise get a puzzling "token required".
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, String> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

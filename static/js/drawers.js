@@ -44,6 +44,9 @@ function openerOfOpenDrawer() {
 // Escape: closes any drawer, and focus returns to its button.
 export function closeOnEscape(event) {
   if (event.key !== 'Escape') return;
+  // Escape in a dialog closes the dialog only (it may have been opened
+  // from a drawer, which stays open under it).
+  if (event.target instanceof Element && event.target.closest('dialog')) return;
   const opener = openerOfOpenDrawer();
   closeDrawers();
   if (opener) opener.focus();

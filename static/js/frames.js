@@ -3,8 +3,10 @@
 // reconnect the edits, deletes and reactions missed, applied in order),
 // presence, members coming and going, chat messages (the reader's own echo
 // settles its pending message), edits, deletes and reactions, typing, read
-// markers, and errors (a refused join, a refused message, or a toast).
-// Frames about rooms the reader is not in are ignored.
+// markers, moderation (a notice in the timeline; moderation.js says what
+// it means), and errors (a refused join, a refused message, a refused
+// moderator's action, or a toast). Frames about rooms the reader is not in
+// are ignored.
 
 import { session } from './session.js';
 import {
@@ -23,10 +25,14 @@ import {
 } from './reading.js';
 import {
   atBottom, scrollToBottom, showNewMarker, renderEmptyNote, renderOlderControls, renderMembers,
-  renderJoined, refreshComposer, refreshMessage,
+  renderJoined, refreshComposer, refreshMessage, showNotice,
 } from './render.js';
 import { showError, announce } from './notices.js';
 import { onRefreshed, onRefreshRefused } from './token-refresh.js';
+import {
+  addNotice, aboutMe, settle, actionRefused, mutedText, bannedText,
+} from './moderation.js';
+import { onDirect } from './inbox.js';
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -37,19 +43,20 @@ export function handleFrame(frame) {
     case 'chat': return onChat(frame);
     case 'edit':
     case 'delete':
-    case 'reaction':
-    case 'moderation': return onChange(frame);
+    case 'reaction': return onChange(frame);
+    case 'moderation': return onModeration(frame);
     case 'typing': return onTyping(frame);
     case 'read': return onRead(frame);
     case 'refreshed': return onRefreshed(frame);
+    case 'direct': return onDirect(frame);
     case 'error': return onError(frame);
     default: return undefined;
   }
 }
 
-// A chat or a change from a history or a live frame, applied to `room`.
-// True when a chat was new to the page.
-function applyItem(room, m) {
+// A chat or a change from a history or a live frame, applied to `room`
+// (a moderation also shows its notice). True when a chat was new to the page.
+function applyItem(room, m, live) {
   const type = typeof m.type === 'string' ? m.type : 'chat';
   if (type === 'chat') return insertMessage(room, m);
   const msg = applyChange(room, m);
@@ -57,6 +64,14 @@ function applyItem(room, m) {
     refreshMessage(room, msg);
     if (msg.deleted) forgetTarget(room, msg.id);
     if (type === 'edit' || msg.deleted) renderMode();
+  }
+  if (type === 'moderation') {
+    const notice = addNotice(room, m);
+    if (notice) showNotice(room, notice);
+    // (A kick or ban of the reader is said in a toast, an alert.)
+    const toasted = m.user === session.user && (m.action === 'kick' || m.action === 'ban');
+    if (notice && live && isCurrent(room) && !toasted) announce(`${room.name}: ${notice.text}`);
+    aboutMe(room, m, live);
   }
   return false;
 }
@@ -72,7 +87,7 @@ function onHistory(frame) {
   let addedOthers = 0;
   for (const m of frame.messages) {
     if (!m || typeof m !== 'object') continue;
-    if (applyItem(room, m)) {
+    if (applyItem(room, m, false)) {
       added += 1;
       if (m.user !== session.user) addedOthers += 1;
     }
@@ -118,7 +133,13 @@ function onMemberJoin(frame) {
 function onMemberLeave(frame) {
   const room = rooms.get(frame.room);
   if (!room) return;
-  if (frame.user === session.user && room.leaving) {
+  if (frame.user === session.user) {
+    // Our own leave, or the server put this connection out of the room
+    // (a kick or a ban, said by the moderation frame before it; or a
+    // refreshed token whose `rooms` no longer allow it).
+    if (!room.leaving && !room.removedBy) {
+      showError(`You are no longer in ${room.name}.`, 'removed', true);
+    }
     dropRoom(room);
     return;
   }
@@ -151,8 +172,15 @@ function onChange(frame) {
   const room = rooms.get(frame.room);
   if (!room) return;
   const stick = isCurrent(room) && atBottom();
-  applyItem(room, frame);
+  applyItem(room, frame, true);
   if (stick) scrollToBottom();
+}
+
+// A moderator's action, live: the change (a delete) and its notice; the
+// reader's own action is settled, and the reader as its target told.
+function onModeration(frame) {
+  if (typeof frame.ref === 'string') settle(frame.ref);
+  onChange(frame);
 }
 
 function onError(frame) {
@@ -163,13 +191,16 @@ function onError(frame) {
   // `read`, say): the reader can do nothing about it, and chat still works.
   if (code === 'unknown_type') return;
   if (code === 'invalid_token' && onRefreshRefused(frame)) return;
+  if (actionRefused(frame)) return;
   if (ref && joinRefs.has(ref)) {
     const name = joinRefs.get(ref);
     joinRefs.delete(ref);
     const room = rooms.get(name);
     if (code === 'already_joined') return; // harmless: we are in it
     if (room) dropRoom(room);
-    showError(`Could not join ${name}: ${FRIENDLY[code] || serverText}`, code);
+    // A ban is not over in a few seconds: its toast stays.
+    const why = code === 'banned' ? bannedText(name) : FRIENDLY[code] || serverText;
+    showError(`Could not join ${name}: ${why}`, code, code === 'banned');
     return;
   }
   if (ref) {
@@ -177,10 +208,12 @@ function onError(frame) {
       const p = pendingWithRef(room, ref);
       if (p) {
         removePending(room, p);
-        failPending(p, FRIENDLY[code] || serverText);
+        failPending(p, code === 'muted' ? mutedText(room) : FRIENDLY[code] || serverText);
         return;
       }
     }
   }
-  showError(FRIENDLY[code] || serverText || `Error: ${code}`, code);
+  const room = code === 'muted' ? rooms.get(frame.room) : null;
+  const text = code === 'muted' ? mutedText(room) : FRIENDLY[code];
+  showError(text || serverText || `Error: ${code}`, code);
 }

@@ -9,6 +9,7 @@ import { session } from './session.js';
 import { currentRoom } from './rooms.js';
 import * as connection from './connection.js';
 import { handleFrame } from './frames.js';
+import { loadDms } from './inbox.js';
 import { onExpiredClose } from './token-refresh.js';
 import {
   rejoinAll, connectionLost, joinRoom, leaveRoom, selectRoom, startDm, submitJoin,
@@ -26,12 +27,18 @@ import {
 import {
   closeDrawerIfWide, closeDrawers, closeOnEscape, toggleDrawer,
 } from './drawers.js';
+import { openModerate, wireModerateDialog } from './moderate-dialog.js';
 import {
   answerSwitch, begin, offerToken, signOut, submitLogin, tokenFromFragment,
 } from './signin.js';
 
+// On every (re)connect: rejoin, and ask which DMs the reader is in (the
+// `direct` notices missed while away are in that list).
 connection.setHandlers({
-  opened: rejoinAll, frame: handleFrame, closed: connectionLost, expired: onExpiredClose,
+  opened: () => { rejoinAll(); loadDms(); },
+  frame: handleFrame,
+  closed: connectionLost,
+  expired: onExpiredClose,
 });
 onRoomClicks({ select: selectRoom, join: joinRoom, dm: startDm });
 
@@ -54,6 +61,11 @@ $('leave-room').addEventListener('click', () => {
   const room = currentRoom();
   if (room) leaveRoom(room);
 });
+$('moderate-room').addEventListener('click', (event) => {
+  const room = currentRoom();
+  if (room) openModerate(room, '', event.currentTarget);
+});
+wireModerateDialog();
 $('composer').addEventListener('submit', (event) => { event.preventDefault(); sendMessage(currentRoom()); });
 const box = $('composer-input');
 box.addEventListener('keydown', (event) => {

@@ -7,6 +7,7 @@ import { $ } from './dom.js';
 import { session } from './session.js';
 import {
   rooms, joinRefs, newRoom, isCurrent, currentName, setCurrent, setActiveRooms, saveRooms,
+  knownDms,
 } from './rooms.js';
 import { roomProblem, nextRef, joinFrame, leaveFrame } from './protocol.js';
 import { send } from './connection.js';
@@ -73,6 +74,7 @@ export function joinRoom(name, select) {
 // Opens (or shows) the direct messages with `user`.
 export function startDm(user) {
   const name = dmRoom(session.user, user);
+  knownDms.delete(name); // joined from here on: the room counts its unread
   if (!rooms.has(name)) {
     const room = newRoom(name, user);
     rooms.set(name, room);

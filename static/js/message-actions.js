@@ -1,7 +1,8 @@
 // What the controls on a message do (message-view.js draws them, each with
 // a data-action): reply, react (a picker of preset emoji; a reaction shown
-// under a message toggles the reader's own), and on the reader's own
-// messages edit and delete. A tap on a message shows its controls (there
+// under a message toggles the reader's own), on the reader's own
+// messages edit and delete, and for a moderator of the room delete and
+// moderate (moderate-dialog.js) on others' messages. A tap on a message shows its controls (there
 // is no hover on a phone); a tap on a quote shows the message it quotes.
 // From the keyboard, the message list is one Tab stop: focusing it focuses
 // the newest message, the arrow keys move between messages, and Tab goes
@@ -14,6 +15,8 @@ import { nextRef, deleteFrame, reactFrame } from './protocol.js';
 import { isOpen, send } from './connection.js';
 import { startReply, startEdit, forgetTarget } from './composer.js';
 import { showError } from './notices.js';
+import { moderates, track } from './moderation.js';
+import { openModerate } from './moderate-dialog.js';
 
 function closePickers(except) {
   for (const p of $('messages').querySelectorAll('.react-picker:not([hidden])')) {
@@ -76,10 +79,20 @@ export function onMessageClick(event) {
       closePickers(null);
       if (msg.user === session.user && !msg.deleted) startEdit(room, msg);
       break;
-    case 'delete':
+    case 'delete': {
       closePickers(null);
-      if (msg.user !== session.user || msg.deleted) break;
-      if (sendChange(deleteFrame(room.name, msg.id, nextRef('d')))) forgetTarget(room, msg.id);
+      if (msg.deleted) break;
+      const own = msg.user === session.user;
+      if (!own && !moderates(room.name)) break;
+      const ref = nextRef('d');
+      if (!sendChange(deleteFrame(room.name, msg.id, ref))) break;
+      if (own) forgetTarget(room, msg.id);
+      else track(ref, `delete ${msg.user}'s message`);
+      break;
+    }
+    case 'moderate':
+      closePickers(null);
+      if (msg.user !== session.user && moderates(room.name)) openModerate(room, msg.user, li);
       break;
     default:
       break;

@@ -2,11 +2,13 @@
 // message it replies to, its text (or "message deleted" in its place),
 // "(edited …)", its reactions (emoji, count, who in the title, the
 // reader's own highlighted) and its controls (reply, react, and edit and
-// delete on the reader's own). Builds nodes from rooms.js data; what a
-// control does is message-actions.js's (by its data-action).
+// delete on the reader's own; delete and moderate on others' for a
+// moderator of the room). Builds nodes from rooms.js data; what a control
+// does is message-actions.js's (by its data-action).
 
 import { el } from './dom.js';
 import { session } from './session.js';
+import { moderates } from './moderation.js';
 
 const GROUP_MS = 5 * 60 * 1000; // same author within this: one group
 const QUOTE_CHARS = 80; // the start of a replied message shown in its quote
@@ -102,13 +104,16 @@ function reactionsNode(msg) {
 }
 
 // The controls of a confirmed message that is not deleted.
-function actionsNode(msg) {
+function actionsNode(room, msg) {
   const bar = el('div', 'msg-actions');
   bar.appendChild(actionButton('reply', 'Reply', 'Reply to this message'));
   bar.appendChild(actionButton('react', 'React', 'Add a reaction'));
   if (msg.user === session.user) {
     bar.appendChild(actionButton('edit', 'Edit', 'Edit this message'));
     bar.appendChild(actionButton('delete', 'Delete', 'Delete this message'));
+  } else if (room && moderates(room.name)) {
+    bar.appendChild(actionButton('delete', 'Delete', `Delete ${msg.user}'s message (as a moderator)`));
+    bar.appendChild(actionButton('moderate', 'Moderate', `Moderate ${msg.user} (kick, mute, ban)`));
   }
   return bar;
 }
@@ -178,7 +183,7 @@ export function messageNode(room, msg, prev, pending) {
   li.appendChild(avatar);
   li.appendChild(bubble);
   if (!pending && !msg.deleted) {
-    li.appendChild(actionsNode(msg));
+    li.appendChild(actionsNode(room, msg));
     li.appendChild(pickerNode(msg));
   }
   // Reached with the arrow keys from the list (message-actions.js): a

@@ -77,6 +77,16 @@ export const reactFrame = (room, target, emoji, on, ref) => ({
   type: 'react', room, target, emoji, on, ref,
 });
 
+// A moderator's `kick`, `mute`, `ban` or `unban` of `user` in `room`;
+// `seconds` (or null) for a mute or a timed ban, `reason` (or '') for all
+// but an unban.
+export function moderationFrame(action, room, user, seconds, reason, ref) {
+  const frame = { type: action, room, user, ref };
+  if (seconds !== null && (action === 'mute' || action === 'ban')) frame.seconds = seconds;
+  if (reason && action !== 'unban') frame.reason = reason;
+  return frame;
+}
+
 export const typingFrame = (room) => ({ type: 'typing', room });
 
 export const readFrame = (room, id, ref) => ({ type: 'read', room, id, ref });
@@ -116,5 +126,6 @@ export const FRIENDLY = {
   not_found: 'That message is gone (deleted, or not in this room).',
   forbidden: 'You can only change your own messages.',
   muted: 'You are muted in this room for now.',
+  banned: 'You are banned from this room.',
   invalid_token: 'The server did not take the new sign-in token.',
 };

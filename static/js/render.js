@@ -1,6 +1,7 @@
 // The chat's DOM: the shown room's messages (grouped by author, own ones
 // marked, pending ones until their echo; each drawn by message-view.js and
-// drawn again when it changes), the "new messages" line, who is typing,
+// drawn again when it changes) with the moderation notices between them in
+// id order, the "new messages" line, who is typing,
 // its members, the joined and active room lists with their counts, the
 // "load older" controls, the scroll position, and the message box's state.
 // It reads rooms.js and session.js and changes nothing in them but a
@@ -8,8 +9,12 @@
 
 import { $, el } from './dom.js';
 import { session } from './session.js';
-import { rooms, currentRoom, isCurrent, activeRooms } from './rooms.js';
+import {
+  rooms, knownDms, currentRoom, isCurrent, activeRooms,
+} from './rooms.js';
 import { messageNode, sameGroup, avatarColor } from './message-view.js';
+import { moderates, noticeNode } from './moderation.js';
+import { openModerate } from './moderate-dialog.js';
 
 const STICK_PX = 48; // closer than this to the bottom counts as "at the bottom"
 
@@ -71,18 +76,42 @@ export function showPending(room, p) {
   $('messages').appendChild(p.node);
 }
 
+// The notices shown right before `node` (or at the end of the confirmed
+// messages, `node` null) with an id above `id` are after `id`'s place:
+// the node to insert something of id `id` before.
+function pastNotices(node, id) {
+  const list = $('messages');
+  let before = node;
+  for (;;) {
+    // (`node` null: there is no pending message, the end is the last node.)
+    const prev = before ? before.previousElementSibling : list.lastElementChild;
+    if (!prev || !prev.classList.contains('notice') || Number(prev.dataset.noticeId) < id) return before;
+    before = prev;
+  }
+}
+
 // Shows room.messages[i], just added to the shown room, in its place.
 export function showInserted(room, i) {
   const msg = room.messages[i];
   const list = $('messages');
   const next = room.messages[i + 1];
-  const before = next ? list.querySelector(`li[data-id="${next.id}"]`) : list.querySelector('li.pending');
+  const after = next ? list.querySelector(`li[data-id="${next.id}"]`) : list.querySelector('li.pending');
+  const before = pastNotices(after, msg.id);
   const node = messageNode(room, msg, room.messages[i - 1]);
   list.insertBefore(node, before);
-  if (next && before) groupWith(before, msg, next);
+  if (next && after) groupWith(after, msg, next);
   $('empty-room').hidden = true;
   refreshReplies(room, msg.id);
   placeDivider(room);
+}
+
+// Shows moderation notice `notice` of `room`, just added, in its place.
+export function showNotice(room, notice) {
+  if (!isCurrent(room)) return;
+  const list = $('messages');
+  const next = room.messages.find((m) => m.id > notice.id);
+  const after = next ? list.querySelector(`li[data-id="${next.id}"]`) : list.querySelector('li.pending');
+  list.insertBefore(noticeNode(notice), pastNotices(after, notice.id));
 }
 
 // Shows message `msg` of the shown room again after a change (edited,
@@ -164,6 +193,7 @@ export function renderRoom() {
   $('new-marker').hidden = true;
   $('leave-room').hidden = !room;
   $('leave-room').disabled = !!room && room.leaving;
+  $('moderate-room').hidden = !room || !moderates(room.name);
   $('current-room').textContent = room ? roomLabel(room) : 'No room';
   if (!room) {
     renderTyping();
@@ -176,10 +206,15 @@ export function renderRoom() {
     return;
   }
   let prev = null;
+  let n = 0; // the next notice to show, in id order among the messages
   for (const m of room.messages) {
+    for (; n < room.notices.length && room.notices[n].id < m.id; n += 1) {
+      list.appendChild(noticeNode(room.notices[n]));
+    }
     list.appendChild(messageNode(room, m, prev));
     prev = m;
   }
+  for (; n < room.notices.length; n += 1) list.appendChild(noticeNode(room.notices[n]));
   for (const p of room.pending) {
     p.node = pendingNode(room, p);
     list.appendChild(p.node);
@@ -221,6 +256,13 @@ export function renderMembers() {
       message.addEventListener('click', () => actions.dm(user));
       li.appendChild(message);
     }
+    if (user !== session.user && moderates(room.name)) {
+      const moderate = el('button', 'link-btn small mod-btn', 'moderate');
+      moderate.type = 'button';
+      moderate.setAttribute('aria-label', `Moderate ${user} (kick, mute, ban)`);
+      moderate.addEventListener('click', (event) => openModerate(room, user, event.currentTarget));
+      li.appendChild(moderate);
+    }
     list.appendChild(li);
   }
   $('member-count').textContent = room ? `(${members.length})` : '';
@@ -229,6 +271,15 @@ export function renderMembers() {
 }
 
 // ---- the room lists --------------------------------------------------------------
+
+// The unread badge of a room's button, when there is anything unread.
+function appendBadge(button, unread) {
+  if (unread <= 0) return;
+  const badge = el('span', 'badge', unread > 99 ? '99+' : unread);
+  badge.dataset.unread = String(unread);
+  badge.setAttribute('aria-label', `${unread} unread`);
+  button.appendChild(badge);
+}
 
 export function renderJoined() {
   const list = $('joined-rooms');
@@ -247,16 +298,26 @@ export function renderJoined() {
     }
     button.appendChild(el('span', 'room-name', roomLabel(room)));
     if (room.status === 'joining') button.appendChild(el('span', 'muted small', 'joining…'));
-    if (room.unread > 0) {
-      const badge = el('span', 'badge', room.unread > 99 ? '99+' : room.unread);
-      badge.dataset.unread = String(room.unread);
-      badge.setAttribute('aria-label', `${room.unread} unread`);
-      button.appendChild(badge);
-    }
+    appendBadge(button, room.unread);
     button.addEventListener('click', () => actions.select(room.name));
     li.appendChild(button);
     (room.dm ? dmList : list).appendChild(li);
     total += room.unread;
+  }
+  // The DMs not joined here (see inbox.js): a click joins with `dm`.
+  for (const [name, dm] of knownDms) {
+    if (rooms.has(name)) continue;
+    const li = el('li');
+    li.dataset.room = name;
+    li.dataset.known = 'true';
+    const button = el('button', 'room-btn');
+    button.type = 'button';
+    button.appendChild(el('span', 'room-name', `@ ${dm.with}`));
+    appendBadge(button, dm.unread);
+    button.addEventListener('click', () => actions.dm(dm.with));
+    li.appendChild(button);
+    dmList.appendChild(li);
+    total += dm.unread;
   }
   $('joined-empty').hidden = list.children.length > 0;
   $('dm-empty').hidden = dmList.children.length > 0;

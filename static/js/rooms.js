@@ -1,9 +1,10 @@
 // The rooms the reader is in, each with its own state (members, the
 // messages seen in their current state, history paging, read marker and
-// unread count, who is typing, messages on their way), which one is shown,
-// the joins not yet answered, and the server's list of active rooms. Plain
-// data, no DOM and no network: frames.js, history.js, membership.js,
-// composer.js, pending.js and reading.js change it, render.js shows it.
+// unread count, who is typing, messages on their way, moderation notices),
+// which one is shown, the joins not yet answered, and the server's list of
+// active rooms. Plain data, no DOM and no network: frames.js, history.js,
+// membership.js, composer.js, pending.js, reading.js and moderation.js
+// change it, render.js shows it.
 
 import { store, load, LS_ROOMS, LS_CURRENT, LS_DMS } from './storage.js';
 import { ROOM_RE } from './protocol.js';
@@ -12,6 +13,14 @@ const DEFAULT_ROOM = 'general';
 
 export const rooms = new Map(); // name -> Room, in the order joined
 export const joinRefs = new Map(); // ref of a join -> room name
+
+// Direct-message rooms the reader is one of the two users of and has not
+// joined on this page: learnt from GET /api/dms at sign-in and from
+// `direct` notices since (DMs the other user opened, say).
+// name -> {with, lastId, unread}. Shown under "Direct messages" beside the
+// joined ones; a click joins with `dm`. At most MAX_KNOWN_DMS.
+export const knownDms = new Map();
+const MAX_KNOWN_DMS = 200;
 
 let current = null; // the shown room's name
 let active = []; // last GET /api/rooms
@@ -40,6 +49,9 @@ export function newRoom(name, dm = null) {
     unread: 0,
     pending: [], // {ref, key, text, replyTo, node, afterId, sentOn}: see pending.js
     leaving: false,
+    notices: [], // moderation notices, sorted by id: see moderation.js
+    mutedUntil: 0, // the reader's mute here ends then (ms), as last heard
+    removedBy: null, // 'kick' | 'ban': the reader was put out (the `leave` follows)
   };
 }
 
@@ -86,9 +98,25 @@ export function restoreRooms() {
   current = rooms.has(shown) ? shown : (saved[0] ?? null);
 }
 
+// Notes the DM `name` with `other`, its newest chat `lastId` and `unread`
+// count, unless what is known of it is newer. The least recently active
+// is forgotten past MAX_KNOWN_DMS.
+export function knowDm(name, other, lastId, unread) {
+  const known = knownDms.get(name);
+  if (known && known.lastId > lastId) return;
+  knownDms.delete(name);
+  knownDms.set(name, { with: other, lastId, unread });
+  if (knownDms.size > MAX_KNOWN_DMS) {
+    let oldest = null;
+    for (const [n, dm] of knownDms) if (!oldest || dm.lastId < knownDms.get(oldest).lastId) oldest = n;
+    knownDms.delete(oldest);
+  }
+}
+
 // Every room forgotten (signing out), not what is remembered for next time.
 export function forgetRooms() {
   rooms.clear();
+  knownDms.clear();
   current = null;
 }
 

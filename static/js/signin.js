@@ -7,7 +7,7 @@
 // (sessionStorage) is remembered for the next load.
 
 import { $ } from './dom.js';
-import { session } from './session.js';
+import { session, tokenClaims } from './session.js';
 import { store, load, LS_NAME, SS_TOKEN } from './storage.js';
 import { NAME_RE, nameProblem } from './protocol.js';
 import { health } from './api.js';
@@ -21,21 +21,6 @@ import { showError } from './notices.js';
 import { scheduleRefresh, stopRefresh, useToken } from './token-refresh.js';
 
 // ---- tokens --------------------------------------------------------------
-
-// A JWT's payload, decoded (not verified: the server does that).
-function tokenClaims(token) {
-  const parts = token.split('.');
-  if (parts.length !== 3) return null;
-  try {
-    let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
-    while (b64.length % 4) b64 += '=';
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes));
-    return claims && typeof claims === 'object' ? claims : null;
-  } catch (_) {
-    return null;
-  }
-}
 
 function tokenProblem(token) {
   if (token.length === 0) return 'Paste your access token.';

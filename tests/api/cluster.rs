@@ -10,6 +10,7 @@ use chatterbox::config::{Config, Secret};
 use chatterbox::startup::Application;
 use serde_json::{json, Value};
 use testkit::{spawn_app_with, Client, PgServer, ServerProcess, TestApp};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::helpers::CHATTERBOX;
 
@@ -894,4 +895,160 @@ async fn a_ban_on_one_node_removes_and_refuses_the_user_on_the_others() {
         assert!(Instant::now() < deadline, "the unban never reached node b");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Token refresh in cluster mode (CLOSE_EXPIRED=true): a connection on
+/// node b whose token is refreshed outlives the first token, still in the
+/// room it shares with node a and still trading chats with it; one that
+/// is not refreshed is closed with 4001, and node a hears it leave.
+#[actix_web::test]
+async fn a_refreshed_connection_on_one_node_outlives_its_first_token_and_still_talks_to_the_others()
+{
+    let Some(pg) = PgServer::start_or_skip("refresh_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-refresh-secret-of-some-length";
+    let url = pg.url();
+    let secured = |c: &mut Config| {
+        c.auth_secret = Some(Secret::from(SECRET));
+        c.close_expired = true;
+    };
+    let a = node(&url, "a", secured).await;
+    let b = node(&url, "b", secured).await;
+    let now = || chrono::Utc::now().timestamp();
+    let connect = |port: u16, user: &str, exp: i64| {
+        let token = crate::helpers::token_with(SECRET, user, json!({ "exp": exp }));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let first_exp = now() + 3;
+    let mut carol = connect(a.port, "carol", now() + 600).await;
+    carol.join("general").await;
+    let mut bob = connect(b.port, "bob", first_exp).await;
+    bob.join("general").await;
+    let mut dave = connect(b.port, "dave", first_exp).await;
+    dave.join("general").await;
+    until_listed(a.port, "bob").await;
+    until_listed(a.port, "dave").await;
+
+    let fresh = crate::helpers::token_with(SECRET, "bob", json!({ "exp": now() + 600 }));
+    let refreshed = ask(
+        &mut bob,
+        json!({"type": "refresh", "token": fresh, "ref": "r"}),
+    )
+    .await;
+    assert_eq!(
+        (refreshed["type"].clone(), refreshed["ref"].clone()),
+        (json!("refreshed"), json!("r")),
+        "{refreshed}"
+    );
+
+    // Dave did not refresh: closed at his token's exp, and node a hears
+    // him leave.
+    assert_eq!(dave.expect_close().await, CloseCode::from(4001));
+    assert!(now() >= first_exp, "dave was closed before his exp");
+    let deadline = Instant::now() + testkit::WAIT;
+    loop {
+        let frame = next_presence_event(&mut carol).await;
+        if frame["type"] == "leave" && frame["user"] == "dave" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node a never heard dave leave");
+    }
+
+    // Past the first exp (dave's close says it passed), bob is still in the
+    // room with carol: chats go both ways between the nodes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bob.chat("general", "still here", "b1").await;
+    assert_eq!(chats(&mut carol, 1).await[0]["text"], "still here");
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "still here");
+    carol.chat("general", "welcome back", "c1").await;
+    assert_eq!(chats(&mut bob, 1).await[0]["text"], "welcome back");
+    assert_eq!(chats(&mut carol, 1).await[0]["text"], "welcome back");
+}
+
+#[actix_web::test]
+async fn a_direct_message_room_opened_on_one_node_is_joined_by_name_on_another() {
+    let Some(pg) = PgServer::start_or_skip("a_dm_by_name_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-direct-message-secret-long";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str| {
+        let token = crate::helpers::token_with(SECRET, user, json!({}));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut alice = connect(a.port, "alice").await;
+    alice.send(json!({"type": "join", "dm": "bob"})).await;
+    let history = alice.expect("history").await;
+    let room = history["room"]
+        .as_str()
+        .expect("the room's name")
+        .to_string();
+    alice.expect("presence").await;
+    alice.chat(&room, "from node a", "1").await;
+    let sent = alice.expect("chat").await;
+
+    // Node b lists it for bob (the listing's SQL on PostgreSQL).
+    let bearer = format!(
+        "Bearer {}",
+        crate::helpers::token_with(SECRET, "bob", json!({}))
+    );
+    let mut listed = awc::Client::default()
+        .get(b.url("/api/dms"))
+        .insert_header(("authorization", bearer))
+        .send()
+        .await
+        .expect("GET /api/dms answers");
+    assert_eq!(listed.status().as_u16(), 200);
+    let listed: Value = serde_json::from_slice(&listed.body().await.unwrap()).unwrap();
+    assert_eq!(
+        listed["rooms"],
+        json!([{"room": room, "with": "alice", "last_id": sent["id"], "unread": 1}])
+    );
+
+    // Node b has never seen a `dm` join of this room: it reads the pair.
+    let mut bob = connect(b.port, "bob").await;
+    let (history, _) = bob.join(&room).await;
+    assert_eq!(history["dm"], json!(["alice", "bob"]));
+    assert_eq!(history["messages"][0]["text"], "from node a");
+    let mut carol = connect(b.port, "carol").await;
+    carol
+        .send(json!({"type": "join", "room": room, "ref": "c"}))
+        .await;
+    assert_eq!(carol.expect_error("forbidden").await["ref"], "c");
+}
+
+#[actix_web::test]
+async fn a_direct_message_notice_reaches_the_other_user_on_another_node() {
+    let Some(pg) = PgServer::start_or_skip("a_dm_notice_across_nodes") else {
+        return;
+    };
+    const SECRET: &str = "a-cluster-direct-notice-secret-longer";
+    let url = pg.url();
+    let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
+    let a = node(&url, "a", secret).await;
+    let b = node(&url, "b", secret).await;
+    let connect = |port: u16, user: &str| {
+        let token = crate::helpers::token_with(SECRET, user, json!({}));
+        async move { Client::connect_query(port, &format!("token={token}")).await }
+    };
+    let mut bob = connect(b.port, "bob").await;
+    let mut carol = connect(b.port, "carol").await;
+    let mut alice = connect(a.port, "alice").await;
+    alice.send(json!({"type": "join", "dm": "bob"})).await;
+    let room = alice.expect("history").await["room"].clone();
+    alice.expect("presence").await;
+    alice.chat(room.as_str().unwrap(), "over here", "1").await;
+    let chat = alice.expect("chat").await;
+
+    let notice = bob.expect("direct").await;
+    assert_eq!(
+        notice,
+        json!({"type": "direct", "room": room, "with": "alice", "id": chat["id"]})
+    );
+    carol.expect_silence(Duration::from_millis(300)).await;
+    bob.expect_silence(Duration::from_millis(300)).await;
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
-use testkit::{spawn_app, spawn_app_with, Client, TestApp};
+use testkit::{spawn_app, spawn_app_with, Client, ServerProcess, TestApp};
+
+use crate::helpers::CHATTERBOX;
 
 const SECRET: &str = "direct-messages-test-secret-0123456789";
 
@@ -34,8 +36,12 @@ fn token(mut claims: Value) -> String {
 }
 
 async fn signed_in(app: &TestApp, user: &str) -> Client {
+    signed_in_at(app.port, user).await
+}
+
+async fn signed_in_at(port: u16, user: &str) -> Client {
     let token = token(json!({ "sub": user }));
-    Client::connect_query(app.port, &format!("token={token}")).await
+    Client::connect_query(port, &format!("token={token}")).await
 }
 
 /// Sends `join` with `dm`; returns its `history` and `presence`.
@@ -237,4 +243,193 @@ async fn odd_dm_joins() {
     // Twice: already joined, under the room's name.
     alice.send(json!({"type": "join", "dm": "alice"})).await;
     alice.expect_error("already_joined").await;
+}
+
+#[actix_web::test]
+async fn after_a_restart_either_user_joins_by_name_and_nobody_else_does() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("chat.db");
+    let env = [("AUTH_SECRET", SECRET)];
+    let mut server = ServerProcess::start(CHATTERBOX, &db, &env);
+    let mut alice = signed_in_at(server.port, "alice").await;
+    join_dm(&mut alice, "bob").await;
+    alice.chat(ALICE_BOB, "before the restart", "1").await;
+    alice.expect("chat").await;
+    alice.close().await;
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(), Some(0));
+
+    // A new process: the room is not open, and nobody has sent `dm` to it.
+    let server = ServerProcess::start(CHATTERBOX, &db, &env);
+    let mut bob = signed_in_at(server.port, "bob").await;
+    let (history, presence) = bob.join(ALICE_BOB).await;
+    assert_eq!(history["dm"], json!(["alice", "bob"]));
+    assert_eq!(history["messages"][0]["text"], "before the restart");
+    assert_eq!(presence["users"], json!(["bob"]));
+    bob.chat(ALICE_BOB, "got it", "2").await;
+    assert_eq!(bob.expect("chat").await["ref"], "2");
+
+    // Open now, and closed again: carol is refused either way.
+    let mut carol = signed_in_at(server.port, "carol").await;
+    carol
+        .send(json!({"type": "join", "room": ALICE_BOB, "ref": "open"}))
+        .await;
+    assert_eq!(carol.expect_error("forbidden").await["ref"], "open");
+    bob.close().await;
+    let mut alice = signed_in_at(server.port, "alice").await;
+    let (history, _) = alice.join(ALICE_BOB).await;
+    assert_eq!(history["messages"][1]["text"], "got it");
+    alice.close().await;
+    carol
+        .send(json!({"type": "join", "room": ALICE_BOB, "ref": "closed"}))
+        .await;
+    assert_eq!(carol.expect_error("forbidden").await["ref"], "closed");
+    // A `dm-` name no `dm` join ever opened is refused to everyone.
+    carol
+        .send(json!({"type": "join", "room": "dm-0000000000000000", "ref": "never"}))
+        .await;
+    assert_eq!(carol.expect_error("forbidden").await["ref"], "never");
+}
+
+/// `GET /api/dms` with `authorization` (if any): status and body as JSON.
+async fn list_dms(port: u16, authorization: Option<&str>) -> (u16, Value) {
+    let client = awc::Client::default();
+    let mut req = client.get(format!("http://127.0.0.1:{port}/api/dms"));
+    if let Some(value) = authorization {
+        req = req.insert_header(("authorization", value));
+    }
+    let mut response = req.send().await.expect("GET /api/dms answers");
+    let status = response.status().as_u16();
+    let body = response.body().await.expect("a body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn dms_of(port: u16, user: &str) -> Value {
+    let bearer = format!("Bearer {}", token(json!({ "sub": user })));
+    let (status, body) = list_dms(port, Some(&bearer)).await;
+    assert_eq!(status, 200, "{body}");
+    body["rooms"].clone()
+}
+
+#[actix_web::test]
+async fn a_user_lists_the_dms_others_opened_with_them_and_nobody_elses() {
+    let app = secured().await;
+    let mut alice = signed_in(&app, "alice").await;
+    join_dm(&mut alice, "bob").await;
+    alice.chat(ALICE_BOB, "one", "1").await;
+    let first = alice.expect("chat").await["id"].clone();
+    alice.chat(ALICE_BOB, "two", "2").await;
+    let last = alice.expect("chat").await["id"].clone();
+    let mut carol = signed_in(&app, "carol").await;
+    let (history, _) = join_dm(&mut carol, "dave").await;
+    let carol_dave = history["room"].clone();
+
+    // Bob never joined it: it is listed all the same, both chats unread.
+    assert_eq!(
+        dms_of(app.port, "bob").await,
+        json!([{"room": ALICE_BOB, "with": "alice", "last_id": last, "unread": 2}])
+    );
+    // Your own chats are never unread to you.
+    assert_eq!(
+        dms_of(app.port, "alice").await,
+        json!([{"room": ALICE_BOB, "with": "bob", "last_id": last, "unread": 0}])
+    );
+    // Carol sees her own room (no chat yet), never alice and bob's.
+    assert_eq!(
+        dms_of(app.port, "carol").await,
+        json!([{"room": carol_dave, "with": "dave", "last_id": 0, "unread": 0}])
+    );
+
+    // Bob reads the first: one unread left. And the most recent first.
+    let mut bob = signed_in(&app, "bob").await;
+    bob.join(ALICE_BOB).await;
+    bob.send(json!({"type": "read", "room": ALICE_BOB, "id": first, "ref": "r"}))
+        .await;
+    bob.expect("read").await;
+    let (history, _) = join_dm(&mut bob, "dave").await;
+    let bob_dave = history["room"].clone();
+    assert_eq!(
+        dms_of(app.port, "bob").await,
+        json!([
+            {"room": ALICE_BOB, "with": "alice", "last_id": last, "unread": 1},
+            {"room": bob_dave, "with": "dave", "last_id": 0, "unread": 0},
+        ])
+    );
+    // A token whose `rooms` do not allow direct messages lists none.
+    let narrow = token(json!({"sub": "bob", "rooms": ["team-*"]}));
+    let (status, body) = list_dms(app.port, Some(&format!("Bearer {narrow}"))).await;
+    assert_eq!((status, body), (200, json!({"rooms": []})));
+}
+
+#[actix_web::test]
+async fn the_listing_needs_the_users_own_valid_token() {
+    let app = secured().await;
+    let mut alice = signed_in(&app, "alice").await;
+    join_dm(&mut alice, "bob").await;
+    let forged = encode(
+        &Header::default(),
+        &json!({"sub": "bob", "exp": 4_000_000_000u64}),
+        &EncodingKey::from_secret(b"not-the-secret-at-all-0123456789"),
+    )
+    .unwrap();
+    for authorization in [
+        None,
+        Some(format!("Bearer {forged}")),
+        Some("Bearer not-a-jwt".to_string()),
+        Some(format!("Basic {}", token(json!({"sub": "bob"})))),
+    ] {
+        let (status, body) = list_dms(app.port, authorization.as_deref()).await;
+        assert_eq!(status, 401, "{authorization:?}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+        assert!(!body.to_string().contains(ALICE_BOB), "{body}");
+    }
+
+    // Without AUTH_SECRET there are no direct messages to list.
+    let open = spawn_app().await;
+    let (status, body) = list_dms(open.port, Some(&format!("Bearer {forged}"))).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[actix_web::test]
+async fn a_chat_in_a_dm_reaches_the_other_users_connections_outside_it_as_a_notice() {
+    let app = secured().await;
+    let mut alice = signed_in(&app, "alice").await;
+    let mut alice_elsewhere = signed_in(&app, "alice").await;
+    let mut bob_in = signed_in(&app, "bob").await;
+    let mut bob_out = signed_in(&app, "bob").await;
+    let mut carol = signed_in(&app, "carol").await;
+    join_dm(&mut alice, "bob").await;
+    join_dm(&mut bob_in, "alice").await;
+    alice.expect("join").await;
+    // Bob's other connection is in some other room, not this one.
+    bob_out.join("general").await;
+
+    alice.chat(ALICE_BOB, "are you there?", "1").await;
+    let chat = alice.expect("chat").await;
+    assert_eq!(bob_in.expect("chat").await["id"], chat["id"]);
+    let notice = bob_out.expect("direct").await;
+    assert_eq!(
+        notice,
+        json!({"type": "direct", "room": ALICE_BOB, "with": "alice", "id": chat["id"]})
+    );
+
+    // Bob answers: alice's connection outside the room hears of it.
+    bob_in.chat(ALICE_BOB, "yes", "2").await;
+    let answer = bob_in.expect("chat").await;
+    assert_eq!(alice.expect("chat").await["id"], answer["id"]);
+    let notice = alice_elsewhere.expect("direct").await;
+    assert_eq!(
+        (&notice["with"], &notice["id"]),
+        (&json!("bob"), &answer["id"])
+    );
+
+    // Nobody else, and no connection in the room, hears a notice; nor
+    // does a writer of its own chat.
+    let quiet = Duration::from_millis(300);
+    carol.expect_silence(quiet).await;
+    bob_in.expect_silence(quiet).await;
+    alice.expect_silence(quiet).await;
+    bob_out.expect_silence(quiet).await;
+    alice_elsewhere.expect_silence(quiet).await;
 }

@@ -23,3 +23,4 @@ mod refresh;
 mod rest;
 mod server_api;
 mod static_files;
+mod webhooks;

@@ -9,6 +9,7 @@ mod driver;
 mod features;
 mod history;
 mod layout;
+mod moderation;
 mod reconnect;
 mod refresh;
 mod validation;

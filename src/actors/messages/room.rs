@@ -13,6 +13,7 @@ use crate::actors::outbox::Outbox;
 use crate::actors::room::delivery::ApiAnswer;
 use crate::actors::SessionId;
 use crate::backlog::Admitted;
+use crate::direct::Pair;
 use crate::history::NewChange;
 use crate::protocol::{MessageId, UserName};
 
@@ -27,6 +28,10 @@ pub(crate) struct AddMember {
     pub outbox: Outbox,
     /// Recover messages with `id > since` instead of the latest ones.
     pub since: Option<MessageId>,
+    /// A `join` with `dm`: the pair whose room this is (the room learns
+    /// and stores it). `None` for a join by name, which the room checks
+    /// against the pair it knows.
+    pub dm: Option<Pair>,
     /// Told once the joiner has its `history` and `presence`, or is
     /// refused.
     pub admitted: tokio::sync::oneshot::Sender<Admission>,

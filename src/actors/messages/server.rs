@@ -23,6 +23,8 @@ pub(crate) struct Connect {
     pub closer: Recipient<GoingAway>,
     /// How the server API's disconnect reaches it.
     pub disconnect: Recipient<Disconnected>,
+    /// Where frames for it that come from no room (a `direct` notice) go.
+    pub outbox: Outbox,
 }
 
 /// From a session as it stops: it leaves every room it was in, without
@@ -46,9 +48,8 @@ pub(crate) struct JoinRoom {
     pub since: Option<MessageId>,
     pub outbox: Outbox,
     /// A `join` with `dm`: the pair whose room `room` is (the session
-    /// derived the name from it). `None` for a join by name, which for a
-    /// direct-message room is allowed only while the room is open and only
-    /// to one of its pair.
+    /// derived the name from it). `None` for a join by name, which the
+    /// room checks against the pair it knows (see `RoomActor`).
     pub dm: Option<Pair>,
 }
 
@@ -74,8 +75,8 @@ pub(crate) enum JoinError {
     TooManyRooms(usize),
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// A direct-message room joined by someone not of its pair, or by
-    /// name while the server does not know its pair.
+    /// Refused before the room was asked (the server API reaching a
+    /// direct-message room that is not open).
     #[error("{0}")]
     Forbidden(String),
 }
@@ -96,6 +97,18 @@ pub(crate) struct LeaveRoom {
 pub(crate) struct MemberDropped {
     pub room: RoomName,
     pub session: SessionId,
+}
+
+/// From a direct-message room, for a chat it stored (or, in cluster mode,
+/// from another node's room): `to`'s connections here that are not in
+/// `room` get a `direct` notice that `from` wrote chat `id` there.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub(crate) struct DirectNotice {
+    pub room: RoomName,
+    pub to: UserName,
+    pub from: UserName,
+    pub id: MessageId,
 }
 
 /// From `GET /api/rooms`: the active rooms, sorted by name, with their
@@ -158,6 +171,9 @@ pub(crate) enum ClusterEvent {
         user: UserName,
         id: MessageId,
     },
+    /// A direct-message room on another node stored a chat for a user
+    /// who may be connected here.
+    Direct(DirectNotice),
     /// The listener was down for a while: notifications may have been
     /// missed, so every room reads what it has not seen, and its presence.
     Resync,

@@ -146,7 +146,6 @@ impl<O> Members<O> {
         self.sessions.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }

@@ -47,29 +47,37 @@ use crate::actors::messages::room::{
     AddMember, CatchUp, ClusterNews, Drained, FromMember, MemberRequest, PublishChange,
     RemoveMember, RoomUsers, StopRoom,
 };
-use crate::actors::messages::server::MemberDropped;
+use crate::actors::messages::server::{DirectNotice, MemberDropped};
 use crate::backlog::Admitted;
 use crate::cluster::Cluster;
-use crate::direct::Pair;
+use crate::direct::{self, Pair};
 use crate::history::{History, MessagesStored, NewChange, PendingWrite, Refusal, Stored};
 use crate::metrics::Metrics;
 use crate::protocol::{
     format_timestamp, now_millis, ChangeKind, ChatMessage, ErrorCode, MessageId, ModAction,
     RoomName, ServerFrame, UserName,
 };
+use crate::webhooks::{Event, Webhooks};
 
 /// A user's read marker in a room and the chats unread above it.
 type Marker = (MessageId, i64);
 
 pub(crate) struct RoomActor {
     name: RoomName,
-    /// A direct-message room's two users, for its `history`.
+    /// A direct-message room's two users, for its `history` and to check a
+    /// join by name: learnt from a `join` with `dm`, or read when the room
+    /// starts from where the first such join stored it.
     dm: Option<Pair>,
+    /// Whether `dm` is known to be stored (read at start, or written).
+    pair_stored: bool,
     history: History,
     /// Told when the room drops a member on its own. A recipient rather
     /// than the server's address, so the room does not depend on the
     /// server that starts it.
     server: Recipient<MemberDropped>,
+    /// Where a direct-message room's chats are told to its other user's
+    /// connections that are not in it.
+    notices: Recipient<DirectNotice>,
     outbox_limit: usize,
     members: Members<Outbox>,
     markers: ReadMarkers,
@@ -79,6 +87,10 @@ pub(crate) struct RoomActor {
     delivery: Delivery,
     /// Kept so each write does not build a new recipient.
     stored_recipient: Option<Recipient<MessagesStored>>,
+    /// Where the room's events go, when webhooks are on.
+    webhooks: Option<Webhooks>,
+    /// Whether the room had members when webhooks were last told.
+    occupied: bool,
     /// Where members' sessions say they have written a delivery.
     drained_recipient: Option<Recipient<Drained>>,
     /// The timer that delivers what is pending if the members take too
@@ -109,19 +121,24 @@ impl RoomActor {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: RoomName,
-        dm: Option<Pair>,
         history: History,
         server: Recipient<MemberDropped>,
+        notices: Recipient<DirectNotice>,
         max_history: usize,
         outbox_limit: usize,
         cluster: Option<Cluster>,
+        webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
     ) -> Self {
         RoomActor {
+            webhooks,
+            occupied: false,
             name,
-            dm,
+            dm: None,
+            pair_stored: false,
             history,
             server,
+            notices,
             outbox_limit,
             members: Members::default(),
             markers: ReadMarkers::default(),
@@ -330,6 +347,7 @@ impl RoomActor {
                 }
             }
         }
+        self.tell_occupancy();
     }
 
     /// A moderator kicked or banned `user`: each of its connections here
@@ -360,7 +378,26 @@ impl RoomActor {
                 self.broadcast(&frame, None);
             }
         }
+        self.tell_occupancy();
         removed
+    }
+
+    /// Tells the webhooks when the room gains its first member on this
+    /// node or loses its last; called after every change of membership.
+    fn tell_occupancy(&mut self) {
+        let occupied = !self.members.is_empty();
+        if occupied == self.occupied {
+            return;
+        }
+        self.occupied = occupied;
+        if let Some(webhooks) = &self.webhooks {
+            let room = self.name.clone();
+            webhooks.send(if occupied {
+                Event::RoomOccupied { room }
+            } else {
+                Event::RoomVacated { room }
+            });
+        }
     }
 
     fn leave_frame(&self, user: &str) -> ByteString {
@@ -371,6 +408,82 @@ impl RoomActor {
         }
         .encode()
         .into()
+    }
+
+    /// The pair read from storage as the room started: the room's own if
+    /// it hashes to the room's name (anything else is not trusted).
+    fn pair_loaded(&mut self, pair: Pair) {
+        if pair.room() != self.name {
+            log::error!(
+                "room {}: the stored pair {:?} is not this room's; ignoring it",
+                self.name,
+                pair.users()
+            );
+            return;
+        }
+        self.pair_stored = true;
+        if self.dm.is_none() {
+            self.dm = Some(pair);
+        }
+    }
+
+    /// A join of this direct-message room: a `join` with `dm` teaches the
+    /// room its pair (the session derived the name from it, so it is this
+    /// room's and has the joiner in it); a join by name is let in only if
+    /// the room knows its pair and the joiner is one of the two.
+    fn check_pair(&mut self, join: &AddMember) -> Result<(), String> {
+        if let (Some(pair), None) = (&join.dm, &self.dm) {
+            self.dm = Some(pair.clone());
+        }
+        match &self.dm {
+            None => Err(format!(
+                "{} is a direct-message room; open it with \"dm\" and the other user's name",
+                self.name
+            )),
+            Some(pair) if !pair.contains(&join.user) => Err(format!(
+                "{} is a direct-message room of two other users",
+                self.name
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// A chat stored in this direct-message room: the other user of the
+    /// pair hears of it on every connection not in the room, on this node
+    /// and (cluster mode) the others.
+    fn tell_direct(&self, pair: &Pair, message: &ChatMessage) {
+        if message.kind != ChangeKind::Chat {
+            return;
+        }
+        let mut others: Vec<&UserName> = pair
+            .users()
+            .iter()
+            .filter(|u| **u != message.user)
+            .collect();
+        // A room of one has nobody else to tell.
+        others.dedup();
+        for to in others {
+            let notice = DirectNotice {
+                room: self.name.clone(),
+                to: to.clone(),
+                from: message.user.clone(),
+                id: message.id,
+            };
+            if let Some(cluster) = &self.cluster {
+                cluster.publish_direct(&notice);
+            }
+            self.notices.do_send(notice);
+        }
+    }
+
+    /// Refuses a join: the session sends (and counts) the error, and the
+    /// server forgets the connection here.
+    fn refuse(&mut self, join: AddMember, code: ErrorCode, why: String) {
+        let _ = join.admitted.send(Err((code, why)));
+        self.server.do_send(MemberDropped {
+            room: self.name.clone(),
+            session: join.session,
+        });
     }
 
     /// Admits a joiner once its history and read marker are known.
@@ -402,6 +515,7 @@ impl RoomActor {
         .encode()
         .into();
         self.send_to(join.session, presence);
+        self.tell_occupancy();
         if first {
             if let Some(cluster) = &self.cluster {
                 cluster.set_present(&self.name, &join.user, true);
@@ -574,31 +688,53 @@ impl RoomActor {
     ) {
         let (store, name, user) = (self.history.clone(), self.name.clone(), join.user.clone());
         let (up_to, limit) = (self.recent.last_id(), self.recent.max());
+        // The first `dm` join of a room whose pair is not stored yet
+        // stores it, before the joiner gets `history`: by then a join by
+        // name works on every node, and the other user's listing shows it.
+        let to_store = match (&join.dm, &self.dm) {
+            (Some(_), Some(pair)) if !self.pair_stored => Some(pair.users().clone()),
+            _ => None,
+        };
         let read = async move {
+            let stored = match &to_store {
+                Some(users) => Some(store.open_direct(&name, users).await),
+                None => None,
+            };
+            if let Some(Err(e)) = &stored {
+                // The `dm` join goes on: it works without the stored pair,
+                // and the next one tries again.
+                log::error!("room {name}: cannot store its pair: {e}");
+            }
             let marker = store.read_marker(&name, &user, up_to).await;
             let page = match history {
                 Some((after, up_to)) => Some(store.after(&name, after, up_to, limit).await),
                 None => None,
             };
-            (marker, page)
+            (stored, marker, page)
         };
-        ctx.wait(read.into_actor(self).map(move |(marker, page), room, _| {
-            let marker = marker.unwrap_or_else(|e| {
-                log::error!("room {}: cannot read a read marker: {e}", room.name);
-                (0, 0)
-            });
-            let (messages, more) = match page {
-                None => cached,
-                Some(Ok(page)) => page,
-                Some(Err(e)) => {
-                    log::error!("room {}: cannot read history: {e}", room.name);
-                    // `more: true` tells the client to fetch what it
-                    // missed over REST.
-                    (Vec::new(), true)
-                }
-            };
-            room.admit(join, messages, more, marker);
-        }));
+        ctx.wait(
+            read.into_actor(self)
+                .map(move |(stored, marker, page), room, _| {
+                    if let Some(Ok(())) = stored {
+                        room.pair_stored = true;
+                    }
+                    let marker = marker.unwrap_or_else(|e| {
+                        log::error!("room {}: cannot read a read marker: {e}", room.name);
+                        (0, 0)
+                    });
+                    let (messages, more) = match page {
+                        None => cached,
+                        Some(Ok(page)) => page,
+                        Some(Err(e)) => {
+                            log::error!("room {}: cannot read history: {e}", room.name);
+                            // `more: true` tells the client to fetch what it
+                            // missed over REST.
+                            (Vec::new(), true)
+                        }
+                    };
+                    room.admit(join, messages, more, marker);
+                }),
+        );
     }
 
     /// Queues a change for storage as `user` and notes who waits for its
@@ -658,6 +794,13 @@ impl RoomActor {
         }
         self.metrics.room_deliveries.inc();
         self.drop_members(result.overflowed);
+        if let Some(pair) = &self.dm {
+            // This node's own chats only: another node's were told by it.
+            let chats = batch.chats().iter().filter(|c| c.is_own());
+            for message in chats.filter_map(|c| c.message()) {
+                self.tell_direct(pair, message);
+            }
+        }
         let removed: Vec<UserName> = batch
             .messages()
             .filter(|m| m.kind == ChangeKind::Moderation)
@@ -700,11 +843,16 @@ impl RoomActor {
         self.metrics
             .messages_delivered
             .inc_by(result.delivered as u64);
-        for chat in batch.chats().iter().filter(|c| c.message().is_some()) {
-            if let Some(received) = chat.received() {
-                self.metrics
-                    .delivery_seconds
-                    .observe(received.elapsed().as_secs_f64());
+        for chat in batch.chats().iter() {
+            let (Some(message), Some(received)) = (chat.message(), chat.received()) else {
+                continue;
+            };
+            self.metrics
+                .delivery_seconds
+                .observe(received.elapsed().as_secs_f64());
+            // Stored by this node: its webhooks tell of it, once.
+            if let (Some(webhooks), ChangeKind::Chat) = (&self.webhooks, message.kind) {
+                webhooks.send(Event::Message(Box::new(message.clone())));
             }
         }
         // Handed to the members: their outboxes bound them from here, so
@@ -731,6 +879,9 @@ impl Actor for RoomActor {
                 .map(move |result, room, _| match result {
                     Ok(mut start) => {
                         room.sanctions.loaded(std::mem::take(&mut start.sanctions));
+                        if let Some([a, b]) = start.pair.take() {
+                            room.pair_loaded(Pair::new(&a, &b));
+                        }
                         if clustered {
                             let sequence = Sequence::starting_at(start.changes.0.last());
                             room.delivery = Delivery::in_sequence(sequence);
@@ -766,15 +917,14 @@ impl Handler<AddMember> for RoomActor {
 
     fn handle(&mut self, join: AddMember, ctx: &mut Self::Context) {
         self.deliver_pending();
+        if direct::is_direct(&self.name) {
+            if let Err(why) = self.check_pair(&join) {
+                return self.refuse(join, ErrorCode::Forbidden, why);
+            }
+        }
         if self.sanctions.is_banned(&join.user, now_millis()) {
-            // The session sends (and counts) the error.
             let why = format!("you are banned from room {}", self.name);
-            let _ = join.admitted.send(Err((ErrorCode::Banned, why)));
-            self.server.do_send(MemberDropped {
-                room: self.name.clone(),
-                session: join.session,
-            });
-            return;
+            return self.refuse(join, ErrorCode::Banned, why);
         }
         match self.recent.source(join.since) {
             HistorySource::Cache { messages, more } => {
@@ -803,6 +953,7 @@ impl Handler<RemoveMember> for RoomActor {
         if leave.acknowledge {
             let _ = member.outbox.push(frame, self.outbox_limit);
         }
+        self.tell_occupancy();
     }
 }
 

@@ -26,11 +26,12 @@ use diesel::sql_types::{Array, BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::backend::{Backend, Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
+use super::direct_rooms::{self, DirectRoom};
 use super::rows::{self, NewColumns, Row};
 use super::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
 use super::{Page, StoreError};
 use crate::metrics::Metrics;
-use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction, UserName};
 use schema::{bans, messages, moderation_audit, mutes, reactions, read_markers, write_check};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -803,6 +804,43 @@ impl Backend for PostgresBackend {
                 .first()
                 .map(|m| m.last_read)
                 .ok_or_else(|| StoreError::Query("the read marker upsert returned nothing".into()))
+        })
+    }
+
+    fn open_direct(
+        &mut self,
+        room: &str,
+        users: &[UserName; 2],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            diesel::sql_query(direct_rooms::OPEN)
+                .bind::<Text, _>(room)
+                .bind::<Text, _>(&users[0])
+                .bind::<Text, _>(&users[1])
+                .bind::<BigInt, _>(now)
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    fn direct_pair(&mut self, room: &str) -> Result<Option<[UserName; 2]>, StoreError> {
+        self.read(|conn| {
+            let found: Vec<direct_rooms::PairRow> = diesel::sql_query(direct_rooms::PAIR)
+                .bind::<Text, _>(room)
+                .load(conn)?;
+            Ok(found.into_iter().next().map(Into::into))
+        })
+    }
+
+    fn direct_rooms(&mut self, user: &str, limit: usize) -> Result<Vec<DirectRoom>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let found: Vec<direct_rooms::ListRow> = diesel::sql_query(direct_rooms::LIST)
+                .bind::<Text, _>(user)
+                .bind::<BigInt, _>(limit)
+                .load(conn)?;
+            Ok(found.into_iter().map(Into::into).collect())
         })
     }
 

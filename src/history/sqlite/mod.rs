@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use diesel::sqlite::SqliteConnection;
 
 use super::backend::{Backend, NewRow, Outcome, Sanctions};
+use super::direct_rooms::DirectRoom;
 use super::{Page, StoreError};
-use crate::protocol::MessageId;
+use crate::protocol::{MessageId, UserName};
 use files::{DbFiles, Snapshot};
 
 /// Opens (creating when missing) the database at `path`, brings its schema
@@ -216,6 +217,23 @@ impl Backend for SqliteBackend {
         id: MessageId,
     ) -> Result<MessageId, StoreError> {
         self.with_conn(|conn| queries::set_read_marker(conn, room, user, id))
+    }
+
+    fn open_direct(
+        &mut self,
+        room: &str,
+        users: &[UserName; 2],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| queries::open_direct(conn, room, users, now))
+    }
+
+    fn direct_pair(&mut self, room: &str) -> Result<Option<[UserName; 2]>, StoreError> {
+        self.with_conn(|conn| queries::direct_pair(conn, room))
+    }
+
+    fn direct_rooms(&mut self, user: &str, limit: usize) -> Result<Vec<DirectRoom>, StoreError> {
+        self.with_conn(|conn| queries::direct_rooms(conn, user, limit))
     }
 
     fn check_write(&mut self, millis: i64) -> Result<(), StoreError> {

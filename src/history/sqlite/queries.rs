@@ -15,11 +15,14 @@ use super::models::{NewMessage, StoredMessage};
 use super::schema::{
     bans, messages, moderation_audit, mutes, reactions, read_markers, write_check,
 };
+use diesel::sql_types::{BigInt, Text};
+
 use crate::history::backend::{Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
+use crate::history::direct_rooms::{self, DirectRoom};
 use crate::history::rows::{self, NewColumns, Row};
 use crate::history::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
 use crate::history::{Page, StoreError};
-use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction};
+use crate::protocol::{ChangeKind, ChatMessage, MessageId, ModAction, UserName};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -591,6 +594,46 @@ pub fn set_read_marker(
             .select(read_markers::last_read)
             .first::<MessageId>(conn)?)
     })
+}
+
+/// Stores a direct-message room's pair unless it has one.
+pub fn open_direct(
+    conn: &mut SqliteConnection,
+    room: &str,
+    users: &[UserName; 2],
+    now: i64,
+) -> Result<(), StoreError> {
+    diesel::sql_query(direct_rooms::OPEN)
+        .bind::<Text, _>(room)
+        .bind::<Text, _>(&users[0])
+        .bind::<Text, _>(&users[1])
+        .bind::<BigInt, _>(now)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A direct-message room's stored pair.
+pub fn direct_pair(
+    conn: &mut SqliteConnection,
+    room: &str,
+) -> Result<Option<[UserName; 2]>, StoreError> {
+    let found: Vec<direct_rooms::PairRow> = diesel::sql_query(direct_rooms::PAIR)
+        .bind::<Text, _>(room)
+        .load(conn)?;
+    Ok(found.into_iter().next().map(Into::into))
+}
+
+/// `user`'s direct-message rooms, the most recently active first.
+pub fn direct_rooms(
+    conn: &mut SqliteConnection,
+    user: &str,
+    limit: usize,
+) -> Result<Vec<DirectRoom>, StoreError> {
+    let found: Vec<direct_rooms::ListRow> = diesel::sql_query(direct_rooms::LIST)
+        .bind::<Text, _>(user)
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(conn)?;
+    Ok(found.into_iter().map(Into::into).collect())
 }
 
 #[cfg(test)]
