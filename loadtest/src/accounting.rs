@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chatterbox::protocol::MessageId;
 use serde::Deserialize;
@@ -35,17 +36,36 @@ pub fn make_text(stamp: Stamp, size: usize) -> String {
     text
 }
 
-/// Reads a [`make_text`] text back; `None` for anybody else's text.
+/// Reads a [`make_text`] text back; `None` for anybody else's text. Read
+/// byte by byte: it runs once per delivery.
 pub fn parse_text(text: &str) -> Option<Stamp> {
-    let mut parts = text.strip_prefix("lt ")?.splitn(4, ' ');
-    let sender = parts.next()?.parse().ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    let due_us = parts.next()?.parse().ok()?;
+    let rest = text.as_bytes().strip_prefix(b"lt ")?;
+    let (sender, rest) = decimal(rest)?;
+    let (seq, rest) = decimal(rest)?;
+    let (due_us, _) = decimal(rest)?;
     Some(Stamp {
-        sender,
+        sender: SenderId::try_from(sender).ok()?,
         seq,
         due_us,
     })
+}
+
+/// A decimal `u64` at the front of `bytes`, ended by a space (skipped) or
+/// the end of the text: the number and what follows.
+fn decimal(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in &bytes[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    match bytes.get(digits) {
+        None => Some((n, &bytes[digits..])),
+        Some(b' ') => Some((n, &bytes[digits + 1..])),
+        Some(_) => None,
+    }
 }
 
 /// A stored change other than a chat (protocol 1.1): each takes its id
@@ -124,13 +144,17 @@ struct AnyFrame<'a> {
 }
 
 /// Reads one server frame. Chat frames, nearly all of the traffic, take a
-/// fast path that relies on the server's field order (`type`, `id`, `room`,
-/// `user`, `text`, `timestamp`, `ref`) and on escape-free texts; anything
-/// else goes through serde, so a different but valid encoding still works.
+/// fast path (see [`fast_chat`]); anything else goes through serde, so a
+/// different but valid encoding still works.
 pub fn classify(frame: &str) -> Incoming<'_> {
     if let Some(chat) = fast_chat(frame) {
         return chat;
     }
+    classify_with_serde(frame)
+}
+
+/// [`classify`] without the fast path: a full parse of the frame.
+fn classify_with_serde(frame: &str) -> Incoming<'_> {
     let Ok(any) = serde_json::from_str::<AnyFrame<'_>>(frame) else {
         return Incoming::Malformed;
     };
@@ -194,38 +218,36 @@ pub fn classify(frame: &str) -> Incoming<'_> {
     }
 }
 
+/// A chat frame as the server encodes it, read with byte scans instead of
+/// a JSON parse: `{"type":"chat","id":N,"room":"…","user":"…","text":"…",
+/// "timestamp":"…"` and an optional `,"ref":"…"`, then `}`. Each string
+/// value ends at the first `"` or `\\`; a backslash (an escape) anywhere,
+/// another field order, or any other field (`reply_to`, `key`) answers
+/// `None`, and [`classify`] falls back to serde. So the fast path is only
+/// ever taken where it gives serde's answer (the tests check that).
 fn fast_chat(frame: &str) -> Option<Incoming<'_>> {
     let rest = frame.strip_prefix(r#"{"type":"chat","id":"#)?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let id = rest[..digits].parse().ok()?;
-    let mut rest = &rest[digits..];
-    // Each field is `,"key":"value"`; names and our texts hold no quote or
-    // backslash, so the value ends at the next quote (a one-byte search).
-    let mut field = |key: &str| -> Option<&str> {
-        let after = rest
-            .strip_prefix(",\"")?
-            .strip_prefix(key)?
-            .strip_prefix("\":\"")?;
-        let end = after.find('"')?;
-        let value = &after[..end];
-        if value.ends_with('\\') {
-            return None;
-        }
-        rest = &after[end + 1..];
-        Some(value)
-    };
-    field("room")?;
-    field("user")?;
-    let text = field("text")?;
-    field("timestamp")?;
-    let reference = match field("ref") {
-        Some(r) => Some(Cow::Borrowed(r)),
-        None if rest == "}" => None,
-        None => return None,
-    };
-    if text.contains('\\') || reference.as_deref().is_some_and(|r| r.contains('\\')) {
+    // No leading zero (not JSON) and no overflow: serde would refuse both.
+    if digits == 0 || (digits > 1 && rest.starts_with('0')) {
         return None;
     }
+    let id = rest[..digits].parse().ok()?;
+    let mut rest = &rest[digits..];
+    let rest = &mut rest;
+    string_field(rest, "room")?;
+    string_field(rest, "user")?;
+    let text = string_field(rest, "text")?;
+    string_field(rest, "timestamp")?;
+    let reference = if *rest == "}" {
+        None
+    } else {
+        let r = string_field(rest, "ref")?;
+        if *rest != "}" {
+            return None;
+        }
+        Some(Cow::Borrowed(r))
+    };
     Some(Incoming::Chat {
         id,
         text: Cow::Borrowed(text),
@@ -233,18 +255,28 @@ fn fast_chat(frame: &str) -> Option<Incoming<'_>> {
     })
 }
 
+/// Reads `,"key":"value"` off the front of `rest`: the value, when it has
+/// no escape (it ends at the first `"`, and holds no `\\`).
+fn string_field<'a>(rest: &mut &'a str, key: &str) -> Option<&'a str> {
+    let after = rest
+        .strip_prefix(",\"")?
+        .strip_prefix(key)?
+        .strip_prefix("\":\"")?;
+    let end = memchr::memchr2(b'"', b'\\', after.as_bytes())?;
+    if after.as_bytes()[end] != b'"' {
+        return None;
+    }
+    // `end` is an ASCII quote, so a char boundary.
+    *rest = &after[end + 1..];
+    Some(&after[..end])
+}
+
 /// What one receiving connection saw, checked as it arrives.
 #[derive(Debug, Default, Clone)]
 pub struct Receipts {
-    /// Per sender: the last sequence number delivered in order.
-    last_seq: HashMap<SenderId, u64>,
-    /// Per sender: deliveries that arrived in order (each counted once).
-    pub in_order: HashMap<SenderId, u64>,
-    /// Per sender: a fingerprint of the ids its in-order deliveries came
-    /// with (a sum of a hash of each (seq, id) pair). Two receivers that got
-    /// the same messages of a sender under the same ids have the same one,
-    /// whatever node each is on; see [`Receipts::same_ids`].
-    ids: HashMap<SenderId, u64>,
+    /// Per sender, looked up once per delivery (with a hash fit for small
+    /// integers: this is on the load tester's hot path).
+    senders: HashMap<SenderId, FromSender, BuildHasherDefault<SenderHasher>>,
     /// Highest chat id seen: ids must rise in broadcast order.
     last_id: Option<MessageId>,
     pub duplicated: u64,
@@ -258,6 +290,43 @@ pub struct Receipts {
     pub changes_in_order: HashMap<(SenderId, ChangeKind), u64>,
     /// Edit, delete and reaction frames from this run's senders.
     pub changes_delivered: u64,
+}
+
+/// What one receiver got from one sender.
+#[derive(Debug, Default, Clone, Copy)]
+struct FromSender {
+    /// The last sequence number delivered in order.
+    last_seq: u64,
+    /// Deliveries that arrived in order (each counted once).
+    in_order: u64,
+    /// A fingerprint of the ids its in-order deliveries came with (a sum of
+    /// a hash of each (seq, id) pair). Two receivers that got the same
+    /// messages of a sender under the same ids have the same one, whatever
+    /// node each is on; see [`Receipts::same_ids`].
+    ids: u64,
+}
+
+/// The hash of a [`SenderId`]: one multiplication (Fibonacci hashing).
+/// Sender ids are this run's own small integers, not attacker-chosen keys,
+/// so SipHash's protection buys nothing and costs a few percent of the
+/// load tester's CPU.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SenderHasher(u64);
+
+impl Hasher for SenderHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// How one delivery was judged.
@@ -284,16 +353,15 @@ impl Receipts {
             Some(last) if id < last => Verdict::OutOfOrder,
             _ => {
                 self.last_id = Some(id);
-                let last_seq = self.last_seq.entry(stamp.sender).or_insert(0);
-                if stamp.seq == *last_seq {
+                let from = self.senders.entry(stamp.sender).or_default();
+                if stamp.seq == from.last_seq {
                     Verdict::Duplicate
-                } else if stamp.seq < *last_seq {
+                } else if stamp.seq < from.last_seq {
                     Verdict::OutOfOrder
                 } else {
-                    *last_seq = stamp.seq;
-                    *self.in_order.entry(stamp.sender).or_insert(0) += 1;
-                    let fingerprint = self.ids.entry(stamp.sender).or_insert(0);
-                    *fingerprint = fingerprint.wrapping_add(mix(stamp.seq, id));
+                    from.last_seq = stamp.seq;
+                    from.in_order += 1;
+                    from.ids = from.ids.wrapping_add(mix(stamp.seq, id));
                     Verdict::InOrder
                 }
             }
@@ -344,12 +412,17 @@ impl Receipts {
         verdict
     }
 
+    /// `sender`'s deliveries that arrived in order (each counted once).
+    pub fn in_order(&self, sender: SenderId) -> u64 {
+        self.senders.get(&sender).map_or(0, |f| f.in_order)
+    }
+
     /// Whether this receiver got `sender`'s messages under the same ids as
     /// `other` did: `None` when they did not get the same number of them in
     /// order (a loss, counted as such, leaves nothing to compare).
     pub fn same_ids(&self, other: &Receipts, sender: SenderId) -> Option<bool> {
-        let count = |r: &Receipts| r.in_order.get(&sender).copied().unwrap_or(0);
-        let fingerprint = |r: &Receipts| r.ids.get(&sender).copied().unwrap_or(0);
+        let count = |r: &Receipts| r.in_order(sender);
+        let fingerprint = |r: &Receipts| r.senders.get(&sender).map_or(0, |f| f.ids);
         (count(self) == count(other)).then(|| fingerprint(self) == fingerprint(other))
     }
 
@@ -358,9 +431,7 @@ impl Receipts {
     pub fn lost(&self, senders: impl IntoIterator<Item = (SenderId, u64)>) -> u64 {
         senders
             .into_iter()
-            .map(|(sender, acked)| {
-                acked.saturating_sub(self.in_order.get(&sender).copied().unwrap_or(0))
-            })
+            .map(|(sender, acked)| acked.saturating_sub(self.in_order(sender)))
             .sum()
     }
 }
@@ -403,6 +474,52 @@ mod tests {
         assert_eq!(parse_text("lt a b c"), None);
     }
 
+    /// The first reading of a stamp, with `str::split` and `parse`: the
+    /// byte-by-byte one must agree with it.
+    fn parse_text_with_split(text: &str) -> Option<Stamp> {
+        let mut parts = text.strip_prefix("lt ")?.splitn(4, ' ');
+        Some(Stamp {
+            sender: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+            due_us: parts.next()?.parse().ok()?,
+        })
+    }
+
+    #[test]
+    fn stamps_are_read_as_split_and_parse_read_them() {
+        let texts = [
+            make_text(stamp(7, 42), 100),
+            make_text(stamp(0, 1), 1),
+            make_text(
+                Stamp {
+                    sender: u32::MAX,
+                    seq: u64::MAX,
+                    due_us: u64::MAX,
+                },
+                80,
+            ),
+            "lt 1 2 3".into(),
+            "lt 1 2 3 ".into(),
+            "lt 1 2 3x".into(),
+            "lt 1 2".into(),
+            "lt 1  2 3".into(),
+            "lt  1 2 3".into(),
+            "lt 4294967296 2 3".into(),
+            "lt 1 18446744073709551616 3".into(),
+            "lt 1 2 ü".into(),
+            "lt 1 2 3 ü tail".into(),
+            "lt 01 002 3".into(),
+            "lt -1 2 3".into(),
+            "LT 1 2 3".into(),
+            "lt".into(),
+            String::new(),
+            "hello".into(),
+        ];
+        for text in &texts {
+            assert_eq!(parse_text(text), parse_text_with_split(text), "{text:?}");
+        }
+    }
+
     #[test]
     fn the_fast_path_reads_what_the_server_encodes() {
         use chatterbox::protocol::{ChatMessage, ServerFrame};
@@ -426,6 +543,70 @@ mod tests {
                 }
             );
             assert_eq!(classify(&frame), fast);
+        }
+    }
+
+    /// The fast path must give serde's answer for every chat the server
+    /// can encode, whichever of them it takes (and fall back otherwise).
+    #[test]
+    fn the_fast_path_agrees_with_serde_on_every_kind_of_chat() {
+        use chatterbox::protocol::{ChatMessage, ServerFrame};
+        let texts = [
+            make_text(stamp(3, 4), 64),
+            "plain".to_string(),
+            String::new(),
+            "quote \" inside".to_string(),
+            "back\\slash".to_string(),
+            "ends with a backslash \\".to_string(),
+            "new\nline and tab\t and \u{1} control".to_string(),
+            "ünïcødé ✓ 👍 日本語".to_string(),
+            "\u{2028} line separator".to_string(),
+            "{\"type\":\"chat\",\"id\":1}".to_string(),
+            format!("{} \"x\"", make_text(stamp(1, 2), 30)),
+        ];
+        let names = ["r", "room \"q\"", "rüm", "a\\b"];
+        let mut fast_taken = 0;
+        for (i, text) in texts.iter().enumerate() {
+            for name in names {
+                for reference in [None, Some("17"), Some("r\"ef"), Some("ü")] {
+                    for reply_to in [None, Some(3)] {
+                        let message = ChatMessage {
+                            id: 90 + i as i64,
+                            room: name.into(),
+                            user: name.into(),
+                            text: text.clone(),
+                            timestamp: "2026-11-25T19:30:24.123Z".into(),
+                            reply_to,
+                            ..ChatMessage::default()
+                        };
+                        let frame = ServerFrame::chat(&message, reference).encode();
+                        let slow = classify_with_serde(&frame);
+                        assert!(matches!(slow, Incoming::Chat { .. }), "{frame}");
+                        if let Some(fast) = fast_chat(&frame) {
+                            assert_eq!(fast, slow, "{frame}");
+                            fast_taken += 1;
+                        }
+                        assert_eq!(classify(&frame), slow, "{frame}");
+                    }
+                }
+            }
+        }
+        assert!(fast_taken > 0, "the fast path is taken for plain chats");
+        // Another field order, extra or missing fields, numbers serde
+        // refuses: never the fast path's to answer.
+        for frame in [
+            r#"{"id":6,"type":"chat","room":"r","user":"u","text":"hi","timestamp":"t"}"#,
+            r#"{"type":"chat","id":6,"user":"u","room":"r","text":"hi","timestamp":"t"}"#,
+            r#"{"type":"chat","id":6,"room":"r","user":"u","text":"hi","timestamp":"t","key":"k"}"#,
+            r#"{"type":"chat","id":6,"room":"r","user":"u","text":"hi","timestamp":"t","ref":"1","x":2}"#,
+            r#"{"type":"chat","id":6,"room":"r","user":"u","text":"hi"}"#,
+            r#"{"type":"chat","id":06,"room":"r","user":"u","text":"hi","timestamp":"t"}"#,
+            r#"{"type":"chat","id":99999999999999999999,"room":"r","user":"u","text":"hi","timestamp":"t"}"#,
+            r#"{"type":"chat","id":-1,"room":"r","user":"u","text":"hi","timestamp":"t"}"#,
+            r#"{"type":"chat","id":6,"room":"r","user":"u","text":"hi","timestamp":"t"} "#,
+        ] {
+            assert_eq!(fast_chat(frame), None, "{frame}");
+            assert_eq!(classify(frame), classify_with_serde(frame), "{frame}");
         }
     }
 
@@ -572,7 +753,7 @@ mod tests {
         // A gap (a refused message) is not judged on arrival.
         assert_eq!(r.record(7, stamp(0, 5)), Verdict::InOrder);
         assert_eq!((r.duplicated, r.out_of_order, r.delivered), (0, 0, 4));
-        assert_eq!(r.in_order[&0], 3);
+        assert_eq!(r.in_order(0), 3);
     }
 
     #[test]
@@ -583,7 +764,7 @@ mod tests {
         // Stored twice: a new id carrying a sequence number already seen.
         assert_eq!(r.record(2, stamp(0, 1)), Verdict::Duplicate);
         assert_eq!(r.duplicated, 2);
-        assert_eq!(r.in_order[&0], 1);
+        assert_eq!(r.in_order(0), 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! One simulated user: a WebSocket connection (tokio-tungstenite over a
-//! buffered TCP stream, so one `read(2)` brings in many frames), the frames
-//! it sends and the bookkeeping of what it receives. Every connection of a
+//! One simulated user: a WebSocket connection (the load tester's own
+//! client, [`crate::wire`]: one `read(2)` brings in many frames, read in
+//! place), the frames it sends and the bookkeeping of what it receives. Every connection of a
 //! run shares one [`Shared`]: atomic counters for the live progress line and
 //! the histograms and tallies merged into the final report.
 
@@ -9,22 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::accounting::{
     classify, make_text, parse_text, ChangeKind, Incoming, Receipts, SenderId, Stamp,
 };
 use crate::features::{self, FeatureOutcome, Hub, Planned};
+use crate::wire::{Received, WireError};
 
-pub type Ws = WebSocketStream<BufReader<TcpStream>>;
+pub type Ws = crate::wire::Conn;
 
 /// Where a run is; every connection watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -197,13 +192,13 @@ impl Shared {
             .base_urls
             .get(node)
             .ok_or_else(|| format!("no node {node}"))?;
-        let url = match &self.auth_secret {
+        let path = match &self.auth_secret {
             Some(secret) => {
                 let token = chatterbox::auth::mint(secret, &user.to_string(), TOKEN_TTL)
                     .map_err(|e| format!("cannot mint a token: {e}"))?;
-                format!("{base_url}/ws?token={token}")
+                format!("/ws?token={token}")
             }
-            None => format!("{base_url}/ws?user={user}"),
+            None => format!("/ws?user={user}"),
         };
         let authority = base_url
             .split_once("://")
@@ -214,24 +209,12 @@ impl Shared {
             .map_err(|e| format!("TCP connect: {}", e.kind()))?;
         // Chat frames are small; the load tester must not add Nagle delays.
         let _ = tcp.set_nodelay(true);
-        let stream = BufReader::with_capacity(self.read_buffer, tcp);
-        let config = WebSocketConfig {
-            // Send each frame as soon as it is written.
-            write_buffer_size: 0,
-            ..WebSocketConfig::default()
-        };
-        let (ws, _) = tokio::time::timeout(
+        let ws = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio_tungstenite::client_async_with_config(url, stream, Some(config)),
+            crate::wire::Conn::handshake(tcp, authority, &path, self.read_buffer),
         )
         .await
-        .map_err(|_| "WebSocket upgrade timed out".to_string())?
-        .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(response) => {
-                format!("upgrade refused: HTTP {}", response.status())
-            }
-            other => format!("upgrade failed: {other}"),
-        })?;
+        .map_err(|_| "WebSocket upgrade timed out".to_string())??;
         Ok(ws)
     }
 
@@ -285,6 +268,8 @@ pub struct Member<'a> {
     /// The sender's sequence counter (continues across churn sessions).
     pub seq: u64,
     latencies: Vec<u64>,
+    /// When the frames being booked were read, in µs of the run's clock.
+    now: u64,
     /// Set when the server ended the connection.
     pub gone: bool,
     /// A join is outstanding: an `error` now is its refusal.
@@ -327,6 +312,7 @@ impl<'a> Member<'a> {
             refused: 0,
             seq: 0,
             latencies: Vec::with_capacity(LATENCY_BATCH),
+            now: 0,
             gone: false,
             joining: false,
             keyed: false,
@@ -345,7 +331,7 @@ impl<'a> Member<'a> {
         let mut phase = self.shared.phase.clone();
         let result = tokio::select! {
             biased;
-            sent = tokio::time::timeout(SEND_TIMEOUT, self.ws.send(Message::Text(text))) => sent.ok(),
+            sent = tokio::time::timeout(SEND_TIMEOUT, self.ws.send_text(&text)) => sent.ok(),
             _ = phase.wait_for(|p| *p >= Phase::Done) => None,
         };
         match result {
@@ -434,18 +420,23 @@ impl<'a> Member<'a> {
         self.features.as_ref().map_or(0, |f| f.ops)
     }
 
-    /// Reads one frame, then whatever is already buffered (up to 64), so a
-    /// caller's select runs once per burst instead of once per frame. Only
-    /// `Gone` is reported; use [`Member::read`] to see each event.
+    /// Reads one frame, then the frames that came in with it (up to
+    /// [`BURST`], without another read from the socket), so a caller's
+    /// select runs once per burst instead of once per frame. Only `Gone` is
+    /// reported; use [`Member::read`] to see each event.
     pub async fn read_burst(&mut self) -> Event {
         if self.read().await == Event::Gone {
             return Event::Gone;
         }
-        for _ in 0..63 {
-            match self.read().now_or_never() {
-                Some(Event::Gone) => return Event::Gone,
-                Some(_) => {}
-                None => break,
+        for _ in 1..BURST {
+            match self.ws.next_buffered() {
+                Ok(Some(received)) => {
+                    if self.on_received(Ok(received)) == Event::Gone {
+                        return Event::Gone;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return self.on_received(Err(e)),
             }
         }
         Event::Nothing
@@ -453,19 +444,44 @@ impl<'a> Member<'a> {
 
     /// Reads one frame and books it.
     pub async fn read(&mut self) -> Event {
-        match self.ws.next().await {
-            Some(Ok(Message::Text(text))) => self.on_text(&text),
-            Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
-                self.lost_connection(Some(code));
+        let received = self.ws.next().await;
+        // One clock reading per read from the socket: the frames that came
+        // in together arrived together, whatever order they are booked in.
+        self.now = self.shared.now_us();
+        self.on_received(received)
+    }
+
+    fn on_received(&mut self, received: Result<Received, WireError>) -> Event {
+        match received {
+            Ok(Received::Text(range)) => {
+                // The frame is read in place, in the connection's buffer.
+                let buffer = self.ws.take_buffer();
+                let event = match std::str::from_utf8(&buffer[range]) {
+                    Ok(text) => self.on_text(text),
+                    Err(_) => self.on_text_not_utf8(),
+                };
+                self.ws.put_buffer(buffer);
+                event
+            }
+            Ok(Received::AssembledText(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => self.on_text(&text),
+                Err(_) => self.on_text_not_utf8(),
+            },
+            Ok(Received::Binary) => Event::Nothing,
+            Ok(Received::Close(code)) => {
+                self.lost_connection(Some(code.unwrap_or(1005)));
                 Event::Gone
             }
-            Some(Ok(_)) => Event::Nothing,
-            Some(Err(_)) | None => {
+            Err(_) => {
                 self.lost_connection(None);
                 Event::Gone
             }
         }
+    }
+
+    fn on_text_not_utf8(&mut self) -> Event {
+        tally(&self.shared.errors, "(text frame from server not UTF-8)");
+        Event::Nothing
     }
 
     fn on_text(&mut self, text: &str) -> Event {
@@ -478,7 +494,7 @@ impl<'a> Member<'a> {
                 let Some(stamp) = parse_text(&text) else {
                     return Event::Nothing;
                 };
-                let now = self.shared.now_us();
+                let now = self.now;
                 // The answer to a resend is the original chat again: no
                 // delivery, judged by its id alone.
                 if let (Some(state), Some(hub), Some(r)) = (
@@ -548,7 +564,7 @@ impl<'a> Member<'a> {
                 Event::Nothing
             }
             Incoming::Read { id, reference } => {
-                let now = self.shared.now_us();
+                let now = self.now;
                 if let (Some(state), Some(hub)) = (&mut self.features, &self.shared.features) {
                     if state.on_read(hub, id, reference.as_deref(), now) {
                         self.shared.counters.acked.fetch_add(1, Ordering::Relaxed);
@@ -614,7 +630,7 @@ impl<'a> Member<'a> {
         let Some(hub) = &self.shared.features else {
             return;
         };
-        let now = self.shared.now_us();
+        let now = self.now;
         if id == 0 {
             // A reaction that changed nothing: its sender's answer alone.
             if let Some(state) = &mut self.features {
@@ -731,10 +747,7 @@ impl<'a> Member<'a> {
             self.shared.closed();
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
-                self.ws.close(Some(CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "load test done".into(),
-                })),
+                self.ws.close(1000, "load test done"),
             )
             .await;
         }
@@ -752,6 +765,10 @@ impl<'a> Member<'a> {
         }
     }
 }
+
+/// Frames [`Member::read_burst`] books at most before letting its caller's
+/// select look at the phase and the send schedule again.
+const BURST: usize = 256;
 
 /// Latencies a connection gathers before taking the shared histogram's lock.
 const LATENCY_BATCH: usize = 256;

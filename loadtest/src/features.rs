@@ -24,10 +24,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chatterbox::protocol::MessageId;
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::accounting::{ChangeKind, SenderId, Stamp};
 use crate::client::{histogram, Shared};
@@ -782,17 +780,12 @@ pub async fn replay(shared: &Shared, user: &str, room: &str, max_pages: u64) -> 
     while replay.pages < max_pages {
         let join = serde_json::json!({"type": "join", "room": room, "since": since});
         let page = tokio::time::timeout(PAGE_TIMEOUT, async {
-            ws.send(Message::Text(join.to_string()))
+            ws.send_text(&join.to_string())
                 .await
                 .map_err(|e| format!("send: {e}"))?;
             let mut more = None;
             loop {
-                let frame = match ws.next().await {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => return Err(format!("read: {e}")),
-                    None => return Err("the server closed the connection".to_string()),
-                };
+                let frame = ws.next_string().await.map_err(|e| format!("read: {e}"))?;
                 let value: serde_json::Value =
                     serde_json::from_str(&frame).map_err(|e| format!("bad frame: {e}"))?;
                 match value["type"].as_str() {
@@ -826,29 +819,21 @@ pub async fn replay(shared: &Shared, user: &str, room: &str, max_pages: u64) -> 
                     _ => {}
                 }
             }
-            ws.send(Message::Text(
-                serde_json::json!({"type": "leave", "room": room}).to_string(),
-            ))
-            .await
-            .map_err(|e| format!("send: {e}"))?;
+            ws.send_text(&serde_json::json!({"type": "leave", "room": room}).to_string())
+                .await
+                .map_err(|e| format!("send: {e}"))?;
             loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        let value: serde_json::Value =
-                            serde_json::from_str(&text).map_err(|e| format!("bad frame: {e}"))?;
-                        if value["type"] == "leave" && value["user"] == user {
-                            break;
-                        }
-                        if value["type"] == "error" {
-                            return Err(format!(
-                                "leave answered with error {}",
-                                value["code"].as_str().unwrap_or("?")
-                            ));
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(format!("read: {e}")),
-                    None => return Err("the server closed the connection".to_string()),
+                let text = ws.next_string().await.map_err(|e| format!("read: {e}"))?;
+                let value: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| format!("bad frame: {e}"))?;
+                if value["type"] == "leave" && value["user"] == user {
+                    break;
+                }
+                if value["type"] == "error" {
+                    return Err(format!(
+                        "leave answered with error {}",
+                        value["code"].as_str().unwrap_or("?")
+                    ));
                 }
             }
             Ok(more.unwrap_or(false))
@@ -871,7 +856,7 @@ pub async fn replay(shared: &Shared, user: &str, room: &str, max_pages: u64) -> 
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(1000, "replay done")).await;
     replay
 }
 

@@ -5,8 +5,9 @@
 //!
 //! * `accounting`: chat texts that carry a sender and sequence number, frame
 //!   reading, and the per-receiver loss / duplicate / order checks.
-//! * `client`: one connection (tokio-tungstenite) and the run's shared
-//!   counters; connections are spread over the `--url`s round-robin.
+//! * `client`: one connection and the run's shared counters; connections
+//!   are spread over the `--url`s round-robin.
+//! * `wire`: the WebSocket client itself, which reads frames in place.
 //! * `scenarios`: fanout, rooms, connect, churn and features, one task per
 //!   connection.
 //! * `features`: the features scenario's operations (edits, deletes,
@@ -18,6 +19,7 @@ mod client;
 mod features;
 mod report;
 mod scenarios;
+mod wire;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -576,6 +578,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
     let drain_s = drain_started.elapsed().as_secs_f64();
     let after = Samples::take(&args.server_pid, args.db_pid);
     let self_after = report::server_sample(std::process::id());
+    let delivered_while_measured = c.delivered.load(Ordering::Relaxed) - delivered_before;
 
     let _ = phase_tx.send(Phase::Done);
     bar.finish_and_clear();
@@ -664,7 +667,10 @@ async fn run(args: &Args, settings: Settings) -> Report {
             server_nodes,
             database,
         },
-        report::CpuUse::between(self_before, self_after, sending_s + drain_s),
+        report::LoadtestCpu::new(
+            report::CpuUse::between(self_before, self_after, sending_s + drain_s),
+            delivered_while_measured,
+        ),
         warnings,
         unfinished,
         replay,

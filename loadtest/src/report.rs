@@ -411,6 +411,26 @@ pub struct CpuUse {
     pub waited_for_cpu_s: f64,
 }
 
+/// The load tester's own CPU while sending and draining, and the
+/// deliveries it received meanwhile.
+pub struct LoadtestCpu {
+    pub cpu: Option<CpuUse>,
+    pub delivered: u64,
+}
+
+impl LoadtestCpu {
+    pub fn new(cpu: Option<CpuUse>, delivered: u64) -> LoadtestCpu {
+        LoadtestCpu { cpu, delivered }
+    }
+
+    /// Microseconds of CPU per delivery, to three decimals; none without
+    /// deliveries to divide by.
+    pub fn us_per_delivery(&self) -> Option<f64> {
+        let cpu = self.cpu.as_ref()?;
+        (self.delivered > 0).then(|| round3(cpu.cpu_s * 1e6 / self.delivered as f64))
+    }
+}
+
 impl CpuUse {
     pub fn between(
         from: Option<ServerSample>,
@@ -486,6 +506,10 @@ pub struct Report {
     /// The load tester's own CPU while sending and draining: if it nears
     /// 100% of a core, the load tester, not the server, is the limit.
     pub loadtest_cpu: Option<CpuUse>,
+    /// `loadtest_cpu` per delivery received in that time, in microseconds:
+    /// what one delivery costs the load tester, whatever the rate (1 µs is
+    /// a whole core at 1 M deliveries/s).
+    pub loadtest_us_per_delivery: Option<f64>,
     /// Connection tasks aborted or panicked at the end.
     pub unfinished: Unfinished,
     /// The features scenario's own figures and checks.
@@ -785,7 +809,7 @@ pub fn build(
     timing: Timing,
     stored: Option<Stored>,
     usage: Usage,
-    loadtest_cpu: Option<CpuUse>,
+    loadtest_cpu: LoadtestCpu,
     mut warnings: Vec<String>,
     unfinished: Unfinished,
     replay: Option<Replay>,
@@ -1027,7 +1051,8 @@ pub fn build(
         server: usage.server,
         server_nodes: usage.server_nodes,
         database: usage.database,
-        loadtest_cpu,
+        loadtest_us_per_delivery: loadtest_cpu.us_per_delivery(),
+        loadtest_cpu: loadtest_cpu.cpu,
         unfinished,
         features,
     }
@@ -1317,6 +1342,15 @@ impl Report {
         }
         if let Some(cpu) = &self.loadtest_cpu {
             line("loadtest CPU", cpu.to_string());
+        }
+        if let Some(us) = self.loadtest_us_per_delivery {
+            line(
+                "loadtest per delivery",
+                format!(
+                    "{us} µs of CPU ({:.0}% of one core at 1 M deliveries/s)",
+                    us * 100.0
+                ),
+            );
         }
         let mut text = String::from("chatterbox load test\n");
         text.push_str(&out);
