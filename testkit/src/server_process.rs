@@ -120,7 +120,24 @@ impl ServerProcess {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// Waits for the process to exit without blocking the test's runtime,
+    /// so the test's own clients (and in-process nodes) keep running: a
+    /// server shutting down waits for its clients' close handshakes, which
+    /// a blocked test thread could not answer. Returns its exit code.
+    pub async fn exited(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be polled") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the server did not exit in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code. Blocks the
+    /// thread: for a process nothing in the test talks to any more (see
+    /// [`ServerProcess::exited`]).
     pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + WAIT;
         loop {

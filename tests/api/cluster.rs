@@ -498,7 +498,7 @@ async fn a_node_stopped_with_sigterm_stores_what_it_accepted_and_its_users_leave
     chats(&mut dave, 5).await;
     b.signal("TERM");
     let stopped = Instant::now();
-    assert_eq!(b.wait_exit(), Some(0));
+    assert_eq!(b.exited().await, Some(0));
     let mut texts = Vec::new();
     loop {
         let frame = alice.recv().await;

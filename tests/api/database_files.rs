@@ -319,7 +319,7 @@ async fn immutable_database_files_refuse_chats_without_crashing_and_recover() {
     // signal.
     let immutable = Immutable::set(&files);
     server.signal("TERM");
-    let code = server.wait_exit();
+    let code = server.exited().await;
     assert!(
         code.is_some(),
         "the server was killed by a signal on shutdown"

@@ -257,7 +257,7 @@ async fn after_a_restart_either_user_joins_by_name_and_nobody_else_does() {
     alice.expect("chat").await;
     alice.close().await;
     server.signal("TERM");
-    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.exited().await, Some(0));
 
     // A new process: the room is not open, and nobody has sent `dm` to it.
     let server = ServerProcess::start(CHATTERBOX, &db, &env);

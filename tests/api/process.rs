@@ -71,7 +71,7 @@ async fn sigterm_closes_clients_with_1001_stores_everything_and_exits_0() {
 
     assert_eq!(alice.expect_close().await, CloseCode::Away);
     assert_eq!(bob.expect_close().await, CloseCode::Away);
-    assert_eq!(server.wait_exit(), Some(0));
+    assert_eq!(server.exited().await, Some(0));
     let log: Vec<String> = server.log.try_iter().collect();
     assert!(
         log.iter()
