@@ -1,10 +1,10 @@
 //! A session's outgoing queue. Rooms push encoded frames into the session's
 //! mailbox, the session adds its own (errors, pings, pongs), and every frame
-//! counts against `OUTBOX_LIMIT` from the moment it is queued until the HTTP
-//! dispatcher takes it off the session's WebSocket context
-//! ([`OutboxState::handed_off`]). When a client stops reading, its socket and
-//! then the dispatcher's buffer fill up, the dispatcher stops taking frames,
-//! and the count tells the room to stop feeding it: the room drops the member
+//! counts against `OUTBOX_LIMIT` from the moment it is queued until the
+//! connection (`http/upgrade.rs`) takes it off the session's WebSocket
+//! context to write it ([`OutboxState::handed_off`]). When a client stops
+//! reading, its socket fills up, the connection stops taking frames, and
+//! the count tells the room to stop feeding it: the room drops the member
 //! and the session closes with 1008 when it next runs (or, if it never runs
 //! again, the [`crate::watchdog`] drops the TCP connection). So one slow
 //! reader never slows a room, and its memory is bounded by `OUTBOX_LIMIT`
@@ -39,19 +39,19 @@ pub(crate) enum Reserve {
 }
 
 /// The outgoing state of one connection, shared by its session, every room
-/// it is in, the stream that hands its frames to the HTTP dispatcher, and
+/// it is in, the stream that hands its frames to the connection's writer, and
 /// the watchdog.
 #[derive(Debug)]
 pub(crate) struct OutboxState {
     /// Frames queued (in the mailbox or written into the WebSocket context)
-    /// and not yet taken by the dispatcher.
+    /// and not yet taken by the connection.
     queued: AtomicUsize,
     /// Of those, the ones already written into the context: the next chunk
-    /// the dispatcher takes holds all of them.
+    /// the connection takes holds all of them.
     written: AtomicUsize,
     /// Set once, on overflow; afterwards nothing more is queued.
     closed: AtomicBool,
-    /// When the dispatcher last polled for frames, in nanoseconds since
+    /// When the connection last polled for frames, in nanoseconds since
     /// `created`. It polls whenever its write buffer has room, and the
     /// heartbeat wakes it at least every HEARTBEAT_INTERVAL, so a
     /// connection that is not polled for long has a socket that stopped
@@ -111,13 +111,13 @@ impl OutboxState {
         self.queued.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// The dispatcher took a chunk: every frame written so far is in it.
+    /// The connection took a chunk: every frame written so far is in it.
     pub(crate) fn handed_off(&self) {
         let n = self.written.swap(0, Ordering::Relaxed);
         self.queued.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Frames queued and not yet taken by the dispatcher.
+    /// Frames queued and not yet taken by the connection.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
@@ -127,13 +127,13 @@ impl OutboxState {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// The dispatcher polled for frames just now.
+    /// The connection polled for frames just now.
     pub(crate) fn polled(&self) {
         let nanos = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_polled.store(nanos, Ordering::Relaxed);
     }
 
-    /// How long ago the dispatcher last polled (since creation if never).
+    /// How long ago the connection last polled (since creation if never).
     pub(crate) fn since_polled(&self) -> Duration {
         let last = Duration::from_nanos(self.last_polled.load(Ordering::Relaxed));
         self.created.elapsed().saturating_sub(last)
@@ -175,7 +175,7 @@ impl Outbox {
     }
 
     /// Queues `frame` unless the session already holds `limit` frames not
-    /// taken by the dispatcher; on the first overflow the session is told
+    /// taken by the connection; on the first overflow the session is told
     /// to close.
     pub(crate) fn push(&self, frame: ByteString, limit: usize) -> Result<(), Overflow> {
         self.reserve(1, limit)?;

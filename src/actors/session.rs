@@ -117,7 +117,7 @@ impl ChatSession {
         }
     }
 
-    /// What this connection queues for the HTTP dispatcher; the stream that
+    /// What this connection queues for writing; the stream that
     /// hands the frames over and the watchdog share it.
     pub(crate) fn outbox(&self) -> Arc<OutboxState> {
         self.outbox.clone()
@@ -711,7 +711,7 @@ impl Handler<Outgoing> for ChatSession {
 
     fn handle(&mut self, outgoing: Outgoing, ctx: &mut Self::Context) {
         match outgoing {
-            // The frames stay counted in the outbox until the dispatcher
+            // The frames stay counted in the outbox until the connection
             // takes them off the context.
             Outgoing::Frame(frame) => {
                 // After an overflow, what is still queued is dropped: the
