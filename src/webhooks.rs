@@ -15,7 +15,7 @@
 //! [`Schedule`] and [`signature`] are the rules, with no thread or network
 //! in them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
@@ -194,7 +194,6 @@ impl Webhooks {
                 .build(),
             unfinished: unfinished.clone(),
             metrics: metrics.clone(),
-            sent: AtomicU64::new(0),
         };
         thread::Builder::new()
             .name("webhooks".into())
@@ -245,17 +244,14 @@ struct Sending {
     agent: ureq::Agent,
     unfinished: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
-    /// Events sent so far, for their ids.
-    sent: AtomicU64,
 }
 
 impl Sending {
     fn run(self, events: Receiver<Event>) {
         let started = now_millis();
-        while let Ok(event) = events.recv() {
-            let n = self.sent.fetch_add(1, Ordering::Relaxed);
-            // Unique per event, the same on every retry: the receiver can
-            // drop repeats.
+        // Unique per event (node, start, count), the same on every retry:
+        // the receiver can drop repeats.
+        for (n, event) in events.iter().enumerate() {
             let id = format!("{}-{started}-{n}", self.target.node);
             let body = event.body(&id, &self.target.node, now_millis());
             let outcome = self.deliver(&event, &id, &body);

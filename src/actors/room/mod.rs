@@ -800,11 +800,20 @@ impl RoomActor {
         }
         self.metrics.room_deliveries.inc();
         self.drop_members(result.overflowed);
-        if let Some(pair) = &self.dm {
-            // This node's own chats only: another node's were told by it.
-            let chats = batch.chats().iter().filter(|c| c.is_own());
-            for message in chats.filter_map(|c| c.message()) {
+        // This node's own stored changes: their latency, and what this
+        // node alone tells of them (another node's were told by it).
+        for chat in batch.chats() {
+            let (Some(message), Some(received)) = (chat.message(), chat.received()) else {
+                continue;
+            };
+            self.metrics
+                .delivery_seconds
+                .observe(received.elapsed().as_secs_f64());
+            if let Some(pair) = &self.dm {
                 self.tell_direct(pair, message);
+            }
+            if let (Some(webhooks), ChangeKind::Chat) = (&self.webhooks, message.kind) {
+                webhooks.send(Event::Message(Box::new(message.clone())));
             }
         }
         let removed: Vec<UserName> = batch
@@ -849,18 +858,6 @@ impl RoomActor {
         self.metrics
             .messages_delivered
             .inc_by(result.delivered as u64);
-        for chat in batch.chats().iter() {
-            let (Some(message), Some(received)) = (chat.message(), chat.received()) else {
-                continue;
-            };
-            self.metrics
-                .delivery_seconds
-                .observe(received.elapsed().as_secs_f64());
-            // Stored by this node: its webhooks tell of it, once.
-            if let (Some(webhooks), ChangeKind::Chat) = (&self.webhooks, message.kind) {
-                webhooks.send(Event::Message(Box::new(message.clone())));
-            }
-        }
         // Handed to the members: their outboxes bound them from here, so
         // the batch's backlog places are given back.
         drop(batch);
