@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use testkit::{spawn_app_with, Client, PgServer, ServerProcess, TestApp};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::CHATTERBOX;
+use crate::helpers::{connect_signed, CHATTERBOX};
 
 /// A node of the cluster on `url`, chat rate limits out of the way.
 async fn node(url: &str, id: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
@@ -835,10 +835,7 @@ async fn a_ban_on_one_node_removes_and_refuses_the_user_on_the_others() {
     let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
     let a = node(&url, "a", secret).await;
     let b = node(&url, "b", secret).await;
-    let connect = |port: u16, user: &str, extra: Value| {
-        let token = crate::helpers::token_with(SECRET, user, extra);
-        async move { Client::connect_query(port, &format!("token={token}")).await }
-    };
+    let connect = |port: u16, user: &str, extra: Value| connect_signed(port, SECRET, user, extra);
     let mut moderator = connect(a.port, "mod", json!({"mod": true})).await;
     moderator.join("general").await;
     let mut bob = connect(b.port, "bob", json!({})).await;
@@ -916,10 +913,8 @@ async fn a_refreshed_connection_on_one_node_outlives_its_first_token_and_still_t
     let a = node(&url, "a", secured).await;
     let b = node(&url, "b", secured).await;
     let now = || chrono::Utc::now().timestamp();
-    let connect = |port: u16, user: &str, exp: i64| {
-        let token = crate::helpers::token_with(SECRET, user, json!({ "exp": exp }));
-        async move { Client::connect_query(port, &format!("token={token}")).await }
-    };
+    let connect =
+        |port: u16, user: &str, exp: i64| connect_signed(port, SECRET, user, json!({ "exp": exp }));
     let first_exp = now() + 3;
     let mut carol = connect(a.port, "carol", now() + 600).await;
     carol.join("general").await;
@@ -976,10 +971,7 @@ async fn a_direct_message_room_opened_on_one_node_is_joined_by_name_on_another()
     let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
     let a = node(&url, "a", secret).await;
     let b = node(&url, "b", secret).await;
-    let connect = |port: u16, user: &str| {
-        let token = crate::helpers::token_with(SECRET, user, json!({}));
-        async move { Client::connect_query(port, &format!("token={token}")).await }
-    };
+    let connect = |port: u16, user: &str| connect_signed(port, SECRET, user, json!({}));
     let mut alice = connect(a.port, "alice").await;
     alice.send(json!({"type": "join", "dm": "bob"})).await;
     let history = alice.expect("history").await;
@@ -1031,10 +1023,7 @@ async fn a_direct_message_notice_reaches_the_other_user_on_another_node() {
     let secret = |c: &mut Config| c.auth_secret = Some(Secret::from(SECRET));
     let a = node(&url, "a", secret).await;
     let b = node(&url, "b", secret).await;
-    let connect = |port: u16, user: &str| {
-        let token = crate::helpers::token_with(SECRET, user, json!({}));
-        async move { Client::connect_query(port, &format!("token={token}")).await }
-    };
+    let connect = |port: u16, user: &str| connect_signed(port, SECRET, user, json!({}));
     let mut bob = connect(b.port, "bob").await;
     let mut carol = connect(b.port, "carol").await;
     let mut alice = connect(a.port, "alice").await;

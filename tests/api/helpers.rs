@@ -155,3 +155,16 @@ pub fn token_with(secret: &str, user: &str, extra: Value) -> String {
     )
     .expect("a token encodes")
 }
+
+/// Connects `user` to `port` with a [`token_with`] `secret` and `extra`.
+/// The token is made at once, so the future borrows nothing (callers keep
+/// it in closures).
+pub fn connect_signed(
+    port: u16,
+    secret: &str,
+    user: &str,
+    extra: Value,
+) -> impl std::future::Future<Output = Client> {
+    let token = token_with(secret, user, extra);
+    async move { Client::connect_query(port, &format!("token={token}")).await }
+}
