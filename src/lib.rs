@@ -26,6 +26,8 @@
 //! * [`metrics`]: the Prometheus metrics behind `GET /metrics`.
 //! * [`watchdog`]: closes WebSockets whose socket stopped taking data,
 //!   which nothing inside the session can do.
+//! * [`thread_name`]: names the server's threads (`room-N`,
+//!   `history-write`, `history-read`) for per-thread CPU figures.
 //! * [`startup`]: builds and runs the whole server; graceful shutdown.
 //! * [`cli`]: what the binary runs: the server until a signal, the health
 //!   probe and the token minter.
@@ -58,5 +60,6 @@ pub mod permissions;
 pub mod protocol;
 pub(crate) mod rate_limit;
 pub mod startup;
+pub(crate) mod thread_name;
 pub(crate) mod watchdog;
 pub(crate) mod webhooks;

@@ -9,6 +9,8 @@
 
 use actix::prelude::*;
 
+use crate::thread_name::name_this_thread;
+
 /// A fixed pool of arbiters, handed out in turn.
 pub(crate) struct RoomThreads {
     arbiters: Vec<ArbiterHandle>,
@@ -22,7 +24,7 @@ impl RoomThreads {
         let arbiters = (0..threads.max(1))
             .map(|n| {
                 let arbiter = Arbiter::new().handle();
-                arbiter.spawn_fn(move || name_thread(n));
+                arbiter.spawn_fn(move || name_this_thread(&format!("room-{n}")));
                 arbiter
             })
             .collect();
@@ -46,16 +48,6 @@ impl Drop for RoomThreads {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
-    }
-}
-
-/// Names the current thread `room-N` (Linux keeps 15 bytes), for whoever
-/// reads `/proc/PID/task/*/comm`. A name that cannot be set only costs
-/// that readability.
-fn name_thread(n: usize) {
-    let name = format!("room-{n}");
-    if let Ok(name) = std::ffi::CString::new(name) {
-        let _ = rustix::thread::set_name(&name);
     }
 }
 

@@ -40,6 +40,7 @@ use backend::Backend;
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
+use crate::thread_name::name_this_thread;
 use direct_rooms::DirectRoom;
 use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
@@ -179,12 +180,14 @@ impl History {
         let writer = {
             let (queue, shared) = (queue.clone(), shared.clone());
             SyncArbiter::start(1, move || {
+                name_this_thread("history-write");
                 HistoryActor::writer(writer_backend(), queue.clone(), &shared)
             })
         };
         let readers = {
             let shared = shared.clone();
             SyncArbiter::start(READER_THREADS, move || {
+                name_this_thread("history-read");
                 HistoryActor::reader(reader_backend(), &shared)
             })
         };
