@@ -626,12 +626,37 @@ async fn run(args: &Args, settings: Settings) -> Report {
             sending_s + drain_s,
         )
     };
-    let server = (!args.server_pid.is_empty())
-        .then(|| usage(args.server_pid.clone(), &|s: &Samples| s.servers_total()));
+    let between = |from: &Samples, to: &Samples, i: usize, s: f64| match (
+        from.threads.get(i),
+        to.threads.get(i),
+    ) {
+        (Some(from), Some(to)) => report::thread_cpu(from, to, s),
+        _ => Vec::new(),
+    };
+    let threads = |i: usize| {
+        (
+            between(&connected, &after, i, sending_s + drain_s),
+            between(&before, &connected, i, setup_s),
+        )
+    };
+    let server = (!args.server_pid.is_empty()).then(|| {
+        let total = usage(args.server_pid.clone(), &|s: &Samples| s.servers_total());
+        // One node: its threads. Several: each node has its own below.
+        if args.server_pid.len() == 1 {
+            let (run, setup) = threads(0);
+            total.with_threads(run, setup)
+        } else {
+            total
+        }
+    });
     // Per node, when there is more than one.
     let server_nodes: Vec<ServerUsage> = if args.server_pid.len() > 1 {
         (0..args.server_pid.len())
-            .map(|i| usage(vec![args.server_pid[i]], &|s: &Samples| s.servers[i]))
+            .map(|i| {
+                let (run, setup) = threads(i);
+                usage(vec![args.server_pid[i]], &|s: &Samples| s.servers[i])
+                    .with_threads(run, setup)
+            })
             .collect()
     } else {
         Vec::new()
@@ -666,6 +691,7 @@ async fn run(args: &Args, settings: Settings) -> Report {
             server,
             server_nodes,
             database,
+            machine: report::MachineCpu::between(connected.machine, after.machine),
         },
         report::LoadtestCpu::new(
             report::CpuUse::between(self_before, self_after, sending_s + drain_s),

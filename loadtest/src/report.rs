@@ -190,6 +190,11 @@ pub struct ServerUsage {
     /// `setup_cpu` per connection opened, in microseconds: the cost of one
     /// connect on the server, whatever else ran on the machine.
     pub cpu_us_per_connection: Option<f64>,
+    /// `cpu` thread by thread, busiest first (one node's threads): whether
+    /// one thread is the limit while the process as a whole is not.
+    pub threads: Vec<ThreadCpu>,
+    /// `setup_cpu` thread by thread, busiest first.
+    pub setup_threads: Vec<ThreadCpu>,
 }
 
 impl ServerUsage {
@@ -222,6 +227,22 @@ impl ServerUsage {
                 }
                 _ => None,
             },
+            threads: Vec::new(),
+            setup_threads: Vec::new(),
+        }
+    }
+
+    /// The same usage, with its per-thread breakdowns: while sending and
+    /// draining, and while connecting.
+    pub fn with_threads(
+        self,
+        threads: Vec<ThreadCpu>,
+        setup_threads: Vec<ThreadCpu>,
+    ) -> ServerUsage {
+        ServerUsage {
+            threads,
+            setup_threads,
+            ..self
         }
     }
 }
@@ -269,15 +290,20 @@ impl DatabaseUsage {
 pub struct Samples {
     /// Each server, in `--server-pid` order.
     pub servers: Vec<Option<ServerSample>>,
+    /// Each server's threads, in the same order.
+    pub threads: Vec<ThreadTicks>,
     /// The database's process tree.
     pub database: Option<ServerSample>,
+    pub machine: Option<MachineTicks>,
 }
 
 impl Samples {
     pub fn take(server_pids: &[u32], db_pid: Option<u32>) -> Samples {
         Samples {
             servers: server_pids.iter().map(|&pid| server_sample(pid)).collect(),
+            threads: server_pids.iter().map(|&pid| thread_ticks(pid)).collect(),
             database: db_pid.and_then(tree_sample),
+            machine: MachineTicks::read(),
         }
     }
 
@@ -307,6 +333,70 @@ pub struct Usage {
     /// Each `--server-pid`, when there are several.
     pub server_nodes: Vec<ServerUsage>,
     pub database: Option<DatabaseUsage>,
+    pub machine: Option<MachineCpu>,
+}
+
+/// `/proc/stat`'s first line at one moment: the whole machine's CPU time,
+/// in clock ticks, busy and in all.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineTicks {
+    busy: u64,
+    total: u64,
+}
+
+impl MachineTicks {
+    pub fn read() -> Option<MachineTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        MachineTicks::parse(stat.lines().next()?)
+    }
+
+    /// `cpu  user nice system idle iowait irq softirq steal ...`: idle and
+    /// iowait are not busy; guest time is already in user.
+    fn parse(line: &str) -> Option<MachineTicks> {
+        let mut fields = line.split_whitespace();
+        (fields.next()? == "cpu").then_some(())?;
+        let ticks: Vec<u64> = fields
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks.get(3)? + ticks.get(4)?;
+        Some(MachineTicks {
+            busy: total - idle,
+            total,
+        })
+    }
+}
+
+/// The whole machine's CPU between two samples: the server, the load
+/// tester, the database and the kernel's network work that neither
+/// process is charged for (loopback traffic is handled in softirqs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineCpu {
+    /// Cores the kernel counts (whatever this process may run on).
+    pub cores: usize,
+    /// Busy time as a share of one core: at most `cores` × 100.
+    pub busy_percent: f64,
+}
+
+impl MachineCpu {
+    pub fn between(from: Option<MachineTicks>, to: Option<MachineTicks>) -> Option<MachineCpu> {
+        let (from, to) = (from?, to?);
+        let total = to.total.checked_sub(from.total)?;
+        let busy = to.busy.checked_sub(from.busy)?;
+        let cores = std::fs::read_to_string("/proc/stat")
+            .map(|s| {
+                s.lines()
+                    .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                    .count()
+            })
+            .unwrap_or(1)
+            .max(1);
+        (total > 0).then(|| MachineCpu {
+            cores,
+            busy_percent: round1(busy as f64 / total as f64 * cores as f64 * 100.0),
+        })
+    }
 }
 
 /// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime + stime).
@@ -342,17 +432,29 @@ struct Stat {
 impl Stat {
     fn read(pid: u32) -> Option<Stat> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Stat::parse(&stat).map(|(_, stat)| stat)
+    }
+
+    /// A `stat` line: the command name (between the parentheses) and the
+    /// fields.
+    fn parse(stat: &str) -> Option<(&str, Stat)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let name = stat.get(open + 1..close)?;
         // Fields after the command name (which may hold spaces), from field 3.
-        let after = stat.get(stat.rfind(')')? + 2..)?;
+        let after = stat.get(close + 2..)?;
         let fields: Vec<&str> = after.split_whitespace().collect();
         let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
-        Some(Stat {
-            ppid: u32::try_from(field(1)?).ok()?,
-            utime: field(11)?,
-            stime: field(12)?,
-            cutime: field(13)?,
-            cstime: field(14)?,
-        })
+        Some((
+            name,
+            Stat {
+                ppid: u32::try_from(field(1)?).ok()?,
+                utime: field(11)?,
+                stime: field(12)?,
+                cutime: field(13)?,
+                cstime: field(14)?,
+            },
+        ))
     }
 }
 
@@ -389,6 +491,81 @@ pub fn tree_sample(pid: u32) -> Option<ServerSample> {
         waited_s,
     })
 }
+
+/// One process's threads at one moment: thread id → (name, CPU ticks).
+pub type ThreadTicks = BTreeMap<u32, (String, u64)>;
+
+/// Reads `/proc/PID/task/*/stat`: every thread's name and CPU so far. A
+/// thread that ends between the listing and the read is left out.
+pub fn thread_ticks(pid: u32) -> ThreadTicks {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return ThreadTicks::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse::<u32>().ok()?;
+            let line = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (name, stat) = Stat::parse(&line)?;
+            Some((tid, (name.to_owned(), stat.utime + stat.stime)))
+        })
+        .collect()
+}
+
+/// One thread's CPU between two samples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    /// As `/proc/PID/task/TID/comm` has it (at most 15 bytes).
+    pub name: String,
+    pub cpu_s: f64,
+    /// Of one core, over the run.
+    pub cpu_percent: f64,
+}
+
+/// What each thread used from `from` to `to`, busiest first. A thread
+/// started in between counts from zero; one that ended is not there.
+pub fn thread_cpu(from: &ThreadTicks, to: &ThreadTicks, run_s: f64) -> Vec<ThreadCpu> {
+    let mut threads: Vec<ThreadCpu> = to
+        .iter()
+        .map(|(&tid, (name, ticks))| {
+            let before = from.get(&tid).map_or(0, |(_, t)| *t);
+            let cpu_s = ticks.saturating_sub(before) as f64 / 100.0;
+            ThreadCpu {
+                tid,
+                name: name.clone(),
+                cpu_s: round3(cpu_s),
+                cpu_percent: round1(cpu_s / run_s.max(1e-6) * 100.0),
+            }
+        })
+        .collect();
+    threads.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s).then(a.tid.cmp(&b.tid)));
+    threads
+}
+
+/// The busiest threads for the human report: up to [`THREADS_SHOWN`] that
+/// used at least 1 % of a core, then the rest added up.
+fn threads_line(threads: &[ThreadCpu]) -> String {
+    // Busiest first, so the ones under 1 % are at the end.
+    let shown = threads
+        .iter()
+        .take(THREADS_SHOWN)
+        .take_while(|t| t.cpu_percent >= 1.0)
+        .count();
+    let mut line: Vec<String> = threads[..shown]
+        .iter()
+        .map(|t| format!("{} {:.1}%", t.name, t.cpu_percent))
+        .collect();
+    let rest = &threads[shown..];
+    if !rest.is_empty() {
+        let percent: f64 = rest.iter().map(|t| t.cpu_percent).sum();
+        line.push(format!("{} more {percent:.1}%", rest.len()));
+    }
+    line.join(", ")
+}
+
+/// Threads named one by one in the human report.
+const THREADS_SHOWN: usize = 8;
 
 /// Sum over the process's threads of the time spent waiting to run.
 fn runqueue_wait_s(pid: u32) -> f64 {
@@ -503,6 +680,9 @@ pub struct Report {
     pub server_nodes: Vec<ServerUsage>,
     /// `--db-pid`: the database server.
     pub database: Option<DatabaseUsage>,
+    /// The whole machine while sending and draining: near `cores` × 100 %,
+    /// the machine, not any one process or thread, is the limit.
+    pub machine_cpu: Option<MachineCpu>,
     /// The load tester's own CPU while sending and draining: if it nears
     /// 100% of a core, the load tester, not the server, is the limit.
     pub loadtest_cpu: Option<CpuUse>,
@@ -1051,6 +1231,7 @@ pub fn build(
         server: usage.server,
         server_nodes: usage.server_nodes,
         database: usage.database,
+        machine_cpu: usage.machine,
         loadtest_us_per_delivery: loadtest_cpu.us_per_delivery(),
         loadtest_cpu: loadtest_cpu.cpu,
         unfinished,
@@ -1318,15 +1499,24 @@ impl Report {
                         cpu.waited_for_cpu_s
                     ),
                 );
+                if !sv.setup_threads.is_empty() {
+                    line("  by thread", threads_line(&sv.setup_threads));
+                }
             }
             if let Some(cpu) = &sv.cpu {
                 line("server CPU", cpu.to_string());
+            }
+            if !sv.threads.is_empty() {
+                line("  by thread", threads_line(&sv.threads));
             }
         }
         for (n, sv) in self.server_nodes.iter().enumerate() {
             if let Some(cpu) = &sv.cpu {
                 let pid = sv.pids.first().copied().unwrap_or(0);
                 line(&format!("  node {n} (pid {pid})"), cpu.to_string());
+            }
+            if !sv.threads.is_empty() {
+                line("    by thread", threads_line(&sv.threads));
             }
         }
         if let Some(db) = &self.database {
@@ -1342,6 +1532,17 @@ impl Report {
         }
         if let Some(cpu) = &self.loadtest_cpu {
             line("loadtest CPU", cpu.to_string());
+        }
+        if let Some(m) = &self.machine_cpu {
+            line(
+                "machine CPU",
+                format!(
+                    "{:.1}% of {}% busy ({} cores), everything included",
+                    m.busy_percent,
+                    m.cores * 100,
+                    m.cores
+                ),
+            );
         }
         if let Some(us) = self.loadtest_us_per_delivery {
             line(
@@ -1406,6 +1607,85 @@ mod tests {
             );
         }
         r
+    }
+
+    #[test]
+    fn a_stat_line_gives_its_name_even_with_spaces_and_parentheses() {
+        let line = "4242 (actix-rt|system:0) (x) S 1 4242 4242 0 -1 4194368 100 0 0 0 \
+                    250 75 3 4 20 0 9 0 1000 0 0";
+        let (name, stat) = Stat::parse(line).expect("a stat line");
+        assert_eq!(name, "actix-rt|system:0) (x");
+        assert_eq!((stat.ppid, stat.utime, stat.stime), (1, 250, 75));
+        assert_eq!((stat.cutime, stat.cstime), (3, 4));
+    }
+
+    #[test]
+    fn the_machine_is_busy_except_when_idle_or_waiting_for_io() {
+        let from = MachineTicks::parse("cpu  100 0 50 800 50 0 0 0 0 0").expect("parsed");
+        let to = MachineTicks::parse("cpu  300 10 150 1300 100 5 35 0 0 0").expect("parsed");
+        assert_eq!((from.busy, from.total), (150, 1000));
+        // 350 busy of 900 in between.
+        assert_eq!((to.busy - from.busy, to.total - from.total), (350, 900));
+        assert!(MachineTicks::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
+        assert!(MachineTicks::parse("cpu  1 2 x").is_none());
+        let cpu = MachineCpu::between(Some(from), Some(to)).expect("cpu");
+        let expected = (350.0 / 900.0 * cpu.cores as f64 * 100.0 * 10.0).round() / 10.0;
+        assert_eq!(cpu.busy_percent, expected);
+    }
+
+    #[test]
+    fn threads_are_ranked_by_what_they_used_in_the_run() {
+        let ticks = |list: &[(u32, &str, u64)]| -> ThreadTicks {
+            list.iter()
+                .map(|&(tid, name, t)| (tid, (name.to_string(), t)))
+                .collect()
+        };
+        let from = ticks(&[
+            (1, "chatterbox", 500),
+            (2, "room-0", 100),
+            (3, "room-1", 100),
+        ]);
+        // room-1 used more in the run though less in all; thread 4 is new;
+        // thread 2 ended.
+        let to = ticks(&[
+            (1, "chatterbox", 520),
+            (3, "room-1", 400),
+            (4, "history-write", 50),
+        ]);
+        let threads = thread_cpu(&from, &to, 10.0);
+        let got: Vec<(&str, f64, f64)> = threads
+            .iter()
+            .map(|t| (t.name.as_str(), t.cpu_s, t.cpu_percent))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("room-1", 3.0, 30.0),
+                ("history-write", 0.5, 5.0),
+                ("chatterbox", 0.2, 2.0)
+            ]
+        );
+        assert_eq!(
+            threads_line(&threads),
+            "room-1 30.0%, history-write 5.0%, chatterbox 2.0%"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_busiest_threads_and_adds_up_the_rest() {
+        let thread = |tid, percent: f64| ThreadCpu {
+            tid,
+            name: format!("t{tid}"),
+            cpu_s: percent / 10.0,
+            cpu_percent: percent,
+        };
+        // Nine over 1 % and two under: eight named, three added up.
+        let mut threads: Vec<ThreadCpu> = (0..9).map(|i| thread(i, 50.0 - f64::from(i))).collect();
+        threads.extend([thread(9, 0.5), thread(10, 0.25)]);
+        let line = threads_line(&threads);
+        assert!(line.starts_with("t0 50.0%, t1 49.0%, "), "{line}");
+        assert!(line.ends_with("t7 43.0%, 3 more 42.8%"), "{line}");
+        assert_eq!(threads_line(&[thread(0, 0.5)]), "1 more 0.5%");
     }
 
     #[test]
