@@ -1,8 +1,10 @@
 //! Names for the server's own threads, so that a per-thread CPU breakdown
 //! (`top -H`, `/proc/PID/task/*/comm`, the load tester's `--server-pid`)
-//! says which part of the server is busy: `room-N` for the room threads,
-//! `history-write` and `history-read` for storage. Threads left unnamed
-//! show the program's name.
+//! says which part of the server is busy: `http-N` for the workers that
+//! run the connections (sockets, sessions), `room-N` for the room threads,
+//! `history-write` and `history-read-N` for storage. The main thread (the
+//! chat server) keeps the program's name; threads the libraries start
+//! keep theirs (`actix-server ac…` accepts connections).
 
 /// Names the calling thread. Linux keeps the first 15 bytes. A name that
 /// cannot be set costs only that readability, so failure is ignored.

@@ -26,7 +26,7 @@ pub mod sqlite;
 mod worker;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -186,8 +186,11 @@ impl History {
         };
         let readers = {
             let shared = shared.clone();
+            let started = AtomicUsize::new(0);
             SyncArbiter::start(READER_THREADS, move || {
-                name_this_thread("history-read");
+                // Called on each reader's own thread as it starts.
+                let n = started.fetch_add(1, Ordering::Relaxed);
+                name_this_thread(&format!("history-read-{n}"));
                 HistoryActor::reader(reader_backend(), &shared)
             })
         };
