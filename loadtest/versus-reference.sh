@@ -11,11 +11,13 @@
 # change in the machine's load hits them alike. Each server is pinned to
 # SERVER_CPUS with a fresh SQLite file, the generator to LOADTEST_CPUS, and
 # every run is bounded (RUN_TIMEOUT seconds). Each run's JSON line goes to
-# OUT/versus/SCENARIO-LABEL-ROUND.json and a summary (median p99 and its
-# ratio to the reference's) is printed at the end.
-# Environment: ROUNDS (default 3), OUT (default docs/bench), SERVER_CPUS
-# (default 0), LOADTEST_CPUS (default 1), PORT (default 19001; the
-# reference listens on PORT-1), RUN_TIMEOUT (default 150).
+# OUT/SCENARIO-LABEL-ROUND.json, and a summary of this invocation's runs
+# (median p99 and its ratio to the reference's) is printed at the end.
+# Environment: ROUNDS (default 3), OUT (default a new folder
+# docs/bench/versus/DATE-TIME, so earlier sittings are kept apart),
+# SERVER_CPUS (default 0), LOADTEST_CPUS (default 1), PORT (default 19001;
+# the reference listens on PORT-1; both must be free), RUN_TIMEOUT
+# (default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
@@ -23,7 +25,7 @@ WSBENCH=$1
 shift
 [ -x "$WSBENCH" ] || { echo "versus-reference.sh: $WSBENCH is not an executable" >&2; exit 2; }
 ROUNDS=${ROUNDS:-3}
-OUT=${OUT:-docs/bench}/versus
+OUT=${OUT:-docs/bench/versus/$(date -u +%Y-%m-%dT%H%M%S)}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOADTEST_CPUS=${LOADTEST_CPUS:-1}
 PORT=${PORT:-19001}
@@ -43,27 +45,39 @@ ulimit -n 20000
 DIR=$(mktemp -d)
 SERVER=
 cleanup() {
-    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    if [ -n "$SERVER" ]; then
+        kill "$SERVER" 2>/dev/null || true
+        wait "$SERVER" 2>/dev/null || true
+    fi
     rm -rf "$DIR"
 }
 trap cleanup EXIT
 
-# Starts the reference or a build; sets SERVER (its pid) and HOST.
+answers() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
+
+# Starts the reference or a build; sets SERVER (its pid) and HOST. A port
+# that answers before the server starts is someone else's: measuring that
+# would be measuring the wrong process.
 start() {
     local label=$1
+    HOST=127.0.0.1:$PORT
+    [ "$label" = reference ] && HOST=127.0.0.1:$((PORT - 1))
+    if answers "$HOST"; then
+        echo "versus-reference.sh: something already listens on $HOST; stop it or set PORT" >&2
+        exit 1
+    fi
     if [ "$label" = reference ]; then
-        HOST=127.0.0.1:$((PORT - 1))
         taskset -c "$SERVER_CPUS" "$WSBENCH" min-server --listen "$HOST" >"$DIR/server.log" 2>&1 &
     else
-        HOST=127.0.0.1:$PORT
         rm -rf "$DIR/db" && mkdir "$DIR/db"
-        PORT=$PORT DB_PATH="$DIR/db/chatterbox.db" STATIC_DIR=static MAX_ROOMS=5000 \
+        RUST_LOG=warn PORT=$PORT DB_PATH="$DIR/db/chatterbox.db" STATIC_DIR=static MAX_ROOMS=5000 \
             RATE_LIMIT=1000000 RATE_BURST=1000000 \
             taskset -c "$SERVER_CPUS" "${BINS[$label]}" >"$DIR/server.log" 2>&1 &
     fi
     SERVER=$!
     for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/${HOST%:*}/${HOST#*:}") 2>/dev/null && return 0
+        kill -0 "$SERVER" 2>/dev/null || break
+        answers "$HOST" && return 0
         sleep 0.1
     done
     echo "versus-reference.sh: $label did not start listening on $HOST" >&2

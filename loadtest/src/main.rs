@@ -626,17 +626,19 @@ async fn run(args: &Args, settings: Settings) -> Report {
             sending_s + drain_s,
         )
     };
-    let between = |from: &Samples, to: &Samples, i: usize, s: f64| match (
-        from.threads.get(i),
-        to.threads.get(i),
+    // Node `node`'s threads from one sample to the next, over `window_s`.
+    let thread_cpu_between = |from: &Samples, to: &Samples, node: usize, window_s: f64| match (
+        from.threads.get(node),
+        to.threads.get(node),
     ) {
-        (Some(from), Some(to)) => report::thread_cpu(from, to, s),
+        (Some(from), Some(to)) => report::thread_cpu(from, to, window_s),
         _ => Vec::new(),
     };
-    let threads = |i: usize| {
+    // While sending and draining, and while connecting.
+    let threads = |node: usize| {
         (
-            between(&connected, &after, i, sending_s + drain_s),
-            between(&before, &connected, i, setup_s),
+            thread_cpu_between(&connected, &after, node, sending_s + drain_s),
+            thread_cpu_between(&before, &connected, node, setup_s),
         )
     };
     let server = (!args.server_pid.is_empty()).then(|| {

@@ -294,6 +294,7 @@ pub struct Samples {
     pub threads: Vec<ThreadTicks>,
     /// The database's process tree.
     pub database: Option<ServerSample>,
+    /// The whole machine (`/proc/stat`).
     pub machine: Option<MachineTicks>,
 }
 
@@ -336,24 +337,29 @@ pub struct Usage {
     pub machine: Option<MachineCpu>,
 }
 
-/// `/proc/stat`'s first line at one moment: the whole machine's CPU time,
-/// in clock ticks, busy and in all.
+/// `/proc/stat` at one moment: the whole machine's CPU time in clock
+/// ticks (its first line), split into busy, stolen and in all, and the
+/// number of cores (its `cpuN` lines).
 #[derive(Debug, Clone, Copy)]
 pub struct MachineTicks {
     busy: u64,
+    /// Time the hypervisor gave this machine's cores to someone else.
+    steal: u64,
     total: u64,
+    cores: usize,
 }
 
 impl MachineTicks {
+    /// Reads `/proc/stat`; none where there is no such file.
     pub fn read() -> Option<MachineTicks> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        MachineTicks::parse(stat.lines().next()?)
+        MachineTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
     }
 
-    /// `cpu  user nice system idle iowait irq softirq steal ...`: idle and
-    /// iowait are not busy; guest time is already in user.
-    fn parse(line: &str) -> Option<MachineTicks> {
-        let mut fields = line.split_whitespace();
+    /// The first line is `cpu  user nice system idle iowait irq softirq
+    /// steal ...`: idle and iowait are not busy, steal is counted apart,
+    /// and guest time is already in user.
+    fn parse(stat: &str) -> Option<MachineTicks> {
+        let mut fields = stat.lines().next()?.split_whitespace();
         (fields.next()? == "cpu").then_some(())?;
         let ticks: Vec<u64> = fields
             .take(8)
@@ -361,9 +367,16 @@ impl MachineTicks {
             .collect::<Option<_>>()?;
         let total: u64 = ticks.iter().sum();
         let idle = ticks.get(3)? + ticks.get(4)?;
+        let steal = *ticks.get(7)?;
+        let cores = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+            .count();
         Some(MachineTicks {
-            busy: total - idle,
+            busy: total - idle - steal,
+            steal,
             total,
+            cores: cores.max(1),
         })
     }
 }
@@ -377,6 +390,9 @@ pub struct MachineCpu {
     pub cores: usize,
     /// Busy time as a share of one core: at most `cores` × 100.
     pub busy_percent: f64,
+    /// Time the hypervisor ran something else instead, the same way: on a
+    /// shared host, CPU the machine wanted and did not get.
+    pub steal_percent: f64,
 }
 
 impl MachineCpu {
@@ -384,19 +400,20 @@ impl MachineCpu {
         let (from, to) = (from?, to?);
         let total = to.total.checked_sub(from.total)?;
         let busy = to.busy.checked_sub(from.busy)?;
-        let cores = std::fs::read_to_string("/proc/stat")
-            .map(|s| {
-                s.lines()
-                    .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-                    .count()
-            })
-            .unwrap_or(1)
-            .max(1);
+        let steal = to.steal.checked_sub(from.steal)?;
+        let share = |ticks: u64| round1(ticks as f64 / total as f64 * to.cores as f64 * 100.0);
         (total > 0).then(|| MachineCpu {
-            cores,
-            busy_percent: round1(busy as f64 / total as f64 * cores as f64 * 100.0),
+            cores: to.cores,
+            busy_percent: share(busy),
+            steal_percent: share(steal),
         })
     }
+}
+
+/// Clock ticks of `/proc/PID/stat` in seconds: USER_HZ is 100 on Linux for
+/// every architecture this runs on.
+fn ticks_to_s(ticks: u64) -> f64 {
+    ticks as f64 / 100.0
 }
 
 /// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime + stime).
@@ -411,10 +428,9 @@ pub fn server_sample(pid: u32) -> Option<ServerSample> {
         .parse()
         .ok()?;
     let stat = Stat::read(pid)?;
-    // USER_HZ is 100 on Linux for every architecture this runs on.
     Some(ServerSample {
         rss_kb,
-        cpu_s: (stat.utime + stat.stime) as f64 / 100.0,
+        cpu_s: ticks_to_s(stat.utime + stat.stime),
         waited_s: runqueue_wait_s(pid),
     })
 }
@@ -487,7 +503,7 @@ pub fn tree_sample(pid: u32) -> Option<ServerSample> {
     }
     Some(ServerSample {
         rss_kb,
-        cpu_s: ticks as f64 / 100.0,
+        cpu_s: ticks_to_s(ticks),
         waited_s,
     })
 }
@@ -519,7 +535,7 @@ pub struct ThreadCpu {
     /// As `/proc/PID/task/TID/comm` has it (at most 15 bytes).
     pub name: String,
     pub cpu_s: f64,
-    /// Of one core, over the run.
+    /// Of one core, over the window measured (the run, or the setup).
     pub cpu_percent: f64,
 }
 
@@ -530,7 +546,7 @@ pub fn thread_cpu(from: &ThreadTicks, to: &ThreadTicks, run_s: f64) -> Vec<Threa
         .iter()
         .map(|(&tid, (name, ticks))| {
             let before = from.get(&tid).map_or(0, |(_, t)| *t);
-            let cpu_s = ticks.saturating_sub(before) as f64 / 100.0;
+            let cpu_s = ticks_to_s(ticks.saturating_sub(before));
             ThreadCpu {
                 tid,
                 name: name.clone(),
@@ -1537,10 +1553,11 @@ impl Report {
             line(
                 "machine CPU",
                 format!(
-                    "{:.1}% of {}% busy ({} cores), everything included",
+                    "{:.1}% of {}% busy ({} cores), everything included; {:.1}% stolen by the hypervisor",
                     m.busy_percent,
                     m.cores * 100,
-                    m.cores
+                    m.cores,
+                    m.steal_percent
                 ),
             );
         }
@@ -1620,17 +1637,29 @@ mod tests {
     }
 
     #[test]
-    fn the_machine_is_busy_except_when_idle_or_waiting_for_io() {
-        let from = MachineTicks::parse("cpu  100 0 50 800 50 0 0 0 0 0").expect("parsed");
-        let to = MachineTicks::parse("cpu  300 10 150 1300 100 5 35 0 0 0").expect("parsed");
-        assert_eq!((from.busy, from.total), (150, 1000));
-        // 350 busy of 900 in between.
-        assert_eq!((to.busy - from.busy, to.total - from.total), (350, 900));
+    fn the_machine_is_busy_except_when_idle_waiting_for_io_or_stolen() {
+        let stat =
+            |first: &str| format!("{first}\ncpu0 1 2 3 4 5 6 7 8\ncpu1 1 2 3 4 5 6 7 8\nintr 5\n");
+        let from = MachineTicks::parse(&stat("cpu  100 0 50 800 50 0 0 0 0 0")).expect("parsed");
+        let to =
+            MachineTicks::parse(&stat("cpu  300 10 150 1300 100 5 35 100 0 0")).expect("parsed");
+        assert_eq!(
+            (from.busy, from.steal, from.total, from.cores),
+            (150, 0, 1000, 2)
+        );
+        // In between: 350 busy and 100 stolen of 1000 ticks on 2 cores.
+        let cpu = MachineCpu::between(Some(from), Some(to)).expect("cpu");
+        assert_eq!(
+            cpu,
+            MachineCpu {
+                cores: 2,
+                busy_percent: 70.0,
+                steal_percent: 20.0
+            }
+        );
         assert!(MachineTicks::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
         assert!(MachineTicks::parse("cpu  1 2 x").is_none());
-        let cpu = MachineCpu::between(Some(from), Some(to)).expect("cpu");
-        let expected = (350.0 / 900.0 * cpu.cores as f64 * 100.0 * 10.0).round() / 10.0;
-        assert_eq!(cpu.busy_percent, expected);
+        assert!(MachineTicks::parse("").is_none());
     }
 
     #[test]
