@@ -120,6 +120,13 @@ pub struct Sanctions {
     pub bans: Vec<(UserName, Option<i64>)>,
 }
 
+/// The most unread chats counted for one user in one room (`history`'s
+/// `unread`, `/api/dms`' `unread`); a bigger backlog counts as this many.
+/// Counting is a scan of the chats above the user's marker, and every
+/// join counts: a new user in a room of a million chats would scan them
+/// all. A page shows 99+ long before this.
+pub const UNREAD_COUNT_LIMIT: i64 = 1000;
+
 /// One worker thread's access to the database. Every method blocks; each
 /// is called on a [`super::worker::HistoryActor`] thread only.
 ///
@@ -173,7 +180,8 @@ pub trait Backend: Send + 'static {
 
     /// `user`'s read marker in `room` (0 when none) and how many chats
     /// with an id above it, up to `up_to`, are unread: other users' chats
-    /// that are not deleted (your own chats are never unread to you).
+    /// that are not deleted (your own chats are never unread to you),
+    /// counted up to [`UNREAD_COUNT_LIMIT`].
     fn read_marker(
         &mut self,
         room: &str,

@@ -25,15 +25,17 @@ pub const PAIR: &str = "SELECT user_a, user_b FROM direct_rooms WHERE room = $1"
 /// User `$1`'s rooms, the most recently active first, at most `$2`: each
 /// with the other user, its newest chat's id (0 when none), and how many
 /// chats are unread above the user's read marker (other users' chats that
-/// are not deleted, as `history`'s `unread` counts them).
+/// are not deleted, as `history`'s `unread` counts them), at most `$3`
+/// ([`super::backend::UNREAD_COUNT_LIMIT`]).
 pub const LIST: &str = "SELECT d.room AS room, \
        CASE WHEN d.user_a = $1 THEN d.user_b ELSE d.user_a END AS with_user, \
        COALESCE((SELECT MAX(m.id) FROM messages m \
                  WHERE m.room = d.room AND m.kind = 'chat'), 0) AS last_id, \
-       (SELECT COUNT(*) FROM messages m \
+       (SELECT COUNT(*) FROM (SELECT 1 FROM messages m \
         WHERE m.room = d.room AND m.kind = 'chat' AND NOT m.deleted AND m.user_name <> $1 \
           AND m.id > COALESCE((SELECT r.last_read FROM read_markers r \
-                               WHERE r.room = d.room AND r.user_name = $1), 0)) AS unread \
+                               WHERE r.room = d.room AND r.user_name = $1), 0) \
+        LIMIT $3) AS counted) AS unread \
      FROM direct_rooms d \
      WHERE d.user_a = $1 OR d.user_b = $1 \
      ORDER BY last_id DESC, d.opened_at DESC, d.room \

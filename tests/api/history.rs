@@ -270,3 +270,41 @@ async fn a_joiner_in_the_middle_of_a_flood_in_a_big_room_meets_it_exactly() {
         .expect_silence(std::time::Duration::from_millis(300))
         .await;
 }
+
+#[actix_web::test]
+async fn unread_is_counted_exactly_below_the_limit_and_as_the_limit_above_it() {
+    // Counting unread chats scans the backlog above the marker at every
+    // join; past 1,000 the count stops there (docs/PROTOCOL.md).
+    const LIMIT: usize = 1000;
+    let app = spawn_app_with(|c| {
+        c.rate_limit = 1_000_000.0;
+        c.rate_burst = 1_000_000.0;
+    })
+    .await;
+    let mut alice = app.connect("alice").await;
+    alice.join("big").await;
+    let ids = say_all(&mut alice, "big", &numbered("chat ", LIMIT + 3)).await;
+
+    // A new member has read nothing: 1,003 unread, counted as 1,000.
+    let mut bob = app.connect("bob").await;
+    let (history, _) = bob.join("big").await;
+    assert_eq!(
+        (history["last_read"].clone(), history["unread"].clone()),
+        (json!(0), json!(LIMIT))
+    );
+
+    // Three read leave exactly 1,000; four read, 999: exact below it.
+    for (read, unread) in [(2, LIMIT), (3, LIMIT - 1)] {
+        let id = ids[read];
+        bob.send(json!({"type": "read", "room": "big", "id": id, "ref": "r"}))
+            .await;
+        assert_eq!(bob.expect("read").await["id"], json!(id));
+        let mut tab = app.connect("bob").await;
+        let (history, _) = tab.join("big").await;
+        assert_eq!(
+            (history["last_read"].clone(), history["unread"].clone()),
+            (json!(id), json!(unread)),
+            "after reading up to chat {read}"
+        );
+    }
+}

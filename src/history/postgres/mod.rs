@@ -25,7 +25,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::backend::{Backend, Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
+use super::backend::{
+    Backend, Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS, UNREAD_COUNT_LIMIT,
+};
 use super::direct_rooms::{self, DirectRoom};
 use super::rows::{self, NewColumns, Row};
 use super::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
@@ -754,16 +756,19 @@ impl Backend for PostgresBackend {
                 .first::<MessageId>(conn)
                 .optional()?
                 .unwrap_or(0);
-            let unread = messages::table
+            // At most the limit's ids: the cost of a join stays bounded
+            // however long the backlog.
+            let unread: Vec<MessageId> = messages::table
                 .filter(messages::room.eq(room))
                 .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
                 .filter(messages::id.gt(marker))
                 .filter(messages::id.le(up_to))
                 .filter(messages::deleted.eq(false))
                 .filter(messages::user_name.ne(user))
-                .count()
-                .get_result(conn)?;
-            Ok((marker, unread))
+                .select(messages::id)
+                .limit(UNREAD_COUNT_LIMIT)
+                .load(conn)?;
+            Ok((marker, unread.len() as i64))
         })
     }
 
@@ -839,6 +844,7 @@ impl Backend for PostgresBackend {
             let found: Vec<direct_rooms::ListRow> = diesel::sql_query(direct_rooms::LIST)
                 .bind::<Text, _>(user)
                 .bind::<BigInt, _>(limit)
+                .bind::<BigInt, _>(UNREAD_COUNT_LIMIT)
                 .load(conn)?;
             Ok(found.into_iter().map(Into::into).collect())
         })

@@ -17,7 +17,9 @@ use super::schema::{
 };
 use diesel::sql_types::{BigInt, Text};
 
-use crate::history::backend::{Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS};
+use crate::history::backend::{
+    Inserted, NewChange, NewRow, Outcome, Sanctions, KEY_WINDOW_MS, UNREAD_COUNT_LIMIT,
+};
 use crate::history::direct_rooms::{self, DirectRoom};
 use crate::history::rows::{self, NewColumns, Row};
 use crate::history::rules::{self, Known, ReactionOf, Target, Verdict, Wanted};
@@ -559,16 +561,19 @@ pub fn read_marker(
         .first::<MessageId>(conn)
         .optional()?
         .unwrap_or(0);
-    let unread = messages::table
+    // At most the limit's ids: the cost of a join stays bounded however
+    // long the backlog.
+    let unread: Vec<MessageId> = messages::table
         .filter(messages::room.eq(room))
         .filter(messages::kind.eq(ChangeKind::Chat.as_str()))
         .filter(messages::id.gt(marker))
         .filter(messages::id.le(up_to))
         .filter(messages::deleted.eq(false))
         .filter(messages::user_name.ne(user))
-        .count()
-        .get_result(conn)?;
-    Ok((marker, unread))
+        .select(messages::id)
+        .limit(UNREAD_COUNT_LIMIT)
+        .load(conn)?;
+    Ok((marker, unread.len() as i64))
 }
 
 /// Moves `user`'s read marker in `room` forward to `id` and returns the
@@ -632,6 +637,7 @@ pub fn direct_rooms(
     let found: Vec<direct_rooms::ListRow> = diesel::sql_query(direct_rooms::LIST)
         .bind::<Text, _>(user)
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<BigInt, _>(UNREAD_COUNT_LIMIT)
         .load(conn)?;
     Ok(found.into_iter().map(Into::into).collect())
 }
