@@ -5,7 +5,6 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use crate::config::Config;
 use crate::history::{History, Storage, StoreError};
 use crate::http::{api, dms, server_api, static_files, upgrade, ws, AppState};
 use crate::metrics::Metrics;
-use crate::thread_name::name_this_thread;
+use crate::thread_name::Numbered;
 use crate::watchdog::{FrozenRule, Watchdog};
 use crate::webhooks::{Target, Webhooks};
 
@@ -230,13 +229,12 @@ impl Application {
         let shutdown_signal = builder.graceful_shutdown_signal();
         // actix-server calls the factory below once on each worker thread,
         // as the worker starts: name it there.
-        let workers_started = Arc::new(AtomicUsize::new(0));
+        let worker_names = Arc::new(Numbered::new("http"));
         let server = builder
             .disable_signals()
             .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
             .listen("chatterbox", listener, move || {
-                let n = workers_started.fetch_add(1, Ordering::Relaxed);
-                name_this_thread(&format!("http-{n}"));
+                worker_names.name_this_thread();
                 let signal = shutdown_signal.clone();
                 let upgrade_app = app.clone();
                 HttpService::build()

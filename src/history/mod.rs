@@ -26,7 +26,7 @@ pub mod sqlite;
 mod worker;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ use backend::Backend;
 use crate::backlog::Admitted;
 use crate::metrics::Metrics;
 use crate::protocol::{ChatMessage, MessageId, RoomName, UserName};
-use crate::thread_name::name_this_thread;
+use crate::thread_name::{name_this_thread, Numbered};
 use direct_rooms::DirectRoom;
 use postgres::PostgresBackend;
 use sqlite::SqliteBackend;
@@ -186,11 +186,10 @@ impl History {
         };
         let readers = {
             let shared = shared.clone();
-            let started = AtomicUsize::new(0);
+            // The factory runs on each reader's own thread as it starts.
+            let names = Numbered::new("history-read");
             SyncArbiter::start(READER_THREADS, move || {
-                // Called on each reader's own thread as it starts.
-                let n = started.fetch_add(1, Ordering::Relaxed);
-                name_this_thread(&format!("history-read-{n}"));
+                names.name_this_thread();
                 HistoryActor::reader(reader_backend(), &shared)
             })
         };
