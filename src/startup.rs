@@ -16,6 +16,7 @@ use actix_service::{
 use actix_web::dev::{AppConfig, Server, ServerHandle};
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, App};
+use futures_util::future::LocalBoxFuture;
 
 use crate::actors::messages::server::{BeginShutdown, CatchUpRooms};
 use crate::actors::server::ChatServer;
@@ -262,7 +263,12 @@ impl Application {
                                     .map_err(|_| ())?,
                             );
                             Ok::<_, ()>(fn_service(move |(req, framed)| {
-                                upgrade::serve(app.clone(), req, framed)
+                                let app = app.clone();
+                                let serve: LocalBoxFuture<'static, Result<(), actix_web::Error>> =
+                                    Box::pin(
+                                        async move { Ok(upgrade::serve(app, req, framed).await?) },
+                                    );
+                                serve
                             }))
                         }
                     }))

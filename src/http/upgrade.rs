@@ -75,83 +75,11 @@ pub(crate) struct Accepted {
 /// the answer is written here, and a WebSocket `/ws` accepted runs here
 /// until it closes. Anything else gets its response and the connection is
 /// closed.
-///
-/// The answer and the connection are two states of the returned future: the
-/// answer's future, sized for the `App`'s call future (about 2 KB), is
-/// boxed and dropped once the answer is written, and the connection, about
-/// a hundred bytes, takes its place for the WebSocket's life.
-pub(crate) fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     app: Rc<S>,
     req: Request,
     framed: Framed<TcpStream, h1::Codec>,
-) -> impl Future<Output = Result<(), actix_web::Error>>
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
-{
-    Upgrade::answering(answer(app, req, framed))
-}
-
-/// [`serve`]'s future: the answer, then the connection it started, if any.
-enum Upgrade<A, C> {
-    Answering(Pin<Box<A>>),
-    Connected(C),
-    Done,
-}
-
-impl<A, C> Upgrade<A, C>
-where
-    A: Future<Output = io::Result<Option<C>>>,
-{
-    fn answering(answer: A) -> Self {
-        Upgrade::Answering(Box::pin(answer))
-    }
-}
-
-impl<A, C> Future for Upgrade<A, C>
-where
-    A: Future<Output = io::Result<Option<C>>>,
-    C: Future<Output = io::Result<()>> + Unpin,
-{
-    type Output = Result<(), actix_web::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Unpin`: the answer is boxed, the connection is `Unpin`.
-        let this = self.get_mut();
-        loop {
-            match this {
-                Upgrade::Answering(answer) => match ready!(answer.as_mut().poll(cx)) {
-                    // The answer's box goes here; the connection is
-                    // polled at once, in this poll, so its socket's
-                    // interest is registered with this task's waker.
-                    Ok(Some(connection)) => *this = Upgrade::Connected(connection),
-                    Ok(None) => {
-                        *this = Upgrade::Done;
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(e) => {
-                        *this = Upgrade::Done;
-                        return Poll::Ready(Err(e.into()));
-                    }
-                },
-                Upgrade::Connected(connection) => {
-                    let result = ready!(Pin::new(connection).poll(cx));
-                    *this = Upgrade::Done;
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                Upgrade::Done => return Poll::Ready(Ok(())),
-            }
-        }
-    }
-}
-
-/// Answers the upgrade request through `app` and writes the answer; the
-/// connection of the WebSocket it accepted, to be driven by [`Upgrade`].
-async fn answer<S, B>(
-    app: Rc<S>,
-    req: Request,
-    framed: Framed<TcpStream, h1::Codec>,
-) -> io::Result<Option<Connection<impl Stream<Item = Result<Bytes, actix_web::Error>>>>>
+) -> io::Result<()>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
@@ -192,10 +120,10 @@ where
     let io = Rc::new(io);
     write_all(&io, out.freeze()).await?;
     match accepted {
-        Some(accepted) => Ok(Some(start(io, early, accepted))),
+        Some(accepted) => start(io, early, accepted).await,
         None => {
             let _ = SockRef::from(&*io).shutdown(Shutdown::Write);
-            Ok(None)
+            Ok(())
         }
     }
 }
